@@ -1,0 +1,189 @@
+"""Class sets and their description knowledge bases (``configs/classes/*.yaml``).
+
+A class set is a YAML file; a user adds one with no code edit and passes its path (or a packaged name)::
+
+    name: landcover
+    background: {name: background, color: "#000000"}
+    ignore_codes: ["#9B9B9B"]          # optional: ground-truth codes that mean "unlabelled"
+    classes:
+      - name: building                 # identifier used in tags and outputs
+        prompt: building               # [CLASS] in the prompt template (defaults to name with spaces)
+        color: "#3C1098"
+        codes: ["#3C1098", 2]          # optional: ground-truth values (int) or RGB colours for masks
+        descriptions:                  # the TPE knowledge base (eq 1), >= 20 per class
+          - "an overhead satellite image of building. It exhibits ..."
+
+Output class index 0 is always the background; class ``i`` of the list is index ``i + 1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import RsWsssError
+
+_HEX = re.compile(r"^#?[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True)
+class ClassDef:
+    name: str
+    color: tuple[int, int, int]
+    prompt: str = ""
+    descriptions: tuple[str, ...] = ()
+    codes: tuple[int | tuple[int, int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    name: str
+    classes: tuple[ClassDef, ...]
+    background: ClassDef = field(default_factory=lambda: ClassDef("background", (0, 0, 0)))
+    ignore_codes: tuple[int | tuple[int, int, int], ...] = ()
+    source: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        """All output class names, background first (index = class id in the output raster)."""
+        return [self.background.name] + [c.name for c in self.classes]
+
+    @property
+    def colors(self) -> list[tuple[int, int, int]]:
+        return [self.background.color] + [c.color for c in self.classes]
+
+    @property
+    def prompts(self) -> list[str]:
+        return [c.prompt for c in self.classes]
+
+    @property
+    def num_classes(self) -> int:
+        """C, the foreground classes (the model outputs C + 1 channels)."""
+        return len(self.classes)
+
+    def index(self, name: str) -> int:
+        """Output index of a class name (0 = background); RsWsssError for an unknown name."""
+        names = self.names
+        key = name.strip()
+        if key in names:
+            return names.index(key)
+        lowered = [n.lower() for n in names]
+        if key.lower() in lowered:
+            return lowered.index(key.lower())
+        raise RsWsssError(f"unknown class '{name}' for class set '{self.name}' (known: {', '.join(names)})")
+
+    def kb_hash(self) -> str:
+        """Hash of everything the text side depends on: names, prompts and descriptions."""
+        payload = json.dumps([[c.name, c.prompt, list(c.descriptions)] for c in self.classes])
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        """Plain-value form stored in checkpoints (weights_only loadable)."""
+        return {
+            "name": self.name,
+            "background": _class_to_dict(self.background),
+            "ignore_codes": [_code_out(c) for c in self.ignore_codes],
+            "classes": [_class_to_dict(c) for c in self.classes],
+        }
+
+
+def packaged_class_sets() -> list[str]:
+    from .config import packaged_config
+
+    return sorted(p.stem for p in packaged_config("classes").glob("*.yaml"))
+
+
+def load_class_set(name_or_path: str | Path) -> ClassSet:
+    """A packaged set by name (``potsdam``, ``isaid``, ``loveda``, ``landcover``) or a YAML path."""
+    from .config import packaged_config
+
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        path = packaged_config(f"classes/{name_or_path}.yaml")
+        if not path.exists():
+            raise RsWsssError(
+                f"unknown class set '{name_or_path}': give a YAML file or one of {', '.join(packaged_class_sets())}"
+            )
+    if not path.exists():
+        raise RsWsssError(f"class set file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RsWsssError(f"class set {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return class_set_from_dict(data, source=str(path))
+
+
+def class_set_from_dict(data: dict, source: str = "class set") -> ClassSet:
+    if not isinstance(data, dict) or not data.get("classes"):
+        raise RsWsssError(f"{source}: a class set needs a 'classes' list")
+    classes = tuple(_class_from_dict(c, source) for c in data["classes"])
+    names = [c.name for c in classes]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RsWsssError(f"{source}: duplicate class names: {', '.join(dupes)}")
+    bg = _class_from_dict(data.get("background") or {"name": "background", "color": "#000000"}, source)
+    if bg.name in names:
+        raise RsWsssError(f"{source}: background name '{bg.name}' is also a class")
+    return ClassSet(
+        name=str(data.get("name") or Path(source).stem),
+        classes=classes,
+        background=bg,
+        ignore_codes=tuple(_code_in(c, source) for c in data.get("ignore_codes") or ()),
+        source=source,
+    )
+
+
+def parse_color(value: str | list | tuple, source: str = "colour") -> tuple[int, int, int]:
+    """``#RRGGBB`` or ``[r, g, b]`` → an RGB tuple."""
+    if isinstance(value, str) and _HEX.match(value.strip()):
+        h = value.strip().lstrip("#")
+        return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, int) and 0 <= v < 256 for v in value):
+        return (int(value[0]), int(value[1]), int(value[2]))
+    raise RsWsssError(f"{source}: '{value}' is not a colour (#RRGGBB or [r, g, b])")
+
+
+def color_hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02X}{:02X}{:02X}".format(*rgb)
+
+
+def _class_from_dict(d: dict, source: str) -> ClassDef:
+    if not isinstance(d, dict) or not d.get("name"):
+        raise RsWsssError(f"{source}: every class needs a 'name'")
+    name = str(d["name"]).strip()
+    if ";" in name or "," in name:
+        raise RsWsssError(f"{source}: class name '{name}' may not contain ';' or ','")
+    return ClassDef(
+        name=name,
+        color=parse_color(d.get("color", "#808080"), f"{source}: class {name}"),
+        prompt=str(d.get("prompt") or name.replace("_", " ")),
+        descriptions=tuple(str(s) for s in d.get("descriptions") or ()),
+        codes=tuple(_code_in(c, f"{source}: class {name}") for c in d.get("codes") or ()),
+    )
+
+
+def _class_to_dict(c: ClassDef) -> dict:
+    return {
+        "name": c.name,
+        "color": color_hex(c.color),
+        "prompt": c.prompt,
+        "descriptions": list(c.descriptions),
+        "codes": [_code_out(x) for x in c.codes],
+    }
+
+
+def _code_in(value, source: str) -> int | tuple[int, int, int]:
+    if isinstance(value, bool):
+        raise RsWsssError(f"{source}: code {value!r} is neither an integer nor a colour")
+    if isinstance(value, int):
+        return value
+    return parse_color(value, source)
+
+
+def _code_out(value: int | tuple[int, int, int]) -> int | str:
+    return value if isinstance(value, int) else color_hex(value)
