@@ -103,7 +103,8 @@ def load_class_set(name_or_path: str | Path) -> ClassSet:
     from .config import packaged_config
 
     path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+    # a folder that happens to share a packaged set's name (e.g. ./loveda data) must not shadow the set
+    if not (path.suffix in (".yaml", ".yml") or path.is_file()):
         path = packaged_config(f"classes/{name_or_path}.yaml")
         if not path.exists():
             raise RsWsssError(
@@ -129,6 +130,7 @@ def class_set_from_dict(data: dict, source: str = "class set") -> ClassSet:
     bg = _class_from_dict(data.get("background") or {"name": "background", "color": "#000000"}, source)
     if bg.name in names:
         raise RsWsssError(f"{source}: background name '{bg.name}' is also a class")
+    _check_codes_disjoint((bg, *classes), data.get("ignore_codes") or (), source)
     return ClassSet(
         name=str(data.get("name") or Path(source).stem),
         classes=classes,
@@ -140,6 +142,8 @@ def class_set_from_dict(data: dict, source: str = "class set") -> ClassSet:
 
 def parse_color(value: str | list | tuple, source: str = "colour") -> tuple[int, int, int]:
     """``#RRGGBB`` or ``[r, g, b]`` → an RGB tuple."""
+    if value is None:  # an unquoted #RRGGBB is a YAML comment, so the key reads as null
+        raise RsWsssError(f'{source}: colour is empty; quote hex colours in YAML ("#RRGGBB") or give [r, g, b]')
     if isinstance(value, str) and _HEX.match(value.strip()):
         h = value.strip().lstrip("#")
         return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
@@ -183,6 +187,25 @@ def _code_in(value, source: str) -> int | tuple[int, int, int]:
     if isinstance(value, int):
         return value
     return parse_color(value, source)
+
+
+def _check_codes_disjoint(classes: tuple[ClassDef, ...], ignore: tuple | list, source: str) -> None:
+    """A ground-truth code must decode to one class only (or be ignored), else masks are ambiguous."""
+    owner: dict[int | tuple[int, int, int], str] = {}
+    for c in classes:
+        for code in c.codes:
+            if code in owner and owner[code] != c.name:
+                raise RsWsssError(
+                    f"{source}: code {_code_out(code)} belongs to both '{owner[code]}' and '{c.name}'; "
+                    "give each code to one class"
+                )
+            owner[code] = c.name
+    for code in (_code_in(x, source) for x in ignore):
+        if code in owner:
+            raise RsWsssError(
+                f"{source}: code {_code_out(code)} is both an ignore code and a code of '{owner[code]}'; "
+                "keep it in one place"
+            )
 
 
 def _code_out(value: int | tuple[int, int, int]) -> int | str:
