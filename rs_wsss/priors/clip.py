@@ -1,0 +1,120 @@
+"""Frozen CLIP ViT-B/16 (open_clip): per-block patch tokens, per-block attention maps, joint-space tokens, text encoder.
+
+open_clip runs attention with ``need_weights=False``, so the blocks are run here by hand: each block's attention
+probabilities are computed from the same q/k used for its output (one pass, no second forward), head-averaged and
+cut to the patch-to-patch part (CLS row and column dropped, rows not renormalised).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import PriorsConfig
+from .weights import ResolvedWeights
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class ClipFeatures:
+    tokens: list[torch.Tensor]  # N × (B, D, h, w): every block's patch tokens (F_init^l, Sect. 3.3)
+    attn: torch.Tensor  # (B, N, hw, hw): head-averaged attention of every block, patch-to-patch (A_s^l, eq 12)
+    joint: torch.Tensor  # (B, E, h, w): final tokens after ln_post + proj, in the image–text space (eq 9)
+
+
+def _tiny_clip(size: int) -> nn.Module:
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    vision = CLIPVisionCfg(layers=4, width=64, head_width=16, patch_size=16, image_size=size)
+    text = CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=4, layers=2)
+    return CLIP(embed_dim=48, vision_cfg=vision, text_cfg=text, quick_gelu=True)
+
+
+class ClipPrior(nn.Module):
+    """Frozen CLIP image + text encoders; ``forward`` takes RGB in [0, 1] and applies CLIP's own mean/std."""
+
+    def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights):
+        super().__init__()
+        import open_clip
+
+        if cfg.tiny:
+            self.model = _tiny_clip(cfg.clip_size)
+            self.tokenizer = open_clip.get_tokenizer("ViT-B-16")
+        else:
+            path = None if weights.is_random else str(weights.path)
+            self.model = open_clip.create_model(cfg.clip_model, pretrained=path)
+            self.tokenizer = open_clip.get_tokenizer(cfg.clip_model)
+        self.size = cfg.clip_size
+        self.patch = self.model.visual.conv1.kernel_size[0]
+        self.identifier = f"{'tiny' if cfg.tiny else cfg.clip_model}|{weights.identifier}"
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> ClipPrior:  # frozen: always eval (no dropout / patch dropout)
+        return super().train(False)
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.model.visual.transformer.resblocks)
+
+    @property
+    def width(self) -> int:
+        return self.model.visual.conv1.out_channels
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.visual.proj.shape[1]
+
+    def _pos_embed(self, gh: int, gw: int) -> torch.Tensor:
+        """Positional embedding resized bicubically to a gh × gw grid (CLIP is trained at 224 px = 14 × 14)."""
+        pos = self.model.visual.positional_embedding
+        cls, grid = pos[:1], pos[1:]
+        n = int(round(grid.shape[0] ** 0.5))
+        if (gh, gw) == (n, n):
+            return pos
+        grid = grid.reshape(1, n, n, -1).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
+        return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(gh * gw, -1)], 0)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> ClipFeatures:
+        v = self.model.visual
+        x = (images - self.mean) / self.std
+        x = v.conv1(x.to(v.conv1.weight.dtype))
+        b, c, gh, gw = x.shape
+        x = x.reshape(b, c, gh * gw).permute(0, 2, 1)
+        x = torch.cat([v.class_embedding.to(x.dtype).expand(b, 1, c), x], dim=1)
+        x = v.ln_pre(x + self._pos_embed(gh, gw).to(x.dtype))
+        tokens, attns = [], []
+        for blk in v.transformer.resblocks:
+            out, prob = _attention(blk.attn, blk.ln_1(x))
+            x = x + blk.ls_1(out)
+            x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+            tokens.append(x[:, 1:].permute(0, 2, 1).reshape(b, c, gh, gw))
+            attns.append(prob.mean(1)[:, 1:, 1:])
+        joint = v.ln_post(x[:, 1:]) @ v.proj
+        joint = joint.permute(0, 2, 1).reshape(b, -1, gh, gw)
+        return ClipFeatures(tokens=tokens, attn=torch.stack(attns, 1), joint=joint)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """Text embeddings (n, E), not normalised (TPE normalises where the paper compares directions)."""
+        device = self.model.token_embedding.weight.device
+        return self.model.encode_text(self.tokenizer(texts).to(device), normalize=False).float()
+
+
+def _attention(mha: nn.MultiheadAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """nn.MultiheadAttention (batch-first input) computed by hand, returning the output and the per-head probabilities."""
+    b, n, c = x.shape
+    h = mha.num_heads
+    q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+    prob = torch.softmax((q * (c // h) ** -0.5) @ k.transpose(-2, -1), dim=-1)
+    out = (prob @ v).transpose(1, 2).reshape(b, n, c)
+    return mha.out_proj(out), prob

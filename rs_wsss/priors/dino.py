@@ -1,0 +1,55 @@
+"""Frozen DINOv2 ViT-B/14 (timm ``vit_base_patch14_dinov2``): last-block patch tokens for USR (Sect. 3.5.1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import PriorsConfig
+from .weights import ResolvedWeights
+
+DINO_MEAN = (0.485, 0.456, 0.406)
+DINO_STD = (0.229, 0.224, 0.225)
+
+
+class DinoPrior(nn.Module):
+    """Frozen DINOv2; ``forward`` takes RGB in [0, 1] and returns patch tokens (B, D, h, w), prefix tokens removed."""
+
+    def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights):
+        super().__init__()
+        import timm
+
+        kwargs: dict = dict(dynamic_img_size=True, num_classes=0)
+        if cfg.tiny:
+            kwargs.update(embed_dim=64, depth=2, num_heads=4, img_size=cfg.dino_size)
+        if weights.is_random:
+            self.model = timm.create_model(cfg.dino_model, pretrained=False, **kwargs)
+        else:  # the real loading path: timm reads the file and adapts it (pos-embed resize) via its filter
+            self.model = timm.create_model(
+                cfg.dino_model, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights.path)), **kwargs
+            )
+        self.size = cfg.dino_size
+        self.identifier = f"{'tiny' if cfg.tiny else cfg.dino_model}|{weights.identifier}"
+        self.register_buffer("mean", torch.tensor(DINO_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(DINO_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> DinoPrior:  # frozen: always eval
+        return super().train(False)
+
+    @property
+    def width(self) -> int:
+        return self.model.embed_dim
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std
+        b, _, height, width = x.shape
+        p = self.model.patch_embed.patch_size[0]
+        if height % p or width % p:  # DINOv2 needs multiples of the patch size
+            x = F.interpolate(x, size=(height // p * p, width // p * p), mode="bilinear", align_corners=False)
+        out = self.model.forward_features(x)[:, self.model.num_prefix_tokens :]
+        gh, gw = x.shape[-2] // p, x.shape[-1] // p
+        return out.permute(0, 2, 1).reshape(b, -1, gh, gw)

@@ -1,0 +1,110 @@
+"""Where the frozen backbones' weights come from.
+
+Order: explicit path (file, or directory holding the files) → ``$RS_WSSS_WEIGHTS_DIR`` → the libraries' hub cache
+(or a download when online) → :class:`WeightsNotFound` with one line saying how to supply them.
+``"random"`` is an explicit choice (tests, smoke runs), never a fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import PriorsConfig
+from ..errors import RsWsssError, WeightsNotFound
+
+ENV_DIR = "RS_WSSS_WEIGHTS_DIR"
+RANDOM = "random"
+# File names looked for inside a weights directory, most specific first.
+FILE_NAMES = {
+    "clip": ("open_clip_vit_b16_openai.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors"),
+    "dino": ("dinov2_vitb14.safetensors", "dinov2_vitb14.bin", "dinov2_vitb14_pretrain.pth"),
+}
+NAME_HINT = {"clip": "clip", "dino": "dinov2"}
+SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
+HOW = (
+    "put open_clip_vit_b16_openai.bin and dinov2_vitb14.safetensors in $RS_WSSS_WEIGHTS_DIR or pass --weights DIR"
+    " (or --weights random / make demo WEIGHTS=random to see the mechanics with random backbones)"
+)
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    backbone: str  # "clip" or "dino"
+    path: Path | None  # None when random
+    source: str  # "explicit", "env", "hub-cache", "random"
+
+    @property
+    def is_random(self) -> bool:
+        return self.path is None
+
+    @property
+    def identifier(self) -> str:
+        """Stable id for cache keys: file name + size + head hash (hashing GBs of weights each run is wasteful)."""
+        if self.path is None:
+            return f"{self.backbone}:random"
+        st = self.path.stat()
+        with open(self.path, "rb") as fh:
+            head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:12]
+        return f"{self.backbone}:{self.path.name}:{st.st_size}:{head}"
+
+    def describe(self) -> str:
+        return f"{self.backbone}: random weights (explicit)" if self.path is None else (
+            f"{self.backbone}: {self.path} (from {self.source})")
+
+
+def resolve(backbone: str, cfg: PriorsConfig, weights: str | None = None) -> ResolvedWeights:
+    """Resolve one backbone's weights; ``weights`` (CLI ``--weights``) beats ``cfg.weights``."""
+    choice = weights if weights is not None else cfg.weights
+    if cfg.tiny or choice == RANDOM:
+        return ResolvedWeights(backbone, None, RANDOM)
+    if choice:
+        found = _in_location(backbone, Path(choice).expanduser())
+        if found is None:
+            raise WeightsNotFound(f"no {backbone} weights at {choice}: {HOW}")
+        return ResolvedWeights(backbone, found, "explicit")
+    env = os.environ.get(ENV_DIR)
+    if env:
+        found = _in_location(backbone, Path(env).expanduser())
+        if found is not None:
+            return ResolvedWeights(backbone, found, "env")
+    found = _from_hub(backbone, cfg)
+    if found is not None:
+        return ResolvedWeights(backbone, found, "hub-cache")
+    raise WeightsNotFound(f"{backbone} weights not found (offline and not cached): {HOW}")
+
+
+def _in_location(backbone: str, loc: Path) -> Path | None:
+    if loc.is_file():
+        return loc
+    if not loc.is_dir():
+        return None
+    for name in FILE_NAMES[backbone]:
+        if (loc / name).is_file():
+            return loc / name
+    hits = sorted(p for p in loc.iterdir() if p.suffix in SUFFIXES and NAME_HINT[backbone] in p.name.lower())
+    if backbone == "clip":  # 'clip' must not pick a dinov2 file that happens to mention clip
+        hits = [p for p in hits if "dino" not in p.name.lower()]
+    if len(hits) > 1:
+        raise RsWsssError(f"several {backbone} weight files in {loc}: {', '.join(p.name for p in hits)}; keep one")
+    return hits[0] if hits else None
+
+
+def _from_hub(backbone: str, cfg: PriorsConfig) -> Path | None:
+    """The libraries' own cache (or download when online); any failure means 'not available'."""
+    try:
+        if backbone == "clip":
+            from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+            target = download_pretrained(get_pretrained_cfg(cfg.clip_model, cfg.clip_pretrained))
+        else:
+            from huggingface_hub import hf_hub_download
+            from timm.models import get_pretrained_cfg
+
+            pcfg = get_pretrained_cfg(cfg.dino_model)
+            target = hf_hub_download(pcfg.hf_hub_id, "model.safetensors") if pcfg and pcfg.hf_hub_id else ""
+    except Exception:  # offline, no cache, no hub client: all the same to the user
+        return None
+    return Path(target) if target and Path(target).is_file() else None
