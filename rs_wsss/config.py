@@ -116,6 +116,9 @@ class LossConfig:
 
     seg_weight: float = 1.0  # λ1
     aff_weight: float = 0.1  # λ2 — not in paper (AFA's weight)
+    # what L_aff supervises: "joint" = A_cd of eq 11 (trains both adapters' relations; the DINO adapter gets no other
+    # gradient), "decoder" = the decoder's last self-attention (AFA's reading of "affinity within the MHSA")
+    aff_on: str = "joint"
 
 
 @dataclass

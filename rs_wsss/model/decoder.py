@@ -1,0 +1,56 @@
+"""Transformer decoder, eqs 7–8 (Sect. 3.3.2): D pre-norm blocks (MHSA + FFN, residuals, LayerNorm), a 1×1 conv to
+C+1 logits and bilinear upsampling. The last block also yields the affinity that L_aff supervises: the sigmoid of its
+head-averaged, symmetrised attention logits (Ru et al. 2022 learn affinity from self-attention the same way)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, want_affinity: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, n, c = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.proj(out.transpose(1, 2).reshape(b, n, c))
+        x = x + self.mlp(self.norm2(x))
+        aff = None
+        if want_affinity:
+            logits = (q @ k.transpose(-2, -1) * (c // self.heads) ** -0.5).mean(1)
+            aff = torch.sigmoid((logits + logits.transpose(1, 2)) / 2)
+        return x, aff
+
+
+class Decoder(nn.Module):
+    def __init__(self, dim: int, num_classes: int, layers: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.classifier = nn.Conv2d(dim, num_classes, 1)
+
+    def forward(
+        self, f_clip: torch.Tensor, out_size: tuple[int, int], want_affinity: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """F_clip (B, d, h, w) → P (B, C+1, H, W) (eqs 7–8) and, on request, the last block's affinity (B, hw, hw)."""
+        b, c, h, w = f_clip.shape
+        x = f_clip.flatten(2).transpose(1, 2)
+        aff = None
+        for i, blk in enumerate(self.blocks):
+            x, a = blk(x, want_affinity and i == len(self.blocks) - 1)
+            aff = a if a is not None else aff
+        x = self.norm(x).transpose(1, 2).reshape(b, c, h, w)  # F̃, eq 7
+        logits = F.interpolate(self.classifier(x), size=out_size, mode="bilinear", align_corners=False)  # eq 8
+        return logits, aff

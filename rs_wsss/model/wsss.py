@@ -1,0 +1,201 @@
+"""The rs-wsss model: frozen priors + trainable adapter/decoder, online CAM refinement and pseudo labels (Sect. 3).
+
+Tensors in, tensors out: images are float32 (B, 3, H, W) RGB in [0, 1], tags multi-hot (B, C) over the foreground
+classes; channel 0 of every CAM / logit tensor is the background.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..classes import ClassSet
+from ..config import Config
+from . import cam as cam_mod
+from . import losses, usr, vpe
+from .adapter import FeatureAdapter
+from .decoder import Decoder
+from .par import PAR
+from .tpe import text_embeddings
+
+
+def cache_dir() -> Path:
+    """Where derived artefacts (encoded knowledge bases) are cached: $RS_WSSS_CACHE or ~/.cache/rs-wsss."""
+    return Path(os.environ.get("RS_WSSS_CACHE", Path.home() / ".cache" / "rs-wsss"))
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class WSSS(nn.Module):
+    """Only ``adapter``, ``dino_adapter`` and ``decoder`` train; CLIP and DINO stay frozen (asserted)."""
+
+    def __init__(self, cfg: Config, class_set: ClassSet, clip: nn.Module, dino: nn.Module | None, dino_width: int | None = None):
+        super().__init__()
+        self.cfg, self.class_set = cfg, class_set
+        self.clip, self.dino = clip, dino
+        a = cfg.adapter
+        k = class_set.num_classes + 1
+        self.adapter = FeatureAdapter(clip.width, a.hidden_dim, a.dim, clip.num_blocks, a.fuse_kernel)
+        dino_width = dino.width if dino is not None else dino_width
+        self.dino_adapter = None
+        if cfg.usr.use_dino and dino_width:
+            self.dino_adapter = FeatureAdapter(dino_width, a.dino_hidden_dim, a.dino_dim, 1, a.fuse_kernel)
+        d = cfg.decoder
+        self.decoder = Decoder(a.dim, k, d.layers, d.heads, d.mlp_ratio, d.dropout)
+        self.par = PAR(cfg.par.dilations, cfg.par.iters)
+        f_cd_dim = a.dim + (a.dino_dim if self.dino_adapter is not None else 0)
+        self.register_buffer("prototypes", torch.zeros(k, f_cd_dim))  # VPE momentum prototypes (eq 18)
+        self.register_buffer("proto_init", torch.zeros(k, dtype=torch.bool))
+        text = text_embeddings(class_set, clip.encode_text, cfg.tpe, cache_dir(), clip.identifier)
+        self.register_buffer("text", text, persistent=False)  # derived from class set + weights, not saved
+        for m in (clip, dino):
+            if m is not None:
+                assert not any(p.requires_grad for p in m.parameters()), "backbones must stay frozen"
+
+    # ---- parameters -------------------------------------------------------------------------------------------
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        mods = {"adapter": self.adapter, "decoder": self.decoder}
+        if self.dino_adapter is not None:
+            mods["dino_adapter"] = self.dino_adapter
+        return mods
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.trainable_modules().values() for p in m.parameters()]
+
+    def param_counts(self) -> dict[str, int]:
+        def n(m: nn.Module | None) -> int:
+            return sum(p.numel() for p in m.parameters()) if m is not None else 0
+
+        counts = {name: n(m) for name, m in self.trainable_modules().items()}
+        counts.update(clip=n(self.clip), clip_visual=n(self.clip.model.visual), dino=n(self.dino))
+        counts["trainable"] = sum(p.numel() for p in self.trainable_parameters())
+        counts["total"] = counts["trainable"] + counts["clip"] + counts["dino"]
+        return counts
+
+    def train(self, mode: bool = True) -> WSSS:
+        super().train(mode)
+        for m in (self.clip, self.dino):  # frozen priors never leave eval mode
+            if m is not None:
+                m.eval()
+        return self
+
+    # ---- training -----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the trainable part needs from the frozen priors for one batch (cacheable: it never changes)."""
+        p = self.cfg.priors
+        f = self.clip(_resize(images, (p.clip_size, p.clip_size)))
+        out = {"tokens": torch.stack(f.tokens, 1), "attn": f.attn, "joint": f.joint}
+        if self.dino_adapter is not None:  # F_cd needs DINO (eq 10)
+            if self.dino is None:
+                raise RuntimeError("training with usr.use_dino needs the DINO prior")
+            out["dino"] = self.dino(_resize(images, (p.dino_size, p.dino_size)))
+        return out
+
+    def train_step(self, images: torch.Tensor, tags: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward + loss of one batch (the caller runs backward and the optimiser)."""
+        return self.step_from_features(self.frozen_features(images), images, tags)
+
+    def f_cd(self, f_clip: torch.Tensor, dino_tokens: torch.Tensor | None) -> torch.Tensor:
+        """Eq 10: F_cd = Concat(F_clip, F_dino); F_clip alone when the DINO prior is switched off."""
+        if self.dino_adapter is None or dino_tokens is None:
+            return f_clip
+        f_dino = self.dino_adapter([_resize(dino_tokens, tuple(f_clip.shape[-2:]))])
+        return torch.cat([f_clip, f_dino], dim=1)
+
+    def step_from_features(self, feats: dict[str, torch.Tensor], images: torch.Tensor, tags: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        b, _, height, width = images.shape
+        f_clip = self.adapter(list(feats["tokens"].unbind(1)))  # eqs 5–6
+        logits, dec_aff = self.decoder(f_clip, (height, width), want_affinity=cfg.loss.aff_on == "decoder")  # 7–8
+        f_cd = self.f_cd(f_clip, feats.get("dino"))  # eq 10 (with gradients, for L_aff)
+        h, w = f_clip.shape[-2:]
+        with torch.no_grad():
+            tags_k = torch.cat([torch.ones_like(tags[:, :1]), tags], dim=1).bool()
+            cams = self.refine_cam(feats, f_cd.detach(), tags, tags_k, update=self.training)
+            cams = _resize(cams.view(b, -1, h, w), (height, width))
+            if cfg.par.enabled:
+                cams = self.par(images, cams)
+            labels = losses.pseudo_labels(cams, tags_k, cfg.pseudo.high, cfg.pseudo.low, cfg.pseudo.ignore_index)
+        seg = losses.seg_loss(logits, labels, cfg.pseudo.ignore_index)
+        aff_pred = usr.joint_affinity(f_cd.flatten(2)) if cfg.loss.aff_on == "joint" else dec_aff
+        aff_lab = losses.affinity_labels(labels, (h, w), cfg.pseudo.ignore_index)
+        aff = losses.affinity_loss(aff_pred, aff_lab, cfg.pseudo.ignore_index)
+        loss = losses.total_loss(seg, aff, cfg.loss)  # eq 21
+        return {"loss": loss, "seg": seg.detach(), "aff": aff.detach(), "labels": labels, "cam": cams, "logits": logits}
+
+    @torch.no_grad()
+    def refine_cam(self, feats: dict[str, torch.Tensor], f_cd: torch.Tensor, tags: torch.Tensor, tags_k: torch.Tensor, update: bool) -> torch.Tensor:
+        """Initial CAM (eq 9) → USR (eqs 11–15) → VPE (eqs 16–20), each behind its switch; returns (B, K, hw)."""
+        cfg = self.cfg
+        cams = cam_mod.initial_cam(feats["joint"], self.text, tags, cfg.cam).flatten(2)
+        fcd = f_cd.flatten(2)
+        if cfg.usr.enabled:
+            cams = usr.usr_refine(cams, fcd, feats["attn"], cfg.usr.n0, cfg.usr.alpha)
+        if cfg.vpe.enabled:
+            if update:
+                seeds = vpe.seed_mask(cams, tags_k, cfg.vpe.topk_percent)
+                protos, init = vpe.update_prototypes(self.prototypes, self.proto_init, fcd, seeds, cfg.vpe.momentum)
+                self.prototypes.copy_(protos)
+                self.proto_init.copy_(init)
+            sim = vpe.prototype_similarity(self.prototypes, fcd)
+            # a class without a prototype yet is left as USR made it (S_c = 1) rather than erased
+            sim = torch.where(self.proto_init[None, :, None], sim, torch.ones_like(sim))
+            cams = vpe.prototype_cam(cams, sim, tags_k)
+        return cams
+
+    # ---- inference ----------------------------------------------------------------------------------------------
+    def _scaled_sizes(self, height: int, width: int, scales: list[float], patch: int) -> list[tuple[int, int]]:
+        return [(max(patch, round(height * s / patch) * patch), max(patch, round(width * s / patch) * patch)) for s in scales]
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, scales: list[float] | None = None, flip: bool | None = None) -> torch.Tensor:
+        """Decoder probabilities (B, C+1, H, W), averaged over scales (and horizontal flips). DINO is not run."""
+        scales = self.cfg.infer.scales if scales is None else scales
+        flip = self.cfg.infer.flip if flip is None else flip
+        height, width = images.shape[-2:]
+        total, n = 0.0, 0
+        for size in self._scaled_sizes(height, width, scales, self.clip.patch):
+            x = _resize(images, size)
+            for flipped in (False, True) if flip else (False,):
+                xi = x.flip(-1) if flipped else x
+                logits, _ = self.decoder(self.adapter(self.clip(xi).tokens), (height, width))
+                prob = logits.softmax(1)
+                total = total + (prob.flip(-1) if flipped else prob)
+                n += 1
+        return total / n
+
+    @torch.no_grad()
+    def zero_shot(self, images: torch.Tensor, tags: torch.Tensor | None = None, scales: list[float] | None = None) -> torch.Tensor:
+        """Training-free segmentation: initial CAM from the (TPE-enriched) text embeddings, refined by USR with DINO
+        affinity and filtered CLIP attention; (B, C+1, H, W) probabilities (CAM scores normalised to sum to 1).
+
+        Without a trained adapter, F_cd is the concatenation of the L2-normalised raw final CLIP block tokens and
+        DINO tokens (DINO run at 14/16 of the CLIP input so both grids match)."""
+        scales = self.cfg.infer.scales if scales is None else scales
+        height, width = images.shape[-2:]
+        total = 0.0
+        sizes = self._scaled_sizes(height, width, scales, self.clip.patch)
+        for size in sizes:
+            x = _resize(images, size)
+            f = self.clip(x)
+            h, w = f.joint.shape[-2:]
+            cams = cam_mod.initial_cam(f.joint, self.text, tags, self.cfg.cam).flatten(2)
+            if self.cfg.usr.enabled:
+                parts = [F.normalize(f.tokens[-1], dim=1)]
+                if self.dino is not None and self.cfg.usr.use_dino:
+                    dino = self.dino(_resize(x, (h * 14, w * 14)))
+                    parts.append(F.normalize(_resize(dino, (h, w)), dim=1))
+                n0 = min(self.cfg.usr.n0, self.clip.num_blocks)
+                cams = usr.usr_refine(cams, torch.cat(parts, 1).flatten(2), f.attn, n0, self.cfg.usr.alpha)
+            cams = _resize(cams.view(cams.shape[0], -1, h, w), (height, width)).clamp_min(0)
+            total = total + cams / cams.sum(1, keepdim=True).clamp_min(1e-6)
+        return total / len(sizes)

@@ -1,0 +1,87 @@
+"""Training loop (Sect. 4.2): AdamW on the trainable parameters only, poly learning-rate decay, periodic atomic
+checkpoints, and resume (optimiser, schedule, prototypes, step and RNG restored)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import TrainConfig
+from ..model.checkpoint import load_checkpoint, restore_model, save_checkpoint, set_rng_state
+
+log = logging.getLogger("rs_wsss")
+Progress = Callable[[str, int, int], None]
+# batch_for_step(step) -> (images (B,3,H,W) in [0,1], tags (B,C)); a function of the step, so a resumed run sees
+# exactly the batches the uninterrupted one would have seen.
+BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def poly_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < cfg.warmup_iters:
+            return (step + 1) / cfg.warmup_iters
+        return max(0.0, 1 - step / max(1, cfg.iters)) ** cfg.poly_power
+
+    return f
+
+
+def build_optimizer(model, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    params = model.trainable_parameters()
+    frozen = {id(p) for m in (model.clip, model.dino) if m is not None for p in m.parameters()}
+    assert not any(id(p) in frozen for p in params), "a frozen backbone parameter reached the optimiser"
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, poly_lambda(cfg))
+
+
+def train(
+    model,
+    batch_for_step: BatchFn,
+    cfg: TrainConfig,
+    out_path: str | Path,
+    resume: bool = False,
+    progress: Progress | None = None,
+    extra: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Train to ``cfg.iters`` steps, writing ``out_path`` every ``cfg.checkpoint_every`` steps and at the end."""
+    out_path = Path(out_path)
+    opt, sched = build_optimizer(model, cfg)
+    start = 0
+    if resume and out_path.exists():
+        state = load_checkpoint(out_path)
+        restore_model(model, state, str(out_path))
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start = state["step"]
+        log.info("resuming %s at step %d of %d", out_path, start, cfg.iters)
+    model.train()
+    history: list[float] = []
+    amp = cfg.amp and torch.device(device).type == "cuda"
+    for step in range(start, cfg.iters):
+        images, tags = batch_for_step(step)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            out = model.train_step(images.to(device), tags.to(device))
+        loss = out["loss"]
+        if not math.isfinite(float(loss)):
+            raise FloatingPointError(f"loss became {float(loss)} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append(float(loss))
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.iters:
+            log.info("step %d/%d loss %.4f (seg %.4f aff %.4f) lr %.2e", done, cfg.iters, float(loss), float(out["seg"]), float(out["aff"]), sched.get_last_lr()[0])
+        if progress:
+            progress("train", done, cfg.iters)
+        if done % cfg.checkpoint_every == 0 or done == cfg.iters:
+            save_checkpoint(out_path, model, opt, sched, done, extra)
+    if start >= cfg.iters:
+        log.info("%s already at step %d of %d", out_path, start, cfg.iters)
+    return {"start": start, "step": max(start, cfg.iters), "losses": history}
