@@ -1,0 +1,171 @@
+"""Reading rasters: band selection, normalisation to [0, 1], nodata masks, windowed (and optionally resampled) reads.
+
+Memory is independent of raster size: every read is a window; the percentile stretch of non-8-bit data is computed
+once from a decimated read (GDAL serves it from overviews when the file has them).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from ..errors import RsWsssError
+
+DECIMATED = 1024  # long side of the read used for percentile statistics
+
+
+@dataclass
+class NormStats:
+    """Per selected band: value mapped to 0 and to 1 (linear stretch, clipped)."""
+
+    low: list[float]
+    high: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"low": [float(v) for v in self.low], "high": [float(v) for v in self.high]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NormStats:
+        return cls(low=[float(v) for v in d["low"]], high=[float(v) for v in d["high"]])
+
+
+def open_dataset(path: str | Path):
+    """rasterio.open with one-line errors (missing, unreadable, not a raster)."""
+    p = Path(path)
+    if not p.exists():
+        raise RsWsssError(f"raster not found: {p}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(p)
+    except RasterioIOError as exc:
+        raise RsWsssError(f"cannot read raster {p}: {str(exc).splitlines()[0]}") from None
+
+
+def default_bands(src) -> list[int]:
+    """RGB by colour interpretation, else the first three bands; a 1- or 2-band image repeats band 1."""
+    ci = list(src.colorinterp)
+    want = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+    if all(c in ci for c in want):
+        return [ci.index(c) + 1 for c in want]
+    return [1, 2, 3] if src.count >= 3 else [1, 1, 1]
+
+
+class Scene:
+    """One raster opened for reading; ``read(window)`` → (float32 (3, h, w) in [0, 1], valid bool (h, w))."""
+
+    def __init__(self, path: str | Path, bands: list[int] | None = None, norm: NormStats | None = None,
+                 gsd: float | None = None, percentile: tuple[float, float] = (2.0, 98.0)):
+        self.path = str(path)
+        self.dataset = open_dataset(path)
+        self.src = self.dataset
+        if gsd:
+            self.src = _resampled(self.dataset, gsd)
+        if bands is not None:
+            bad = [b for b in bands if not 1 <= b <= self.src.count]
+            if bad or len(bands) not in (1, 3):
+                raise RsWsssError(f"{path}: bands {bands} invalid: give 1 or 3 band numbers in 1..{self.src.count}")
+            bands = list(bands) * 3 if len(bands) == 1 else list(bands)
+        self.bands = bands or default_bands(self.src)
+        self.dtype = self.src.dtypes[self.bands[0] - 1]
+        self.nodata = self.src.nodata
+        self.norm = norm or compute_norm(self, percentile)
+
+    # grid properties of what is read (the resampled grid when gsd is set)
+    width = property(lambda self: self.src.width)
+    height = property(lambda self: self.src.height)
+    crs = property(lambda self: self.src.crs)
+    transform = property(lambda self: self.src.transform)
+    res = property(lambda self: self.src.res)
+
+    def close(self) -> None:
+        if self.src is not self.dataset:
+            self.src.close()
+        self.dataset.close()
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Raw band values (3, h, w) float32 and validity (h, w) of a window; outside the raster: 0 and invalid."""
+        h, w = int(window.height), int(window.width)
+        data = np.zeros((3, h, w), np.float32)
+        valid = np.zeros((h, w), bool)
+        inner = window.intersection(Window(0, 0, self.width, self.height)) if _intersects(window, self) else None
+        if inner is None or inner.width <= 0 or inner.height <= 0:
+            return data, valid
+        r0, c0 = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
+        ih, iw = int(inner.height), int(inner.width)
+        uniq = sorted(set(self.bands))
+        arr = self.src.read(uniq, window=inner).astype(np.float32)
+        masks = self.src.read_masks(uniq, window=inner)
+        ok = np.all(masks > 0, axis=0) & np.all(np.isfinite(arr), axis=0)
+        for i, b in enumerate(self.bands):
+            data[i, r0 : r0 + ih, c0 : c0 + iw] = arr[uniq.index(b)]
+        valid[r0 : r0 + ih, c0 : c0 + iw] = ok
+        return data, valid
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        data, valid = self.read_raw(window)
+        low = np.asarray(self.norm.low, np.float32)[:, None, None]
+        high = np.asarray(self.norm.high, np.float32)[:, None, None]
+        img = np.clip((data - low) / np.maximum(high - low, 1e-6), 0.0, 1.0)
+        img[:, ~valid] = 0.0
+        return img, valid
+
+
+def _intersects(window: Window, scene: Scene) -> bool:
+    return (window.col_off < scene.width and window.row_off < scene.height
+            and window.col_off + window.width > 0 and window.row_off + window.height > 0)
+
+
+def compute_norm(scene: Scene, percentile: tuple[float, float] = (2.0, 98.0)) -> NormStats:
+    """8-bit data: 0–255 as is. Other types: per-band percentiles of the valid pixels of a decimated read."""
+    if scene.dtype == "uint8":
+        return NormStats([0.0] * 3, [255.0] * 3)
+    src = scene.src
+    f = max(1.0, max(src.width, src.height) / DECIMATED)
+    shape = (max(1, int(src.height / f)), max(1, int(src.width / f)))
+    uniq = sorted(set(scene.bands))
+    arr = src.read(uniq, out_shape=(len(uniq), *shape), resampling=Resampling.nearest).astype(np.float64)
+    masks = src.read_masks(uniq, out_shape=(len(uniq), *shape), resampling=Resampling.nearest)
+    ok = np.all(masks > 0, axis=0) & np.all(np.isfinite(arr), axis=0)
+    if not ok.any():
+        raise RsWsssError(f"{scene.path}: every pixel is nodata; nothing to segment")
+    low, high = [], []
+    for b in scene.bands:
+        lo, hi = np.percentile(arr[uniq.index(b)][ok], list(percentile))
+        low.append(float(lo))
+        high.append(float(hi) if hi > lo else float(lo) + 1.0)
+    return NormStats(low, high)
+
+
+def _resampled(src, gsd: float):
+    """A WarpedVRT of ``src`` at ``gsd`` CRS units per pixel (bilinear), same CRS and origin."""
+    from rasterio.transform import Affine
+    from rasterio.vrt import WarpedVRT
+
+    if src.crs is None:
+        raise RsWsssError(f"{src.name}: --gsd needs a georeferenced raster (this one has no CRS)")
+    t = src.transform
+    fx, fy = abs(t.a) / gsd, abs(t.e) / gsd
+    transform = Affine(math.copysign(gsd, t.a), t.b, t.c, t.d, math.copysign(gsd, t.e), t.f)
+    return WarpedVRT(src, crs=src.crs, transform=transform, width=max(1, round(src.width * fx)),
+                     height=max(1, round(src.height * fy)), resampling=Resampling.bilinear)
+
+
+def open_scene(path: str | Path, bands: list[int] | None = None, norm: NormStats | None = None,
+               gsd: float | None = None, percentile: tuple[float, float] = (2.0, 98.0)) -> Scene:
+    return Scene(path, bands, norm, gsd, percentile)

@@ -1,0 +1,64 @@
+"""Ground-truth class rasters: decoding index- or RGB-coded masks (palette PNGs included) into class ids."""
+
+from __future__ import annotations
+
+import numpy as np
+from rasterio.windows import Window
+
+from ..classes import ClassSet
+from ..errors import RsWsssError
+from .write import NODATA
+
+
+def code_table(class_set: ClassSet, value_map: dict | None = None) -> dict:
+    """Code (int or RGB tuple) → class id (255 = ignore). ``value_map`` (code → class name) replaces the set's codes."""
+    table: dict = {}
+    if value_map:
+        for code, name in value_map.items():
+            table[code] = class_set.index(name) if str(name) != "ignore" else NODATA
+        return table
+    for code in class_set.background.codes:
+        table[code] = 0
+    for i, c in enumerate(class_set.classes, start=1):
+        for code in c.codes:
+            table[code] = i
+    for code in class_set.ignore_codes:
+        table.setdefault(code, NODATA)
+    if not table:
+        raise RsWsssError(f"class set '{class_set.name}' has no ground-truth codes: pass --value-map CODE=CLASS ...")
+    return table
+
+
+def wants_rgb(table: dict) -> bool:
+    return any(isinstance(k, tuple) for k in table) and not any(isinstance(k, int) for k in table)
+
+
+def read_mask(src, window: Window | None, table: dict) -> np.ndarray:
+    """Read a mask window and decode it to class ids (uint8, 255 = ignore or unknown code)."""
+    if wants_rgb(table):
+        if src.count >= 3:
+            rgb = src.read([1, 2, 3], window=window)
+        else:  # palette PNG: decode through its own palette (the order differs per file)
+            try:
+                cmap = src.colormap(1)
+            except ValueError:
+                raise RsWsssError(f"{src.name}: a 1-band mask without palette cannot match RGB class codes") from None
+            lut = np.zeros((256, 3), np.uint8)
+            for k, v in cmap.items():
+                lut[k] = v[:3]
+            rgb = lut[src.read(1, window=window)].transpose(2, 0, 1)
+        return decode(rgb, table)
+    return decode(src.read(1, window=window), table)
+
+
+def decode(arr: np.ndarray, table: dict) -> np.ndarray:
+    """(H, W) integer codes or (3, H, W) RGB → class ids via ``table``; unknown codes → 255."""
+    if arr.ndim == 3:
+        key = (arr[0].astype(np.int64) << 16) | (arr[1].astype(np.int64) << 8) | arr[2].astype(np.int64)
+        lut = {(k[0] << 16) | (k[1] << 8) | k[2]: v for k, v in table.items() if isinstance(k, tuple)}
+    else:
+        key = arr.astype(np.int64)
+        lut = {k: v for k, v in table.items() if isinstance(k, int)}
+    uniq, inv = np.unique(key, return_inverse=True)
+    mapped = np.array([lut.get(int(u), NODATA) for u in uniq], np.uint8)
+    return mapped[inv].reshape(key.shape)

@@ -1,0 +1,24 @@
+"""Tiling: windows of ``tile`` px with ``overlap`` covering the whole raster, edge tiles included."""
+
+from __future__ import annotations
+
+from rasterio.windows import Window
+
+
+def offsets(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets along one axis: every ``stride``, plus a last tile aligned to the far edge, so nothing is
+    dropped; a raster shorter than a tile gets one tile at 0 (padded past the edge when read)."""
+    if length <= tile:
+        return [0]
+    offs = list(range(0, length - tile + 1, stride))
+    if offs[-1] + tile < length:
+        offs.append(length - tile)
+    return offs
+
+
+def tile_windows(width: int, height: int, tile: int, overlap: float) -> list[Window]:
+    """Row-major windows (all ``tile`` × ``tile``); stride = round(tile · (1 − overlap))."""
+    if tile <= 0 or not 0 <= overlap < 1:
+        raise ValueError(f"tile must be > 0 and overlap in [0, 1), got {tile}, {overlap}")
+    stride = max(1, round(tile * (1 - overlap)))
+    return [Window(c, r, tile, tile) for r in offsets(height, tile, stride) for c in offsets(width, tile, stride)]
