@@ -29,5 +29,5 @@ def build_priors(
     if clip_w.is_random:
         import logging
 
-        logging.getLogger("rs_wsss").warning("using RANDOM backbone weights (explicit): outputs are not meaningful")
+        logging.getLogger("rs_wsss").warning("RANDOM backbone weights (explicit): outputs only show the mechanics and are marked random-weights")
     return ClipPrior(cfg, clip_w), (DinoPrior(cfg, dino_w) if dino_w is not None else None)

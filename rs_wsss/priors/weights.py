@@ -92,8 +92,28 @@ def _in_location(backbone: str, loc: Path) -> Path | None:
     return hits[0] if hits else None
 
 
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """A quick TCP probe of the hub endpoint, so an offline machine fails in seconds, not after HTTP retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        from huggingface_hub import constants
+
+        url = urlparse(constants.ENDPOINT)
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except Exception:
+        return False
+
+
 def _from_hub(backbone: str, cfg: PriorsConfig) -> Path | None:
     """The libraries' own cache (or download when online); any failure means 'not available'."""
+    cached = _hub_cached(backbone, cfg)
+    if cached is not None or not _hub_reachable():
+        return cached
     try:
         if backbone == "clip":
             from open_clip.pretrained import download_pretrained, get_pretrained_cfg
@@ -108,3 +128,28 @@ def _from_hub(backbone: str, cfg: PriorsConfig) -> Path | None:
     except Exception:  # offline, no cache, no hub client: all the same to the user
         return None
     return Path(target) if target and Path(target).is_file() else None
+
+
+def _hub_cached(backbone: str, cfg: PriorsConfig) -> Path | None:
+    """The file from the Hugging Face cache, without any network access."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if backbone == "clip":
+            from open_clip.pretrained import get_pretrained_cfg
+
+            hub = get_pretrained_cfg(cfg.clip_model, cfg.clip_pretrained).get("hf_hub", "")
+            repo, name = os.path.split(hub)
+            names = [name] if name else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        else:
+            from timm.models import get_pretrained_cfg
+
+            pcfg = get_pretrained_cfg(cfg.dino_model)
+            repo, names = (pcfg.hf_hub_id if pcfg else ""), ["model.safetensors", "pytorch_model.bin"]
+        for n in names:
+            hit = try_to_load_from_cache(repo, n) if repo else None
+            if isinstance(hit, str) and Path(hit).is_file():
+                return Path(hit)
+    except Exception:
+        return None
+    return None

@@ -1,0 +1,118 @@
+"""Shared CLI plumbing: logging, progress reporting (tqdm or JSON lines), option parsing helpers, device choice."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+
+import click
+
+log = logging.getLogger("rs_wsss")
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("rs-wsss: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    # libraries log to the root logger (e.g. open_clip on random init); keep their chatter out unless -v
+    root = logging.getLogger()
+    root.handlers[:] = [logging.NullHandler()] if verbosity <= 0 else [handler]
+    if verbosity <= 0:
+        warnings.filterwarnings("ignore")
+
+
+class Progress:
+    """progress(stage, done, total): one JSON object per line on stderr, or a tqdm bar per stage."""
+
+    def __init__(self, as_json: bool, quiet: bool = False):
+        self.as_json, self.quiet = as_json, quiet
+        self.bars: dict = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.as_json:
+            sys.stderr.write(json.dumps({"stage": stage, "done": done, "total": total}) + "\n")
+            sys.stderr.flush()
+            return
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="step" if stage == "train" else "tile",
+                                          file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            self.bars.pop(stage, None)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def progress_of(ctx: click.Context) -> Callable[[str, int, int], None]:
+    obj = ctx.find_root().obj or {}
+    return obj.get("progress") or Progress(False)
+
+
+def parse_value_map(items: tuple[str, ...]) -> dict | None:
+    """``255=building,0=background`` or repeated options → {code: class}; codes: int, #RRGGBB, or text."""
+    from rs_wsss.classes import parse_color
+    from rs_wsss.errors import RsWsssError
+
+    out: dict = {}
+    for item in items:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            if "=" not in part:
+                raise RsWsssError(f"--value-map '{part}': expected CODE=CLASS, e.g. 255=building")
+            code, name = (s.strip() for s in part.split("=", 1))
+            if code.lstrip("-").isdigit():
+                out[int(code)] = name
+            elif code.startswith("#"):
+                out[parse_color(code, "--value-map")] = name
+            else:
+                out[code] = name
+    return out or None
+
+
+def parse_scales(value: str | None) -> list[float] | None:
+    from rs_wsss.errors import RsWsssError
+
+    if value is None:
+        return None
+    try:
+        scales = [float(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise RsWsssError(f"--scales '{value}': expected numbers separated by commas, e.g. 0.75,1,1.25") from None
+    if not scales or any(s <= 0 for s in scales):
+        raise RsWsssError(f"--scales '{value}': scales must be positive")
+    return scales
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    from rs_wsss.errors import RsWsssError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RsWsssError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    return name
+
+
+def check_inputs(paths) -> None:
+    from pathlib import Path
+
+    from rs_wsss.errors import RsWsssError
+
+    for p in paths:
+        if not Path(p).is_file():
+            raise RsWsssError(f"input not found: {p}")

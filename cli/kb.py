@@ -1,0 +1,53 @@
+"""``rs-wsss kb``: a class set's description knowledge base (TPE, eq 1)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def kb() -> None:
+    """Show or pre-encode a class set's description knowledge base."""
+
+
+@kb.command("show")
+@click.option("--classes", "class_set", required=True, help="Class set name or YAML.")
+def show(class_set) -> None:
+    """List the descriptions of every class.
+
+    \b
+    Example:
+      rs-wsss kb show --classes potsdam
+    """
+    from rs_wsss.classes import color_hex, load_class_set
+
+    cs = load_class_set(class_set)
+    click.echo(f"class set {cs.name} ({cs.source}), knowledge-base hash {cs.kb_hash()}")
+    for c in cs.classes:
+        click.echo(f"\n{c.name} [{color_hex(c.color)}] prompt '{c.prompt}', {len(c.descriptions)} descriptions")
+        for d in c.descriptions:
+            click.echo(f"  - {d}")
+
+
+@kb.command("build")
+@click.option("--classes", "class_set", required=True, help="Class set name or YAML.")
+@click.option("--weights", help="Weights directory or file, or 'random'.")
+@click.option("--tiny", is_flag=True, help="Tiny test architecture (random weights).")
+def build(class_set, weights, tiny) -> None:
+    """Encode the knowledge base with CLIP's text encoder into the cache ($RS_WSSS_CACHE).
+
+    \b
+    Example:
+      rs-wsss kb build --classes isaid --weights ~/weights
+    """
+    from rs_wsss.classes import load_class_set
+    from rs_wsss.config import load_config, tiny_config
+    from rs_wsss.model.tpe import encode_knowledge_base
+    from rs_wsss.model.wsss import cache_dir
+    from rs_wsss.priors import build_priors
+
+    cs = load_class_set(class_set)
+    cfg = tiny_config() if tiny else load_config()
+    clip, _ = build_priors(cfg.priors, weights, need_dino=False)
+    emb = encode_knowledge_base(cs, clip.encode_text, cache_dir(), clip.identifier)
+    click.echo(f"encoded {emb.shape[0]} descriptions of {cs.name} ({emb.shape[1]}-d) into {cache_dir()}")

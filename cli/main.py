@@ -1,0 +1,96 @@
+"""``rs-wsss``: the command-line entry point. Commands are imported lazily so ``rs-wsss --help`` stays instant."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+COMMANDS = {
+    "tags": ("rs_wsss_cli.tags", "tags", "Make or convert tile-level tags (the weak labels)."),
+    "train": ("rs_wsss_cli.train", "train_cmd", "Train the adapter + decoder from tile tags."),
+    "segment": ("rs_wsss_cli.segment", "segment_cmd", "Segment rasters into a class COG + polygons."),
+    "evaluate": ("rs_wsss_cli.evaluate", "evaluate_cmd", "Per-class IoU, mIoU, OA, F1 against ground truth."),
+    "kb": ("rs_wsss_cli.kb", "kb", "Show or pre-encode a class set's description knowledge base."),
+    "weights": ("rs_wsss_cli.weights", "weights_cmd", "Where the backbone weights resolve from."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # short help without importing every command module
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, h) for n, (_, _, h) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--progress-json", is_flag=True, help="Progress as JSON lines on stderr (for QGIS and other drivers).")
+@click.option("-v", "--verbose", count=True, help="More logging (tracebacks on internal errors).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.version_option(package_name="rs-wsss")
+@click.pass_context
+def cli(ctx: click.Context, progress_json: bool, verbose: int, quiet: bool) -> None:
+    """rs-wsss: weakly supervised semantic segmentation of remote-sensing rasters from tile-level tags.
+
+    \b
+      rs-wsss tags template ortho/*.tif -o tags.gpkg        # grid to label in QGIS
+      rs-wsss train --tags tags.gpkg ortho/*.tif -o model.pt --classes landcover
+      rs-wsss segment scene.tif -o out.gpkg --model model.pt
+      rs-wsss segment scene.tif -o out.gpkg --zero-shot --classes landcover
+    """
+    from .common import Progress, setup_logging
+
+    setup_logging(-1 if quiet else verbose)
+    ctx.obj = {"progress": Progress(progress_json, quiet), "verbose": verbose}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: exit 0 ok, 2 bad input (one line, no traceback), 1 internal failure."""
+    verbose = any(a in ("-v", "-vv", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        cli.main(args=argv, prog_name="rs-wsss", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as exc:  # usage errors: unknown option, missing argument …
+        _fail(f"{exc.format_message()} (see rs-wsss --help)", 2)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 — the one place that turns exceptions into exit codes
+        from rs_wsss.errors import RsWsssError
+
+        if isinstance(exc, RsWsssError):
+            _fail(str(exc), 2)
+        if _is_raster_error(exc):
+            _fail(f"cannot read input: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", 2)
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        _fail(f"internal error: {type(exc).__name__}: {msg} (run with -v for the traceback)", 1)
+
+
+def _is_raster_error(exc: Exception) -> bool:
+    mod = sys.modules.get("rasterio.errors")
+    return bool(mod) and isinstance(exc, (mod.RasterioError, mod.CPLE_BaseError))
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"rs-wsss: error: {message}\n")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

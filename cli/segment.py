@@ -1,0 +1,87 @@
+"""``rs-wsss segment``: rasters → class COG (+ .qml style) and polygons (GeoPackage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("segment")
+@click.argument("scenes", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="OUT.gpkg (also writes OUT.tif), OUT.tif, or a directory for several scenes.")
+@click.option("--model", "model_path", type=click.Path(), help="A checkpoint from rs-wsss train.")
+@click.option("--zero-shot", is_flag=True, help="No training: text-driven CAM refined by USR.")
+@click.option("--classes", "class_set", help="Class set (required with --zero-shot).")
+@click.option("--tile", type=int, default=512, show_default=True, help="Tile size in pixels.")
+@click.option("--overlap", type=float, default=0.25, show_default=True, help="Tile overlap fraction.")
+@click.option("--scales", help="Inference scales, e.g. 0.75,1,1.25 (default: the config's).")
+@click.option("--crf/--no-crf", default=None, help="Dense CRF post-processing (default: the config's).")
+@click.option("--weights", help="Backbone weights directory/file, or 'random'.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--vectorize/--no-vectorize", default=None, help="Write polygons (default: for .gpkg outputs).")
+@click.option("--probs", is_flag=True, help="Also write the per-pixel confidence raster (OUT_confidence.tif).")
+@click.option("--min-area", type=float, default=0.0, help="Drop polygons smaller than this (CRS units²).")
+@click.option("--simplify", type=float, default=0.0, help="Simplify polygons with this tolerance (CRS units).")
+@click.option("--bands", help="Band numbers to use as R,G,B, e.g. 4,3,2 (default: by colour interpretation).")
+@click.option("--config", "config_path", type=click.Path(), help="Config YAML (zero-shot).")
+@click.option("--set", "overrides", multiple=True, help="Config override section.key=value (repeatable).")
+@click.option("--tiny", is_flag=True, help="Tiny test architecture with random weights (zero-shot tests).")
+@click.pass_context
+def segment_cmd(ctx, scenes, output, model_path, zero_shot, class_set, tile, overlap, scales, crf, weights, device,
+                overwrite, vectorize, probs, min_area, simplify, bands, config_path, overrides, tiny) -> None:
+    """Segment rasters into a georeferenced class raster and polygons.
+
+    \b
+    Examples:
+      rs-wsss segment scene.tif -o out.gpkg --model model.pt
+      rs-wsss segment scene.tif -o out.gpkg --zero-shot --classes landcover --scales 1 --no-crf
+      rs-wsss segment ortho/*.tif -o results/ --model model.pt
+    """
+    from rs_wsss.errors import RsWsssError
+    from rs_wsss.raster.write import check_output
+    from rs_wsss.segment import load_segmenter, output_paths, segment_scene
+
+    from .common import check_inputs, log, parse_scales, pick_device, progress_of
+
+    check_inputs(scenes)
+    from rs_wsss.raster.io import open_dataset
+
+    for s in scenes:  # unreadable rasters fail before a model is built
+        open_dataset(s).close()
+    if model_path:
+        check_inputs([model_path])
+    if not (0 <= overlap < 1) or tile < 32:
+        raise RsWsssError("--tile must be >= 32 and --overlap in [0, 1)")
+    out = Path(output)
+    multi = len(scenes) > 1 or out.is_dir() or output.endswith(("/", "\\"))
+    if multi:
+        out.mkdir(parents=True, exist_ok=True)
+        targets = [(s, out / f"{Path(s).stem}.gpkg") for s in scenes]
+        names = [t.name for _, t in targets]
+        if len(set(names)) != len(names):
+            raise RsWsssError("several scenes share a file name; segment them into different directories")
+    else:
+        targets = [(scenes[0], out)]
+    for _, t in targets:  # refuse before any model is built
+        for p in output_paths(t, vectorize).values():
+            if p is not None:
+                check_output(p, overwrite)
+    sets = list(overrides)
+    if scales:
+        sets.append(f"infer.scales=[{','.join(map(str, parse_scales(scales)))}]")
+    if crf is not None:
+        sets.append(f"infer.crf={str(crf).lower()}")
+    if bands:
+        try:
+            sets.append(f"raster.bands=[{','.join(str(int(b)) for b in bands.split(','))}]")
+        except ValueError:
+            raise RsWsssError(f"--bands '{bands}': expected band numbers like 4,3,2") from None
+    dev = pick_device(device)
+    seg = load_segmenter(model_path, class_set, zero_shot, weights, dev, tiny, sets, config_path)
+    progress = progress_of(ctx)
+    for scene, target in targets:
+        res = segment_scene(seg, scene, target, tile, overlap, vectorize, overwrite, probs, min_area, simplify, progress)
+        log.info("%s → %s", scene, ", ".join(v for k, v in res.items() if k != "polygons" and v))

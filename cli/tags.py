@@ -1,0 +1,123 @@
+"""``rs-wsss tags``: make tile-level tags (template grid, from a vector layer, from ground-truth rasters)."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import click
+
+SCENES = click.argument("scenes", nargs=-1, required=True, type=click.Path())
+OUT = click.option("-o", "--output", required=True, type=click.Path(), help="tags.csv or tags.gpkg")
+TILE = click.option("--tile", default=512, show_default=True, help="Tile size in pixels.")
+OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+
+
+def _overlap(default: float):
+    return click.option("--overlap", default=default, show_default=True, help="Tile overlap fraction in [0, 1).")
+
+
+@click.group()
+def tags() -> None:
+    """Make tile-level tags: the weak labels rs-wsss trains from."""
+
+
+@tags.command("template")
+@SCENES
+@OUT
+@TILE
+@_overlap(0.0)
+@OVERWRITE
+def template(scenes, output, tile, overlap, overwrite) -> None:
+    """An empty grid of tiles (labels blank) to fill in, e.g. in QGIS.
+
+    \b
+    Example:
+      rs-wsss tags template ortho/*.tif -o tags.gpkg --tile 512
+      (open tags.gpkg in QGIS, type "building;road" into the labels field of each tile)
+    """
+    from rs_wsss.raster.tags import template_grid, write_tags
+    from rs_wsss.raster.write import check_output
+
+    from .common import check_inputs, log
+
+    check_inputs(scenes)
+    check_output(output, overwrite)
+    rows = template_grid(list(scenes), tile, overlap)
+    write_tags(rows, output, overwrite)
+    log.info("wrote %d empty tiles to %s", len(rows), output)
+
+
+@tags.command("from-vector")
+@SCENES
+@click.option("--labels", "vector", required=True, type=click.Path(), help="Polygon/point layer (.gpkg, .geojson, .shp).")
+@click.option("--field", help="Attribute holding the class name.")
+@click.option("--class-name", help="Give every feature this class (instead of --field).")
+@click.option("--value-map", multiple=True, help="Field value → class, e.g. yes=building (repeatable or comma-separated).")
+@click.option("--classes", "class_set", default="landcover", show_default=True, help="Class set name or YAML.")
+@click.option("--min-fraction", default=0.0, show_default=True, help="Minimum fraction of a tile a class must cover (0: any overlap).")
+@OUT
+@TILE
+@_overlap(0.0)
+@OVERWRITE
+def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fraction, output, tile, overlap, overwrite) -> None:
+    """Tags from a vector layer in any CRS (reprojected to each scene).
+
+    \b
+    Example:
+      rs-wsss tags from-vector scene.tif --labels buildings.geojson --class-name building \\
+          --classes landcover -o tags.csv --tile 256
+    """
+    from rs_wsss.classes import load_class_set
+    from rs_wsss.errors import RsWsssError
+    from rs_wsss.raster.tags import tags_from_vector, write_tags
+    from rs_wsss.raster.write import check_output
+
+    from .common import check_inputs, log, parse_value_map
+
+    if not field and not class_name:
+        raise RsWsssError("give --field FIELD (attribute with class names) or --class-name CLASS")
+    check_inputs(scenes)
+    check_output(output, overwrite)
+    cs = load_class_set(class_set)
+    if class_name:
+        cs.index(class_name)
+    vm = {str(k): v for k, v in (parse_value_map(value_map) or {}).items()}
+    rows = tags_from_vector(list(scenes), vector, field, cs, tile, overlap, min_fraction, class_name, vm)
+    write_tags(rows, output, overwrite)
+    log.info("wrote %d tiles (%d with classes) to %s", len(rows), sum(1 for r in rows if r.labels), output)
+
+
+@tags.command("from-raster")
+@SCENES
+@click.option("--masks", required=True, help="Directory or glob of ground-truth class rasters.")
+@click.option("--classes", "class_set", required=True, help="Class set name or YAML (its codes decode the masks).")
+@click.option("--value-map", multiple=True, help="Mask value → class, e.g. 255=building,0=background.")
+@click.option("--min-fraction", default=0.0, show_default=True, help="Minimum fraction of a tile a class must cover.")
+@OUT
+@TILE
+@_overlap(0.0)
+@OVERWRITE
+def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile, overlap, overwrite) -> None:
+    """Tags from ground-truth class rasters (for benchmarks).
+
+    \b
+    Example:
+      rs-wsss tags from-raster dubai/images/*.jpg --masks dubai/masks --classes landcover -o tags.csv
+    """
+    from rs_wsss.classes import load_class_set
+    from rs_wsss.errors import RsWsssError
+    from rs_wsss.raster.tags import tags_from_raster, write_tags
+    from rs_wsss.raster.write import check_output
+
+    from .common import check_inputs, log, parse_value_map
+
+    check_inputs(scenes)
+    check_output(output, overwrite)
+    files = sorted(str(p) for p in Path(masks).iterdir() if p.is_file()) if Path(masks).is_dir() else sorted(glob.glob(masks))
+    if not files:
+        raise RsWsssError(f"--masks {masks}: no files found")
+    rows = tags_from_raster(list(scenes), files, load_class_set(class_set), tile, overlap, min_fraction,
+                            parse_value_map(value_map))
+    write_tags(rows, output, overwrite)
+    log.info("wrote %d tiles to %s", len(rows), output)

@@ -1,0 +1,107 @@
+"""A training run: tag rows + scenes → deterministic batches → the engine's training loop.
+
+Batches are a pure function of the step (seeded by (seed, step)), so ``--resume`` after an interruption sees exactly
+the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .classes import ClassSet
+from .config import Config
+from .errors import RsWsssError
+
+log = logging.getLogger("rs_wsss")
+
+
+class TileSampler:
+    """Random tagged tiles → crops of ``crop`` px with random flips, tags multi-hot (B, C)."""
+
+    def __init__(self, rows, scenes: dict, class_set: ClassSet, cfg: Config):
+        self.rows, self.scenes, self.cfg = rows, scenes, cfg
+        self.crop = cfg.priors.clip_size
+        self.tags = np.zeros((len(rows), class_set.num_classes), np.float32)
+        for i, r in enumerate(rows):
+            for name in r.labels:
+                self.tags[i, class_set.index(name) - 1] = 1.0
+
+    def read(self, i: int, rng: np.random.Generator) -> np.ndarray | None:
+        r = self.rows[i]
+        img, valid = self.scenes[r.image].read(r.window)
+        if 1 - valid.mean() > self.cfg.raster.max_nodata_fraction:
+            return None  # mostly nodata: skipped
+        _, h, w = img.shape
+        if min(h, w) < self.crop:  # small tiles are upsampled to the crop size
+            import torch
+            import torch.nn.functional as F
+
+            img = F.interpolate(torch.from_numpy(img)[None], size=(max(h, self.crop), max(w, self.crop)),
+                                mode="bilinear", align_corners=False)[0].numpy()
+            _, h, w = img.shape
+        y, x = rng.integers(0, h - self.crop + 1), rng.integers(0, w - self.crop + 1)
+        img = img[:, y : y + self.crop, x : x + self.crop]
+        if self.cfg.train.hflip and rng.random() < 0.5:
+            img = img[:, :, ::-1]
+        return np.ascontiguousarray(img)
+
+    def batch(self, step: int):
+        import torch
+
+        rng = np.random.default_rng([self.cfg.train.seed, step])
+        imgs, tags = [], []
+        for _ in range(50 * self.cfg.train.batch):  # bounded retries past mostly-nodata tiles
+            i = int(rng.integers(len(self.rows)))
+            img = self.read(i, rng)
+            if img is not None:
+                imgs.append(img)
+                tags.append(self.tags[i])
+            if len(imgs) == self.cfg.train.batch:
+                return torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(tags))
+        raise RsWsssError("almost every tagged tile is nodata: check the tags' windows or raster.max_nodata_fraction")
+
+
+def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Config, out_path: str | Path,
+                 weights: str | None = None, device: str = "cpu", resume: bool = False,
+                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    from .model.checkpoint import load_checkpoint
+    from .model.wsss import WSSS
+    from .priors import build_priors
+    from .raster.io import NormStats, open_scene
+    from .raster.tags import read_tags
+    from .train.loop import train
+
+    out_path = Path(out_path)
+    if out_path.exists() and not resume:
+        raise RsWsssError(f"output exists: {out_path} (pass --resume to continue it, or choose another -o)")
+    known_norms: dict = {}
+    if resume and out_path.exists():
+        state = load_checkpoint(out_path)
+        if [c["name"] for c in state["class_set"]["classes"]] != [c.name for c in class_set.classes]:
+            raise RsWsssError(f"{out_path} was trained for another class set; use the same --classes to resume")
+        known_norms = state["extra"].get("norms", {})
+    rows = read_tags(tags_path, scenes, class_set)
+    opened = {}
+    try:
+        for r in rows:
+            if r.image not in opened:
+                prior = known_norms.get(Path(r.image).name)
+                opened[r.image] = open_scene(r.image, cfg.raster.bands, NormStats.from_dict(prior) if prior else None,
+                                             cfg.raster.gsd, tuple(cfg.raster.percentile))
+        sampler = TileSampler(rows, opened, class_set, cfg)
+        clip, dino = build_priors(cfg.priors, weights, need_dino=cfg.usr.use_dino)
+        model = WSSS(cfg, class_set, clip, dino).to(device)
+        counts = model.param_counts()
+        log.info("parameters: %.2f M total, %.3f M trainable; %d tagged tiles in %d scenes",
+                 counts["total"] / 1e6, counts["trainable"] / 1e6, len(rows), len(opened))
+        extra = {"norms": {Path(p).name: s.norm.to_dict() for p, s in opened.items()},
+                 "bands": {Path(p).name: list(s.bands) for p, s in opened.items()}}
+        result = train(model, sampler.batch, cfg.train, out_path, resume, progress, extra, device)
+    finally:
+        for s in opened.values():
+            s.close()
+    return result | {"params": counts}
