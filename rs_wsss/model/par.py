@@ -44,7 +44,9 @@ class PAR(nn.Module):
         colour = -((nb - image.unsqueeze(2)).abs() / (nb.std(dim=2, keepdim=True) + 1e-8) / _W_COLOUR) ** 2
         colour = colour.mean(dim=1, keepdim=True)
         pos = -(self.pos / (self.pos.std(dim=2, keepdim=True) + 1e-8) / _W_COLOUR) ** 2
-        aff = colour.softmax(dim=2) + _W_POS * pos.expand_as(colour).softmax(dim=2)
+        # AFA adds the two softmaxes (weights sum to 1 + w2); dividing by 1 + w2 makes each step a true weighted
+        # mean, so CAM values keep their scale and the pseudo-label thresholds keep their meaning
+        aff = (colour.softmax(dim=2) + _W_POS * pos.expand_as(colour).softmax(dim=2)) / (1 + _W_POS)
         for _ in range(self.iters):
             cam = (self.neighbours(cam) * aff).sum(dim=2)
         return cam

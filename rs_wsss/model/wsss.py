@@ -196,6 +196,6 @@ class WSSS(nn.Module):
                     parts.append(F.normalize(_resize(dino, (h, w)), dim=1))
                 n0 = min(self.cfg.usr.n0, self.clip.num_blocks)
                 cams = usr.usr_refine(cams, torch.cat(parts, 1).flatten(2), f.attn, n0, self.cfg.usr.alpha)
-            cams = _resize(cams.view(cams.shape[0], -1, h, w), (height, width)).clamp_min(0)
-            total = total + cams / cams.sum(1, keepdim=True).clamp_min(1e-6)
+            cams = _resize(cams.view(cams.shape[0], -1, h, w), (height, width)).clamp_min(0) + 1e-6
+            total = total + cams / cams.sum(1, keepdim=True)  # a pixel where every map is 0 becomes uniform
         return total / len(sizes)

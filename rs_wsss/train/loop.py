@@ -68,13 +68,13 @@ def train(
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             out = model.train_step(images.to(device), tags.to(device))
         loss = out["loss"]
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"loss became {float(loss)} at step {step}")
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        history.append(float(loss))
+        history.append(loss.item())
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.iters:
             log.info("step %d/%d loss %.4f (seg %.4f aff %.4f) lr %.2e", done, cfg.iters, float(loss), float(out["seg"]), float(out["aff"]), sched.get_last_lr()[0])
