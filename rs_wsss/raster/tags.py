@@ -202,6 +202,11 @@ def tags_from_vector(scenes: list[str], vector_path: str | Path, field: str | No
     unknown = sorted({n for n in names if n not in class_set.names})
     if unknown:
         raise RsWsssError(f"{vector_path}: values {', '.join(unknown)} are not classes of '{class_set.name}' (use --value-map VALUE=CLASS)")
+    if layer.crs is not None and layer.crs.is_geographic and len(layer):
+        x0, y0, x1, y1 = layer.total_bounds
+        if min(x0, y0) < -180 or x1 > 180 or y1 > 90:  # GeoJSON without a crs member read as CRS84, yet projected
+            log.warning("%s claims %s but its coordinates are projected: treating it as having no CRS", vector_path, layer.crs)
+            layer = layer.set_crs(None, allow_override=True)
     layer = layer.assign(_cls=names)
     layer = layer[layer.geometry.notna() & ~layer.geometry.is_empty]
     rows: list[TagRow] = []

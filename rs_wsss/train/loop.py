@@ -81,7 +81,7 @@ def train(
         if progress:
             progress("train", done, cfg.iters)
         if done % cfg.checkpoint_every == 0 or done == cfg.iters:
-            save_checkpoint(out_path, model, opt, sched, done, extra)
+            save_checkpoint(out_path, model, opt, sched, done, {**(extra or {}), "last_loss": history[-1]})
     if start >= cfg.iters:
         log.info("%s already at step %d of %d", out_path, start, cfg.iters)
     return {"start": start, "step": max(start, cfg.iters), "losses": history}
