@@ -49,8 +49,16 @@ def segment_cmd(ctx, scenes, output, model_path, zero_shot, class_set, tile, ove
     check_inputs(scenes)
     from rs_wsss.raster.io import open_dataset
 
-    for s in scenes:  # unreadable rasters fail before a model is built
-        open_dataset(s).close()
+    band_list = None
+    if bands:
+        try:
+            band_list = [int(b) for b in bands.split(",")]
+        except ValueError:
+            raise RsWsssError(f"--bands '{bands}': expected band numbers like 4,3,2") from None
+    for s in scenes:  # unreadable rasters and impossible band choices fail before a model is built
+        with open_dataset(s) as ds:
+            if band_list and (len(band_list) not in (1, 3) or not all(1 <= b <= ds.count for b in band_list)):
+                raise RsWsssError(f"{s}: --bands {bands} invalid: give 1 or 3 band numbers in 1..{ds.count}")
     if model_path:
         check_inputs([model_path])
     if not (0 <= overlap < 1) or tile < 32:
@@ -74,11 +82,8 @@ def segment_cmd(ctx, scenes, output, model_path, zero_shot, class_set, tile, ove
         sets.append(f"infer.scales=[{','.join(map(str, parse_scales(scales)))}]")
     if crf is not None:
         sets.append(f"infer.crf={str(crf).lower()}")
-    if bands:
-        try:
-            sets.append(f"raster.bands=[{','.join(str(int(b)) for b in bands.split(','))}]")
-        except ValueError:
-            raise RsWsssError(f"--bands '{bands}': expected band numbers like 4,3,2") from None
+    if band_list:
+        sets.append(f"raster.bands=[{','.join(map(str, band_list))}]")
     dev = pick_device(device)
     seg = load_segmenter(model_path, class_set, zero_shot, weights, dev, tiny, sets, config_path)
     progress = progress_of(ctx)

@@ -81,6 +81,8 @@ class USRConfig:
     use_dino: bool = True  # False: F_cd = F_clip only (ablation of the DINO prior)
     n0: int = 6  # N0, first block (1-based) of the threshold/average in eqs 13–14 — not in paper
     alpha: int = 3  # α, eq 15 (paper default, Table 6)
+    # eq 11 on raw F_cd as the paper writes it (False) or on L2-normalised tokens (True) — see usr.joint_affinity
+    normalize_affinity: bool = False
 
 
 @dataclass

@@ -93,6 +93,9 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
                 opened[r.image] = open_scene(r.image, cfg.raster.bands, NormStats.from_dict(prior) if prior else None,
                                              cfg.raster.gsd, tuple(cfg.raster.percentile))
         sampler = TileSampler(rows, opened, class_set, cfg)
+        import torch
+
+        torch.manual_seed(cfg.train.seed)  # reproducible adapter/decoder initialisation
         clip, dino = build_priors(cfg.priors, weights, need_dino=cfg.usr.use_dino)
         model = WSSS(cfg, class_set, clip, dino).to(device)
         counts = model.param_counts()

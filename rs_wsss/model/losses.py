@@ -1,4 +1,8 @@
-"""Online pseudo labels and the training objective, eq 21 (Sect. 3.6): L = λ1·L_seg + λ2·L_aff."""
+"""Online pseudo labels and the training objective, eq 21 (Sect. 3.6): L = λ1·L_seg + λ2·L_aff.
+
+Pseudo labels are targets: they are computed without gradients. Gradients reach the decoder through L_seg and the
+features of the affinity map (A_cd of eq 11, or the decoder's attention) through L_aff.
+"""
 
 from __future__ import annotations
 
@@ -8,47 +12,58 @@ import torch.nn.functional as F
 from ..config import LossConfig
 
 
-def pseudo_labels(cam: torch.Tensor, tags_k: torch.Tensor, high: float, low: float, ignore_index: int) -> torch.Tensor:
-    """Refined CAM (B, K, H, W), channel 0 background → labels (B, H, W) (AFA's cam_to_label with an ignore band).
+@torch.no_grad()
+def pseudo_labels(
+    cam: torch.Tensor, tags_k: torch.Tensor, high: float, low: float, ignore_index: int
+) -> torch.Tensor:
+    """Refined CAM (B, K, H, W), channel 0 background → labels (B, H, W) long, AFA's cam_to_label with its ignore band.
 
-    The label is the arg-max over the *tagged* foreground channels, kept where that score ≥ ``high``; pixels whose
-    best foreground score is < ``low`` are background; the band in between is ``ignore_index`` (uncertain).
-    A tile tagged with no class is background everywhere.
+    s, c* = the max / arg-max over the foreground channels tagged on the tile, b = the background channel:
+      c*            where s ≥ high and s > b   (confident foreground)
+      0             where s < low  and b ≥ s   (confident background; a tile tagged with nothing is all background)
+      ignore_index  elsewhere                  (uncertain: between the thresholds, or the background channel disagrees)
+    With AFA's constant background in [low, high) the background condition always holds and this is exactly AFA's
+    rule; with a refined background channel a pixel also needs the arg-max over all tagged channels to agree.
     """
     fg = cam[:, 1:].masked_fill(~tags_k[:, 1:].bool()[:, :, None, None], float("-inf"))
     score, idx = fg.max(dim=1)
-    labels = idx + 1
-    labels[score < high] = ignore_index
-    labels[score < low] = 0  # -inf (no tags) lands here too
-    return labels
+    bg = cam[:, 0]
+    labels = torch.full_like(idx, ignore_index)
+    labels = torch.where((score >= high) & (score > bg), idx + 1, labels)
+    return torch.where((score < low) & (bg >= score), torch.zeros_like(labels), labels)
 
 
 def seg_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    """L_seg: per-pixel cross-entropy on the pseudo labels. An all-ignored batch gives 0, not NaN."""
+    """L_seg: mean per-pixel cross-entropy of logits (B, K, H, W) on the pseudo labels (B, H, W), ignored pixels
+    excluded. An all-ignored batch gives 0 (with a graph), not NaN."""
+    if logits.shape[-2:] != labels.shape[-2:]:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} differ in size")
     if bool((labels == ignore_index).all()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, labels, ignore_index=ignore_index)
+    return F.cross_entropy(logits, labels.long(), ignore_index=ignore_index)
 
 
+@torch.no_grad()
 def affinity_labels(labels: torch.Tensor, size: tuple[int, int], ignore_index: int) -> torch.Tensor:
-    """Pairwise targets on the decoder's token grid: 1 same label, 0 different, ignore if either is uncertain.
-    labels (B, H, W) → (B, hw, hw) long."""
-    small = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long().flatten(1)
+    """Pairwise targets on the (h, w) token grid (AFA's cams_to_affinity_label): labels (B, H, W) are resized by
+    nearest neighbour, then pair (i, j) is 1 for the same label, 0 for different labels, ignore_index when either is
+    uncertain. → (B, hw, hw) long."""
+    small = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long().flatten(1)
     aff = (small[:, :, None] == small[:, None, :]).long()
-    unsure = (small == ignore_index)
-    aff[unsure[:, :, None] | unsure[:, None, :]] = ignore_index
-    return aff
+    unsure = small == ignore_index
+    return aff.masked_fill(unsure[:, :, None] | unsure[:, None, :], ignore_index)
 
 
 def affinity_loss(aff: torch.Tensor, aff_labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    """L_aff (AFA): mean (1 − a) over same-label pairs plus mean a over different-label pairs, halved; aff in [0, 1]."""
+    """L_aff (AFA's get_aff_loss): ½·Σ_pos(1 − a)/(n_pos + 1) + ½·Σ_neg a/(n_neg + 1) for a predicted affinity
+    aff (B, hw, hw) in [0, 1]; pairs labelled ``ignore_index`` do not count."""
     pos = (aff_labels == 1).to(aff.dtype)
     neg = (aff_labels == 0).to(aff.dtype)
     pos_loss = (pos * (1 - aff)).sum() / (pos.sum() + 1)
     neg_loss = (neg * aff).sum() / (neg.sum() + 1)
-    return 0.5 * (pos_loss + neg_loss)
+    return 0.5 * pos_loss + 0.5 * neg_loss
 
 
 def total_loss(seg: torch.Tensor, aff: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
-    """Eq 21: L = λ1 L_seg + λ2 L_aff."""
+    """Eq 21: L = λ1·L_seg + λ2·L_aff (λ1 = loss.seg_weight, λ2 = loss.aff_weight)."""
     return cfg.seg_weight * seg + cfg.aff_weight * aff

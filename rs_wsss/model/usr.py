@@ -1,31 +1,48 @@
-"""Unified Semantic Relation mining (USR), eqs 10–15 (Sect. 3.5.1). Layer indices are 1-based as in the paper."""
+"""Unified Semantic Relation mining (USR), eqs 10–15 (Sect. 3.5.1).
+
+Layer indices are 1-based as in the paper (N0 = 1 means every block). Token maps are flattened: F_cd (B, D2, hw),
+attention (B, N, hw, hw), CAMs (B, K, hw). :func:`joint_affinity` is differentiable (L_aff trains it); the CAM
+refinement :func:`usr_refine` builds pseudo labels and runs without gradients.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import RsWsssError
+from .cam import minmax_norm
 
-def joint_affinity(f_cd: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """Eq 11: A_cd = σ(F_cdᵀ F_cd) over the tokens of F_cd (B, D2, hw) → (B, hw, hw).
 
-    With ``normalize`` (default) the tokens are L2-normalised first, so FᵀF is a cosine in [−1, 1]; raw features of
-    hundreds of channels would saturate the sigmoid to 1 everywhere and make every S_l (eq 12) alike.
+def joint_affinity(f_cd: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """Eq 11: A_cd = σ(F_cdᵀF_cd), F_cd (B, D2, hw) → (B, hw, hw).
+
+    ``normalize=False`` (default, config ``usr.normalize_affinity``) is the paper's raw product, as in WeCLIP, whose
+    affinity loss trains exactly σ(FᵀF). Raw products can reach 0 for unrelated tokens, which eq 12 needs:
+    S_l = Σ|A_cd − A_s^l| = const − 2Σmin(A_cd, A_s^l), so layers are only told apart where A_cd falls below the
+    attention values. With ``normalize=True`` the tokens are L2-normalised first (FᵀF a cosine, A_cd in [0.27, 0.73]),
+    which never saturates but also never gets that low.
     """
     f = F.normalize(f_cd, dim=1) if normalize else f_cd
     return torch.sigmoid(f.transpose(1, 2) @ f)
 
 
 def attention_scores(a_cd: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    """Eq 12: S_l = Σ_i Σ_j |A_cd(i,j) − A_s^l(i,j)| for each of the N attention maps (B, N, hw, hw) → (B, N)."""
-    return (a_cd.unsqueeze(1) - attn).abs().sum(dim=(-2, -1))
+    """Eq 12: S_l = Σ_i Σ_j |A_cd(i, j) − A_s^l(i, j)|; a_cd (B, hw, hw), attn (B, N, hw, hw) → (B, N)."""
+    # one layer at a time: a (B, N, hw, hw) difference would double the attention's memory at inference sizes
+    return torch.stack([(a_cd - attn[:, l]).abs().sum(dim=(-2, -1)) for l in range(attn.shape[1])], dim=1)
+
+
+def _check_n0(n0: int, n: int) -> None:
+    if not 1 <= n0 <= n:
+        raise RsWsssError(f"usr.n0={n0} is outside 1..{n} (the backbone has {n} blocks); set usr.n0 in that range")
 
 
 def attention_filter(scores: torch.Tensor, n0: int) -> torch.Tensor:
-    """Eq 13: G_l = 1 if S_l < mean_{l≥N0} S_l, else 0; layers before N0 never take part (eq 14 sums l ≥ N0)."""
+    """Eq 13: G_l = 1 if S_l < (1/(N−N0+1)) Σ_{l=N0..N} S_l else 0, per image; (B, N) → (B, N) float 0/1.
+    Blocks l < N0 never take part (G_l = 0): eq 14 sums l ≥ N0 only."""
     n = scores.shape[1]
-    if not 1 <= n0 <= n:
-        raise ValueError(f"usr.n0 must be in 1..{n}, got {n0}")
+    _check_n0(n0, n)
     deep = scores[:, n0 - 1 :]
     gate = torch.zeros_like(scores)
     gate[:, n0 - 1 :] = (deep < deep.mean(dim=1, keepdim=True)).to(scores.dtype)
@@ -33,38 +50,62 @@ def attention_filter(scores: torch.Tensor, n0: int) -> torch.Tensor:
 
 
 def refining_map(a_cd: torch.Tensor, attn: torch.Tensor, gate: torch.Tensor, n0: int) -> torch.Tensor:
-    """Eq 14: R = A_cd ⊙ (1/N_m) Σ_{l≥N0} G_l A_s^l. If no map passes (N_m = 0, all S_l equal) every deep map is
-    kept, which is what the strict '<' of eq 13 degenerates to."""
+    """Eq 14: R = A_cd ⊙ (1/N_m) Σ_{l=N0..N} G_l A_s^l, N_m = Σ_{l≥N0} G_l; (B, hw, hw).
+
+    N_m = 0 happens only when every deep S_l is equal (e.g. N0 = N: a single map is never below its own mean);
+    then all deep maps are kept, the limit of eq 13 for equal scores."""
+    _check_n0(n0, attn.shape[1])
     g = gate[:, n0 - 1 :]
     g = torch.where(g.sum(1, keepdim=True) > 0, g, torch.ones_like(g))
     mean_attn = torch.einsum("bn,bnij->bij", g, attn[:, n0 - 1 :]) / g.sum(1)[:, None, None]
     return a_cd * mean_attn
 
 
-def diffuse(r: torch.Tensor, cam: torch.Tensor, alpha: int) -> torch.Tensor:
-    """Eq 15: M_f^c = ((R_nor + R_norᵀ)/2)^α · M_init^c.
+def transition_matrix(r: torch.Tensor, alpha: int, norm_iters: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """The operator of eq 15: ((R_nor + R_norᵀ)/2)^α, (B, hw, hw).
 
-    R_nor: column then row normalisation (AFA's transition matrix); "power α" is the matrix power, i.e. α diffusion
-    steps of the random walk (Ru et al. 2022 propagate the same way), not an element-wise power. cam: (B, K, hw).
+    R_nor: column then row normalisation (CLIP-ES / WeCLIP order; ``norm_iters`` > 1 repeats the pair, Sinkhorn-like,
+    WeCLIP uses 3). "Power α" is the matrix power, i.e. α steps of the random walk on the symmetric affinity — the
+    reading of Ru et al. 2022 / WeCLIP, who propagate with repeated matrix products; an element-wise power would not
+    diffuse at all (it only sharpens each pair's affinity).
     """
-    r = r / r.sum(dim=1, keepdim=True).clamp_min(1e-8)  # column normalisation
-    r = r / r.sum(dim=2, keepdim=True).clamp_min(1e-8)  # row normalisation
-    t = torch.linalg.matrix_power((r + r.transpose(1, 2)) / 2, alpha)
-    return cam @ t  # T is symmetric: (T M^c)ᵀ = M^cᵀ T
+    if alpha < 0:
+        raise RsWsssError(f"usr.alpha must be ≥ 0, got {alpha}")
+    for _ in range(norm_iters):
+        r = r / r.sum(dim=1, keepdim=True).clamp_min(eps)  # columns sum to 1
+        r = r / r.sum(dim=2, keepdim=True).clamp_min(eps)  # rows sum to 1
+    return torch.linalg.matrix_power((r + r.transpose(1, 2)) / 2, alpha)
 
 
+def diffuse(r: torch.Tensor, cam: torch.Tensor, alpha: int, norm_iters: int = 1) -> torch.Tensor:
+    """Eq 15: M_f^c = ((R_nor + R_norᵀ)/2)^α · M_init^c for every channel; r (B, hw, hw), cam (B, K, hw) → (B, K, hw).
+
+    The operator is symmetric, so applying it to the column vector M^c equals the row-vector product M^c·T used here.
+    """
+    return cam @ transition_matrix(r, alpha, norm_iters)
+
+
+@torch.no_grad()
 def usr_refine(
-    cam: torch.Tensor, f_cd: torch.Tensor, attn: torch.Tensor, n0: int, alpha: int, normalize: bool = True
+    cam: torch.Tensor,
+    f_cd: torch.Tensor,
+    attn: torch.Tensor,
+    n0: int,
+    alpha: int,
+    normalize: bool = False,
+    renorm: bool = True,
+    norm_iters: int = 1,
 ) -> torch.Tensor:
-    """Eqs 11–15 in one call: cam (B, K, hw), F_cd (B, D2, hw), CLIP attention (B, N, hw, hw) → M_f (B, K, hw).
+    """Eqs 11–15: cam M_init (B, K, hw), F_cd (B, D2, hw), CLIP attention (B, N, hw, hw) → M_f (B, K, hw). No grad.
 
-    The diffused maps are min–max normalised per channel so the pseudo-label thresholds keep their meaning;
-    channels that were all zero (untagged classes) stay zero.
+    ``renorm`` (not in the paper): each diffused map is min–max normalised again so the pseudo-label thresholds keep
+    their meaning when VPE is off (eq 20 would normalise anyway). A map that was constant before diffusion (an
+    untagged class at 0, a ``constant`` background) carries no spatial information and is returned unchanged.
     """
-    from .cam import minmax_norm
-
     a_cd = joint_affinity(f_cd, normalize)
     gate = attention_filter(attention_scores(a_cd, attn), n0)
-    m_f = diffuse(refining_map(a_cd, attn, gate, n0), cam, alpha)
-    active = (cam.amax(dim=-1, keepdim=True) > 0).to(m_f.dtype)
-    return minmax_norm(m_f, dim=-1) * active
+    m_f = diffuse(refining_map(a_cd, attn, gate, n0), cam, alpha, norm_iters)
+    if not renorm:
+        return m_f
+    flat = (cam.amax(dim=-1, keepdim=True) - cam.amin(dim=-1, keepdim=True)) <= 1e-6
+    return torch.where(flat, cam, minmax_norm(m_f, dim=-1))

@@ -1,55 +1,75 @@
-"""Visual Prototype-aware Enrichment (VPE), eqs 16–20 (Sect. 3.5.2). Channel 0 is the background, which gets a
-prototype like any class (its seeds come from the same exclusive argmax)."""
+"""Visual Prototype-aware Enrichment (VPE), eqs 16–20 (Sect. 3.5.2).
+
+Channels are K = C + 1 with the background at 0; the background gets seeds and a prototype like any class (the
+exclusive argmax of eq 16 would otherwise hand every background pixel to some foreground class). ``tags_k`` (B, K)
+includes the background column (always true). Seeds and the prototype update run without gradients: the prototypes
+are a buffer, not parameters.
+"""
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import RsWsssError
 from .cam import minmax_norm
 
 
+@torch.no_grad()
 def seed_mask(m_f: torch.Tensor, tags_k: torch.Tensor, topk_percent: float) -> torch.Tensor:
-    """Eqs 16–17: I_cam = argmax_c M_f (untagged channels excluded); Q_c = the top-k% of the nonzero activations of
-    M_f ⊙ 𝟙(I_cam = c). m_f (B, K, hw), tags_k (B, K) → seeds (B, K, hw) bool."""
+    """Eqs 16–17: m_f (B, K, hw), tags_k (B, K) → seeds Q (B, K, hw) bool.
+
+    eq 16: I_cam = argmax_c M_f over the tagged channels (untagged ones cannot win), so every location belongs to
+    one class; eq 17: Q_c = the top-k% of the nonzero values of M_f^c ⊙ 𝟙(I_cam = c). ``topk_percent`` is a
+    fraction in (0, 1]; a class owning n nonzero locations gets ⌈k·n⌉ seeds (at least 1; ties at the cut all kept).
+    """
+    if not 0 < topk_percent <= 1:
+        raise RsWsssError(f"vpe.topk_percent is a fraction in (0, 1], got {topk_percent}")
     tags_k = tags_k.bool()
     masked = m_f.masked_fill(~tags_k[:, :, None], float("-inf"))
-    owner = F.one_hot(masked.argmax(dim=1), m_f.shape[1]).permute(0, 2, 1).bool()  # eq 16
-    vals = torch.where(owner & tags_k[:, :, None], m_f, torch.zeros_like(m_f))
-    seeds = torch.zeros_like(vals, dtype=torch.bool)
-    for b in range(m_f.shape[0]):
-        for c in range(m_f.shape[1]):
-            nz = vals[b, c] > 0
-            n = int(nz.sum())
-            if n == 0:
-                continue
-            kth = vals[b, c][nz].topk(max(1, math.ceil(n * topk_percent))).values[-1]
-            seeds[b, c] = nz & (vals[b, c] >= kth)
-    return seeds
+    owner = F.one_hot(masked.argmax(dim=1), m_f.shape[1]).transpose(1, 2).bool() & tags_k[:, :, None]  # eq 16
+    vals = torch.where(owner, m_f, torch.zeros_like(m_f))
+    nonzero = vals > 0
+    n = nonzero.sum(dim=-1, keepdim=True)  # (B, K, 1)
+    k = torch.ceil(n * topk_percent).clamp_min(1).long()
+    ranked = vals.sort(dim=-1, descending=True).values
+    kth = ranked.gather(-1, (k - 1).clamp(max=m_f.shape[-1] - 1))  # the k-th largest owned value
+    return nonzero & (vals >= kth)  # eq 17
 
 
+@torch.no_grad()
 def update_prototypes(
     protos: torch.Tensor, initialized: torch.Tensor, feats: torch.Tensor, seeds: torch.Tensor, momentum: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq 18: P_c ← τ P_c + (1 − τ) mean_{i∈Q_c} f_i, pooled over the batch; feats (B, D2, hw), seeds (B, K, hw).
+    """Eq 18: P_c ← τ·P_c + (1 − τ)·(1/|Q_c|) Σ_{i∈Q_c} f_i; returns (new prototypes (K, D2), new initialized (K,)).
 
-    A class seen for the first time starts at its seed mean (a zero start would bias it towards the origin);
-    classes without seeds keep their prototype."""
+    feats (B, D2, hw), seeds (B, K, hw): Q_c pools the seeds of the whole batch. A class seen for the first time
+    starts at its seed mean (starting from the zero buffer would pull P_c towards the origin for ~1/(1−τ) steps);
+    a class without seeds in the batch keeps its prototype and flag."""
+    if not 0 <= momentum <= 1:
+        raise RsWsssError(f"vpe.momentum must be in [0, 1], got {momentum}")
     s = seeds.to(feats.dtype)
-    count = s.sum(dim=(0, 2))  # (K,)
+    count = s.sum(dim=(0, 2))  # |Q_c|
     mean = torch.einsum("bkp,bdp->kd", s, feats) / count.clamp_min(1)[:, None]
     has = count > 0
+    protos = protos.to(feats.dtype)
     new = torch.where(initialized[:, None], momentum * protos + (1 - momentum) * mean, mean)
     return torch.where(has[:, None], new, protos), initialized | has
 
 
-def prototype_similarity(protos: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-    """Eq 19: S_c(i) = max(cos(P_c, F̂_cd(:, i)), 0); protos (K, D2), feats (B, D2, hw) → (B, K, hw)."""
-    return torch.einsum("kd,bdp->bkp", F.normalize(protos, dim=-1), F.normalize(feats, dim=1)).clamp_min(0)
+def prototype_similarity(
+    protos: torch.Tensor, feats: torch.Tensor, initialized: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Eq 19: S_c(i) = max(cos(P_c, F̂_cd(:, i)), 0); protos (K, D2), feats (B, D2, hw) → (B, K, hw).
+
+    With ``initialized`` given, a class that has no prototype yet gets S_c = 1 (no calibration) instead of the 0 a
+    zero vector's cosine would give, which would erase a tagged class in eq 20."""
+    sim = torch.einsum("kd,bdp->bkp", F.normalize(protos.to(feats), dim=-1), F.normalize(feats, dim=1)).clamp_min(0)
+    if initialized is not None:
+        sim = torch.where(initialized.to(sim.device)[None, :, None], sim, torch.ones_like(sim))
+    return sim
 
 
 def prototype_cam(m_f: torch.Tensor, sim: torch.Tensor, tags_k: torch.Tensor) -> torch.Tensor:
-    """Eq 20: M_c = Norm(M_f^c ⊙ S_c²) per channel; untagged channels are zero."""
-    return minmax_norm(m_f * sim**2, dim=-1) * tags_k.to(m_f.dtype)[:, :, None]
+    """Eq 20: M_c = Norm(M_f^c ⊙ S_c²), min–max per channel over hw; untagged channels are 0. (B, K, hw)."""
+    return minmax_norm(m_f * sim.square(), dim=-1) * tags_k.to(m_f)[:, :, None]

@@ -30,4 +30,13 @@ def build_priors(
         import logging
 
         logging.getLogger("rs_wsss").warning("RANDOM backbone weights (explicit): outputs only show the mechanics and are marked random-weights")
-    return ClipPrior(cfg, clip_w), (DinoPrior(cfg, dino_w) if dino_w is not None else None)
+    import torch
+
+    # random backbones are drawn from a fixed seed: every process (a resumed run, a segment after train) gets the
+    # same "random" model, and the caller's RNG stream is left untouched
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        clip = ClipPrior(cfg, clip_w)
+        torch.manual_seed(1)
+        dino = DinoPrior(cfg, dino_w) if dino_w is not None else None
+    return clip, dino

@@ -1,57 +1,140 @@
-"""PAR, pseudo labels and the losses of eq 21, against hand values and naive implementations."""
+"""PAR, pseudo labels and the losses of eq 21, against hand values and naive loop implementations."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from rs_wsss.config import LossConfig
-from rs_wsss.model import losses
-from rs_wsss.model.par import PAR
+from rs_wsss.model import losses, usr
+from rs_wsss.model.par import PAR, par_refine
+
+
+def _naive_par(img, cam, dilations, iters, w1=0.3, w2=0.01):
+    """AFA's PAR written pixel by pixel (weights divided by 1 + w2)."""
+    _, c, h, w = img.shape
+    offs = [(di * d, dj * d) for d in dilations for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)]
+    dist = torch.tensor([math.hypot(a, b) for a, b in offs])
+    pos = (-(dist / dist.std() / w1) ** 2).softmax(0)
+
+    def at(x, i, j):  # replicate padding
+        return x[:, min(max(i, 0), h - 1), min(max(j, 0), w - 1)]
+
+    weights = {}
+    for i in range(h):
+        for j in range(w):
+            nb = torch.stack([at(img[0], i + a, j + b) for a, b in offs], dim=1)  # (3, n)
+            colour = (-((nb - img[0, :, i, j, None]).abs() / (nb.std(dim=1, keepdim=True) + 1e-8) / w1) ** 2).mean(0)
+            weights[i, j] = (colour.softmax(0) + w2 * pos) / (1 + w2)
+    x = cam[0].clone()
+    for _ in range(iters):
+        new = torch.zeros_like(x)
+        for i in range(h):
+            for j in range(w):
+                new[:, i, j] = sum(weights[i, j][n] * at(x, i + a, j + b) for n, (a, b) in enumerate(offs))
+        x = new
+    return x[None]
+
+
+def test_par_matches_a_naive_loop():
+    g = torch.Generator().manual_seed(0)
+    img, cam = torch.rand(1, 3, 5, 6, generator=g), torch.rand(1, 2, 5, 6, generator=g)
+    out = PAR([1, 2], iters=2)(img, cam)
+    assert torch.allclose(out, _naive_par(img, cam, [1, 2], 2), atol=1e-5)
+    assert torch.allclose(par_refine(img, cam, [1, 2], 2), out)
 
 
 def test_par_keeps_a_constant_cam_and_respects_edges():
     par = PAR([1, 2], iters=10)
-    img = torch.zeros(1, 3, 16, 16)
+    img = torch.zeros(2, 3, 16, 16)
     img[:, :, :, 8:] = 1.0  # a strong vertical edge
-    const = torch.full((1, 2, 16, 16), 0.3)
+    img[1] += 0.01 * torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1))  # and some texture
+    const = torch.full((2, 2, 16, 16), 0.3)
     assert torch.allclose(par(img, const), const, atol=1e-5)
-    cam = torch.zeros(1, 1, 16, 16)
+    cam = torch.zeros(2, 1, 16, 16)
     cam[:, :, :, 2] = 1.0  # a stripe inside the left (homogeneous) half
     out = par(img, cam)
-    left, right = out[0, 0, :, :8], out[0, 0, :, 8:]
-    assert float(left[:, 5].mean()) > 0.01  # spread within the homogeneous region
-    assert float(right.mean()) < 0.1 * float(left.mean())  # hardly crosses the edge
-    # output takes the image's size (CAMs come at token resolution)
-    assert par(img, torch.rand(1, 2, 4, 4)).shape == (1, 2, 16, 16)
+    left, right = out[:, 0, :, :8], out[:, 0, :, 8:]
+    assert float(left[:, :, 5].mean()) > 0.01  # spread within the homogeneous region
+    assert float(right.mean()) < 0.01 * float(left.mean())  # hardly crosses the edge
+    assert par(img, torch.rand(2, 2, 4, 4)).shape == (2, 2, 16, 16)  # CAMs at token resolution are resized
 
 
 def test_pseudo_labels_ignore_band_by_hand():
-    cam = torch.tensor([[[[0.0, 0.0, 0.0, 0.0]], [[0.9, 0.5, 0.2, 0.1]], [[0.1, 0.4, 0.3, 0.95]]]])  # (1, 3, 1, 4)
-    tags = torch.tensor([[True, True, False]])
+    # (1, 3, 1, 5): background channel, class 1, class 2
+    cam = torch.tensor([[[[0.1, 0.3, 0.9, 0.8, 0.6]],
+                         [[0.9, 0.5, 0.2, 0.1, 0.7]],
+                         [[0.1, 0.4, 0.3, 0.95, 0.1]]]])
+    tags = torch.tensor([[True, True, False]])  # class 2 untagged: only channel 1 counts
     lab = losses.pseudo_labels(cam, tags, high=0.55, low=0.35, ignore_index=255)
-    # class 2 untagged: only channel 1 counts → 0.9 ≥ high: 1; 0.5 in band: ignore; 0.2, 0.1 < low: background
-    assert lab.tolist() == [[[1, 255, 0, 0]]]
+    # 0.9 ≥ high, > bg 0.1: 1 | 0.5 in the band: ignore | 0.2 < low, bg 0.9 ≥ 0.2: 0 | 0.1: 0 | 0.7 ≥ high but bg 0.6 <
+    # 0.7: 1
+    assert lab.tolist() == [[[1, 255, 0, 0, 1]]]
     both = losses.pseudo_labels(cam, torch.tensor([[True, True, True]]), 0.55, 0.35, 255)
-    assert both.tolist() == [[[1, 255, 0, 2]]]  # 0.3 < low
+    assert both.tolist() == [[[1, 255, 0, 2, 1]]]
+    # the background channel disagrees: score 0.2 < low but bg 0.1 < 0.2 → uncertain; 0.9 ≥ high but bg 0.95 → uncertain
+    dis = torch.tensor([[[[0.1, 0.95]], [[0.2, 0.9]]]])
+    assert losses.pseudo_labels(dis, torch.tensor([[True, True]]), 0.55, 0.35, 255).tolist() == [[[255, 255]]]
     none = losses.pseudo_labels(cam, torch.tensor([[True, False, False]]), 0.55, 0.35, 255)
-    assert none.tolist() == [[[0, 0, 0, 0]]]
+    assert none.tolist() == [[[0, 0, 0, 0, 0]]]  # tagged with nothing: background
+
+
+def test_pseudo_labels_equal_afa_with_a_constant_background():
+    g = torch.Generator().manual_seed(0)
+    fg = torch.rand(2, 3, 4, 4, generator=g)
+    tags = torch.tensor([[True, True, False, True], [True, False, True, True]])
+    cam = torch.cat([torch.full((2, 1, 4, 4), 0.45), fg], 1)
+    lab = losses.pseudo_labels(cam, tags, 0.55, 0.35, 255)
+    valid = fg * tags[:, 1:, None, None]  # AFA's cam_to_label: max over the tagged classes, then the band
+    score, idx = valid.max(1)
+    afa = idx + 1
+    afa[score <= 0.55] = 255
+    afa[score <= 0.35] = 0
+    off = (score - 0.55).abs().lt(1e-6) | (score - 0.35).abs().lt(1e-6)  # AFA uses ≤, rs-wsss <: ignore exact ties
+    assert torch.equal(lab[~off], afa[~off])
 
 
 def test_seg_loss_is_cross_entropy_with_ignore():
-    logits = torch.randn(1, 3, 2, 2, generator=torch.Generator().manual_seed(0))
-    labels = torch.tensor([[[0, 2], [255, 1]]])
-    naive = -sum(F.log_softmax(logits[0, :, i, j], 0)[labels[0, i, j]] for i, j in [(0, 0), (0, 1), (1, 1)]) / 3
-    assert torch.isclose(losses.seg_loss(logits, labels, 255), naive)
-    assert float(losses.seg_loss(logits, torch.full((1, 2, 2), 255), 255)) == 0.0
+    logits = torch.randn(2, 3, 2, 2, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    labels = torch.tensor([[[0, 2], [255, 1]], [[1, 1], [255, 255]]])
+    kept = [(b, i, j) for b in range(2) for i in range(2) for j in range(2) if labels[b, i, j] != 255]
+    naive = -sum(F.log_softmax(logits[b, :, i, j], 0)[labels[b, i, j]] for b, i, j in kept) / len(kept)
+    loss = losses.seg_loss(logits, labels, 255)
+    assert torch.isclose(loss, naive)
+    empty = losses.seg_loss(logits, torch.full((2, 2, 2), 255), 255)
+    assert float(empty.detach()) == 0.0
+    empty.backward()  # still a graph: a batch that is all uncertain does not crash the step
+    assert logits.grad is not None
 
 
-def test_affinity_labels_and_loss_by_hand():
-    labels = torch.tensor([[[1, 1], [0, 255]]])
-    aff = losses.affinity_labels(labels, (2, 2), 255)[0]
-    assert aff[0, 1] == 1 and aff[0, 2] == 0 and aff[0, 3] == 255 and aff[3, 3] == 255
+def test_affinity_labels_by_hand_with_resize():
+    labels = torch.tensor([[[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 255, 255], [0, 0, 255, 255]]])  # 4×4 → 2×2 tokens
+    aff = losses.affinity_labels(labels, (2, 2), 255)[0]  # tokens: 1, 1, 0, 255
+    assert aff.tolist() == [[1, 1, 0, 255], [1, 1, 0, 255], [0, 0, 1, 255], [255, 255, 255, 255]]
+
+
+def _naive_aff_loss(pred, target):
+    pos = [float(1 - pred[b, i, j]) for b, i, j in zip(*torch.where(target == 1))]
+    neg = [float(pred[b, i, j]) for b, i, j in zip(*torch.where(target == 0))]
+    return 0.5 * sum(pos) / (len(pos) + 1) + 0.5 * sum(neg) / (len(neg) + 1)
+
+
+def test_affinity_loss_matches_afa_and_trains_f_cd():
+    labels = torch.tensor([[[1, 1], [0, 255]], [[2, 0], [2, 2]]])
+    target = losses.affinity_labels(labels, (2, 2), 255)
+    f_cd = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    pred = usr.joint_affinity(f_cd)
+    loss = losses.affinity_loss(pred, target, 255)
+    assert abs(float(loss) - _naive_aff_loss(pred.detach(), target)) < 1e-6
+    loss.backward()  # L_aff reaches F_cd through eq 11
+    assert f_cd.grad is not None and f_cd.grad.abs().sum() > 0
     pred = torch.full((1, 4, 4), 0.25)
-    # 5 positive pairs (0-0, 0-1, 1-0, 1-1, 2-2) and 4 negatives (0-2, 2-0, 1-2, 2-1)
-    expected = 0.5 * (5 * 0.75 / 6 + 4 * 0.25 / 5)
-    assert torch.isclose(losses.affinity_loss(pred, aff[None], 255), torch.tensor(expected))
-    assert torch.isclose(losses.total_loss(torch.tensor(2.0), torch.tensor(3.0), LossConfig(seg_weight=1.0, aff_weight=0.1)), torch.tensor(2.3))
+    # first image alone: 5 positive pairs (0-0, 0-1, 1-0, 1-1, 2-2), 4 negatives (0-2, 2-0, 1-2, 2-1)
+    assert torch.isclose(losses.affinity_loss(pred, target[:1], 255), torch.tensor(0.5 * 5 * 0.75 / 6 + 0.5 * 4 * 0.25 / 5))
+
+
+def test_eq21_total_loss():
+    cfg = LossConfig(seg_weight=2.0, aff_weight=0.1)
+    assert torch.isclose(losses.total_loss(torch.tensor(1.5), torch.tensor(3.0), cfg), torch.tensor(3.3))

@@ -1,0 +1,99 @@
+"""End to end on real GeoTIFFs: tags → train → segment → evaluate; zero-shot on 4-band NAIP; resume after a kill."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import geopandas as gpd
+import rasterio
+import torch
+
+from .conftest import run_cli
+
+
+def test_spacenet_tags_train_segment_evaluate(shared_data, trained_spacenet, tmp_path):
+    scene = shared_data / "spacenet/sample_geotiff.tif"
+    rows = list(csv.DictReader(open(trained_spacenet / "tags.csv")))
+    assert len(rows) == 16 and any(r["labels"] == "building" for r in rows)
+    state = torch.load(trained_spacenet / "model.pt", weights_only=True)
+    assert state["step"] == 8 and state["random_weights"] and "sample_geotiff.tif" in state["extra"]["norms"]
+    out = tmp_path / "out.gpkg"
+    p = run_cli("--progress-json", "segment", scene, "-o", out, "--model", trained_spacenet / "model.pt", "--tile", "256")
+    assert p.returncode == 0, p.stderr
+    progress = [json.loads(l) for l in p.stderr.splitlines() if l.startswith("{")]
+    assert progress and progress[-1]["stage"] in ("segment", "vectorize") and {"done", "total"} <= set(progress[0])
+    with rasterio.open(tmp_path / "out.tif") as o, rasterio.open(scene) as i:
+        assert o.crs == i.crs and o.transform == i.transform and o.shape == i.shape
+        assert o.tags()["WEIGHTS"] == "random-weights" and o.tags()["MODEL"].startswith("checkpoint:")
+    g = gpd.read_file(out)
+    names = ["background", "building", "road", "vegetation", "water", "bare_land"]
+    assert len(g) > 0 and set(g.class_name) <= set(names) and (tmp_path / "out.qml").exists()
+    p = run_cli("evaluate", tmp_path / "out.tif", shared_data / "spacenet/sample_fp_mask_from_geojson.tif",
+                "--classes", "landcover", "--value-map", "255=building,0=background", "--json")
+    assert p.returncode == 0, p.stderr
+    m = json.loads(p.stdout)
+    assert 0 <= m["mIoU"] <= 1 and m["pixels"] == 900 * 900 and m["per_class"]["building"]["pixels"] > 0
+
+
+def test_naip_four_band_zero_shot_and_template(shared_data, tmp_path):
+    scene = shared_data / "naip/m_4709963_se_14_1_20200831.tif"
+    p = run_cli("tags", "template", scene, "-o", tmp_path / "grid.gpkg", "--tile", "256")
+    assert p.returncode == 0, p.stderr
+    grid = gpd.read_file(tmp_path / "grid.gpkg")
+    assert len(grid) == 12 and (grid.labels == "").all() and grid.crs.to_epsg() == 26914
+    p = run_cli("segment", scene, "-o", tmp_path / "z.gpkg", "--zero-shot", "--classes", "landcover", "--tiny",
+                "--tile", "256", "--bands", "4,1,2", "--probs")
+    assert p.returncode == 0, p.stderr
+    with rasterio.open(tmp_path / "z.tif") as o, rasterio.open(scene) as i:
+        assert o.crs.to_epsg() == 26914 and o.transform == i.transform and o.shape == i.shape
+        assert o.tags()["MODEL"] == "zero-shot" and o.tags()["WEIGHTS"] == "random-weights"
+    with rasterio.open(tmp_path / "z_confidence.tif") as c:
+        conf = c.read(1)
+        assert conf.max() <= 1.0 and conf.min() > 0
+    assert set(gpd.read_file(tmp_path / "z.gpkg").class_name) <= {"background", "building", "road", "vegetation", "water", "bare_land"}
+
+
+def _train_cmd(d, shared_data, out, iters):
+    return [sys.executable, "-m", "rs_wsss_cli.main", "train", "--tags", str(d / "tags.csv"),
+            str(shared_data / "spacenet/sample_geotiff.tif"), "-o", str(out), "--classes", "landcover", "--tiny",
+            "--iters", str(iters), "--set", "train.checkpoint_every=5"]
+
+
+def test_interrupted_training_resumes_to_the_same_step_and_loss(shared_data, trained_spacenet, tmp_path):
+    full = tmp_path / "full.pt"
+    assert subprocess.run(_train_cmd(trained_spacenet, shared_data, full, 30), capture_output=True).returncode == 0
+    cut = tmp_path / "cut.pt"
+    proc = subprocess.Popen(_train_cmd(trained_spacenet, shared_data, cut, 30), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (cut.exists() and torch.load(cut, weights_only=True)["step"] >= 10):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(cut, weights_only=True)["step"]
+    assert 10 <= killed_at < 30
+    p = subprocess.run(_train_cmd(trained_spacenet, shared_data, cut, 30) + ["--resume"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    a, b = torch.load(full, weights_only=True), torch.load(cut, weights_only=True)
+    assert a["step"] == b["step"] == 30
+    assert abs(a["extra"]["last_loss"] - b["extra"]["last_loss"]) < 1e-3 * max(1.0, a["extra"]["last_loss"])
+    assert torch.allclose(a["prototypes"], b["prototypes"], atol=1e-4)
+
+
+def test_help_is_fast_and_imports_no_torch():
+    code = ("import sys; from rs_wsss_cli.main import main; sys.argv=['rs-wsss','--help']\n"
+            "try: main()\nexcept SystemExit: pass\n"
+            "heavy=[m for m in ('torch','rasterio','geopandas','open_clip','timm') if m in sys.modules]\n"
+            "sys.stderr.write(str(heavy)); sys.exit(1 if heavy else 0)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    for sub in (["segment"], ["train"], ["tags", "template"], ["tags", "from-vector"], ["tags", "from-raster"],
+                ["evaluate"], ["kb", "show"], ["kb", "build"], ["weights"]):
+        q = run_cli(*sub, "--help")
+        assert q.returncode == 0 and "Example" in q.stdout, (sub, q.stderr)
