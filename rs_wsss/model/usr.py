@@ -96,12 +96,14 @@ def usr_refine(
     renorm: bool = True,
     norm_iters: int = 1,
 ) -> torch.Tensor:
-    """Eqs 11–15: cam M_init (B, K, hw), F_cd (B, D2, hw), CLIP attention (B, N, hw, hw) → M_f (B, K, hw). No grad.
+    """Eqs 11–15, without gradients: cam M_init (B, K, hw), F_cd (B, D2, hw), CLIP attention (B, N, hw, hw)
+    → M_f (B, K, hw) float32.
 
     ``renorm`` (not in the paper): each diffused map is min–max normalised again so the pseudo-label thresholds keep
     their meaning when VPE is off (eq 20 would normalise anyway). A map that was constant before diffusion (an
     untagged class at 0, a ``constant`` background) carries no spatial information and is returned unchanged.
     """
+    cam, f_cd, attn = cam.float(), f_cd.float(), attn.float()  # matrix powers in half precision drift
     a_cd = joint_affinity(f_cd, normalize)
     gate = attention_filter(attention_scores(a_cd, attn), n0)
     m_f = diffuse(refining_map(a_cd, attn, gate, n0), cam, alpha, norm_iters)

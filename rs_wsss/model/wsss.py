@@ -126,7 +126,7 @@ class WSSS(nn.Module):
                 cams = self.par(images, cams)
             labels = losses.pseudo_labels(cams, tags_k, cfg.pseudo.high, cfg.pseudo.low, cfg.pseudo.ignore_index)
         seg = losses.seg_loss(logits, labels, cfg.pseudo.ignore_index)
-        aff_pred = usr.joint_affinity(f_cd.flatten(2)) if cfg.loss.aff_on == "joint" else dec_aff
+        aff_pred = usr.joint_affinity(f_cd.flatten(2), cfg.usr.normalize_affinity) if cfg.loss.aff_on == "joint" else dec_aff
         aff_lab = losses.affinity_labels(labels, (h, w), cfg.pseudo.ignore_index)
         aff = losses.affinity_loss(aff_pred, aff_lab, cfg.pseudo.ignore_index)
         loss = losses.total_loss(seg, aff, cfg.loss)  # eq 21
@@ -139,16 +139,15 @@ class WSSS(nn.Module):
         cams = cam_mod.initial_cam(feats["joint"], self.text, tags, cfg.cam).flatten(2)
         fcd = f_cd.flatten(2)
         if cfg.usr.enabled:
-            cams = usr.usr_refine(cams, fcd, feats["attn"], cfg.usr.n0, cfg.usr.alpha)
+            cams = usr.usr_refine(cams, fcd, feats["attn"], cfg.usr.n0, cfg.usr.alpha, normalize=cfg.usr.normalize_affinity)
         if cfg.vpe.enabled:
             if update:
                 seeds = vpe.seed_mask(cams, tags_k, cfg.vpe.topk_percent)
                 protos, init = vpe.update_prototypes(self.prototypes, self.proto_init, fcd, seeds, cfg.vpe.momentum)
                 self.prototypes.copy_(protos)
                 self.proto_init.copy_(init)
-            sim = vpe.prototype_similarity(self.prototypes, fcd)
             # a class without a prototype yet is left as USR made it (S_c = 1) rather than erased
-            sim = torch.where(self.proto_init[None, :, None], sim, torch.ones_like(sim))
+            sim = vpe.prototype_similarity(self.prototypes, fcd, self.proto_init)
             cams = vpe.prototype_cam(cams, sim, tags_k)
         return cams
 

@@ -43,14 +43,26 @@ def priors():
 
 
 def test_training_decreases_the_loss_on_a_fixed_real_batch(potsdam_batch, priors, tmp_path):
-    cfg = tiny_config(["train.iters=30", "train.lr=0.002", "train.checkpoint_every=100"])
+    # USR and VPE refine the targets from the features being trained (the paper's online feedback loop), so the
+    # loss is not a fixed objective with them on; the overfit check uses the static targets (initial CAM + PAR)
+    cfg = tiny_config(["train.iters=30", "train.checkpoint_every=100", "usr.enabled=false", "vpe.enabled=false"])
     torch.manual_seed(0)
     model = WSSS(cfg, load_class_set("potsdam"), *priors)
     imgs, tags = potsdam_batch
     res = train(model, lambda step: (imgs, tags), cfg.train, tmp_path / "m.pt")
     first, last = np.mean(res["losses"][:3]), np.mean(res["losses"][-3:])
-    assert last < 0.8 * first, (first, last)
-    assert bool(model.proto_init[0])  # background prototype was seeded (VPE ran in training)
+    assert last < 0.7 * first, (first, last)
+
+
+def test_online_refinement_trains_with_finite_losses_and_seeds_prototypes(potsdam_batch, priors, tmp_path):
+    cfg = tiny_config(["train.iters=15", "train.checkpoint_every=100"])
+    model = WSSS(cfg, load_class_set("potsdam"), *priors)
+    imgs, tags = potsdam_batch
+    res = train(model, lambda step: (imgs, tags), cfg.train, tmp_path / "m.pt")
+    assert all(np.isfinite(res["losses"]))
+    assert bool(model.proto_init[0]) and model.prototypes[0].abs().sum() > 0  # VPE ran in training
+    present = [0] + [i + 1 for i in range(6) if tags[:, i].any()]
+    assert bool(model.proto_init[present].any())
 
 
 def test_checkpoint_roundtrip_gives_identical_logits_and_resume_continues(potsdam_batch, priors, tmp_path):

@@ -127,12 +127,13 @@ def test_affinity_loss_matches_afa_and_trains_f_cd():
     f_cd = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
     pred = usr.joint_affinity(f_cd)
     loss = losses.affinity_loss(pred, target, 255)
-    assert abs(float(loss) - _naive_aff_loss(pred.detach(), target)) < 1e-6
+    assert abs(float(loss.detach()) - _naive_aff_loss(pred.detach(), target)) < 1e-6
     loss.backward()  # L_aff reaches F_cd through eq 11
     assert f_cd.grad is not None and f_cd.grad.abs().sum() > 0
     pred = torch.full((1, 4, 4), 0.25)
     # first image alone: 5 positive pairs (0-0, 0-1, 1-0, 1-1, 2-2), 4 negatives (0-2, 2-0, 1-2, 2-1)
-    assert torch.isclose(losses.affinity_loss(pred, target[:1], 255), torch.tensor(0.5 * 5 * 0.75 / 6 + 0.5 * 4 * 0.25 / 5))
+    by_hand = 0.5 * 5 * 0.75 / 6 + 0.5 * 4 * 0.25 / 5
+    assert torch.isclose(losses.affinity_loss(pred, target[:1], 255), torch.tensor(by_hand))
 
 
 def test_eq21_total_loss():

@@ -37,7 +37,8 @@ def _naive_seeds(m_f, tags, k):
             best = max((c for c in range(kk) if tags[i, c]), key=lambda c: float(m_f[i, c, p]))
             out[i, best, p] = True
         for c in range(kk):
-            owned = sorted(((float(m_f[i, c, p]), p) for p in range(n) if out[i, c, p] and m_f[i, c, p] > 0), reverse=True)
+            owned = [(float(m_f[i, c, p]), p) for p in range(n) if out[i, c, p] and m_f[i, c, p] > 0]
+            owned.sort(reverse=True)
             keep = {p for _, p in owned[: max(1, math.ceil(len(owned) * k))]} if owned else set()
             for p in range(n):
                 out[i, c, p] = p in keep
