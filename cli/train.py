@@ -19,9 +19,11 @@ import click
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--set", "overrides", multiple=True, help="Config override section.key=value, e.g. usr.alpha=2 (repeatable).")
 @click.option("--tiny", is_flag=True, help="Tiny test architecture with random weights (tests, smoke runs).")
+@click.option("--cache-features", "cache_dir", type=click.Path(),
+              help="Frozen-feature cache directory: backbones run once per view (train.cache_views fixed crops per tile).")
 @click.pass_context
 def train_cmd(ctx, scenes, tags_path, output, class_set, config_path, iters, batch, tile, weights, resume, device,
-              overrides, tiny) -> None:
+              overrides, tiny, cache_dir) -> None:
     """Train from tile tags (frozen CLIP + DINOv2, trainable adapter + decoder).
 
     \b
@@ -45,7 +47,7 @@ def train_cmd(ctx, scenes, tags_path, output, class_set, config_path, iters, bat
     sets = list(overrides) + ([f"train.iters={iters}"] if iters else []) + ([f"train.batch={batch}"] if batch else [])
     cfg = tiny_config(sets) if tiny else load_config(config_path, sets)
     dev = pick_device(device)
-    res = run_training(tags_path, list(scenes), cs, cfg, output, weights, dev, resume, progress_of(ctx))
+    res = run_training(tags_path, list(scenes), cs, cfg, output, weights, dev, resume, progress_of(ctx), cache_dir)
     losses = res["losses"]
     if losses:
         log.info("trained steps %d → %d, loss %.4f → %.4f; checkpoint %s", res["start"], res["step"], losses[0], losses[-1], output)

@@ -139,6 +139,9 @@ class TrainConfig:
     tile: int = 512  # training tiles are read at this size, then cropped for CLIP (320) / DINO (308)
     hflip: bool = True  # random horizontal flip augmentation
     amp: bool = False  # bf16/fp16 autocast on CUDA
+    # frozen-feature cache (--cache-features): each tagged tile keeps this many fixed crops/flips, instead of the
+    # paper's fresh random crop every iteration; the backbones then run once per view, not once per step
+    cache_views: int = 4
 
 
 @dataclass

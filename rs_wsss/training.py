@@ -49,6 +49,57 @@ class TileSampler:
             img = img[:, :, ::-1]
         return np.ascontiguousarray(img)
 
+    # ---- frozen-feature cache: a fixed set of views (crop + flip) per tagged tile -------------------------------
+    def view(self, i: int, v: int) -> np.ndarray | None:
+        return self.read(i, np.random.default_rng([self.cfg.train.seed, i, v, 7]))
+
+    def view_key(self, i: int, v: int, backbones: list[str]) -> str:
+        from .train.cache import cache_key, file_identity
+
+        r, p = self.rows[i], self.cfg.priors
+        scene = self.scenes[r.image]
+        return cache_key(file_identity(r.image), [int(r.window.col_off), int(r.window.row_off), int(r.window.width),
+                         int(r.window.height)], v, self.cfg.train.seed, self.crop, self.cfg.train.hflip, scene.bands,
+                         scene.norm.to_dict(), backbones, p.clip_size, p.dino_size, self.cfg.raster.gsd)
+
+    def fill_cache(self, model, cache, progress=None) -> list[tuple[int, int, str]]:
+        """Compute the frozen features of every view once (misses only); returns the usable (row, view, key)."""
+        import torch
+
+        ids = [m.identifier for m in (model.clip, model.dino) if m is not None]
+        views = [(i, v, self.view_key(i, v, ids)) for i in range(len(self.rows)) for v in range(self.cfg.train.cache_views)]
+        todo = [(i, v, k) for i, v, k in views if not cache.has(k)]
+        usable = [x for x in views if x not in todo]
+        step = self.cfg.train.batch
+        device = model.prototypes.device
+        for n in range(0, len(todo), step):
+            chunk = [(i, v, k, self.view(i, v)) for i, v, k in todo[n : n + step]]
+            chunk = [c for c in chunk if c[3] is not None]  # mostly-nodata views are dropped
+            if chunk:
+                imgs = torch.from_numpy(np.stack([c[3] for c in chunk])).to(device)
+                feats = model.frozen_features(imgs)
+                for j, (i, v, k, _) in enumerate(chunk):
+                    cache.put(k, {"image": imgs[j], **{name: t[j] for name, t in feats.items()}})
+                    usable.append((i, v, k))
+            if progress:
+                progress("cache", min(n + step, len(todo)), len(todo))
+        if not usable:
+            raise RsWsssError("no usable training view: every tagged tile is mostly nodata")
+        self.cached = sorted(usable)
+        self.cache = cache
+        return self.cached
+
+    def cached_batch(self, step: int):
+        import torch
+
+        rng = np.random.default_rng([self.cfg.train.seed, step])
+        picks = [self.cached[int(j)] for j in rng.integers(len(self.cached), size=self.cfg.train.batch)]
+        items = [self.cache.get(k) for _, _, k in picks]
+        feats = {name: torch.stack([it[name] for it in items]) for name in items[0] if name != "image"}
+        images = torch.stack([it["image"] for it in items])
+        tags = torch.from_numpy(np.stack([self.tags[i] for i, _, _ in picks]))
+        return images, tags, feats
+
     def batch(self, step: int):
         import torch
 
@@ -67,7 +118,8 @@ class TileSampler:
 
 def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Config, out_path: str | Path,
                  weights: str | None = None, device: str = "cpu", resume: bool = False,
-                 progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[str, int, int], None] | None = None,
+                 cache_dir: str | Path | None = None) -> dict[str, Any]:
     from .model.checkpoint import load_checkpoint
     from .model.wsss import WSSS
     from .priors import build_priors
@@ -103,7 +155,15 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
                  counts["total"] / 1e6, counts["trainable"] / 1e6, len(rows), len(opened))
         extra = {"norms": {Path(p).name: s.norm.to_dict() for p, s in opened.items()},
                  "bands": {Path(p).name: list(s.bands) for p, s in opened.items()}}
-        result = train(model, sampler.batch, cfg.train, out_path, resume, progress, extra, device)
+        batch_fn = sampler.batch
+        if cache_dir:
+            from .train.cache import FeatureCache
+
+            cache = FeatureCache(cache_dir)
+            views = sampler.fill_cache(model, cache, progress)
+            log.info("feature cache %s: %d views (%.1f MB)", cache_dir, len(views), cache.size_bytes() / 1e6)
+            batch_fn = sampler.cached_batch
+        result = train(model, batch_fn, cfg.train, out_path, resume, progress, extra, device)
     finally:
         for s in opened.values():
             s.close()

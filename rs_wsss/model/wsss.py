@@ -54,11 +54,18 @@ class WSSS(nn.Module):
         f_cd_dim = a.dim + (a.dino_dim if self.dino_adapter is not None else 0)
         self.register_buffer("prototypes", torch.zeros(k, f_cd_dim))  # VPE momentum prototypes (eq 18)
         self.register_buffer("proto_init", torch.zeros(k, dtype=torch.bool))
-        text = text_embeddings(class_set, clip.encode_text, cfg.tpe, cache_dir(), clip.identifier)
-        self.register_buffer("text", text, persistent=False)  # derived from class set + weights, not saved
+        self._text: torch.Tensor | None = None  # derived from class set + weights: built on first use, not saved
         for m in (clip, dino):
             if m is not None:
                 assert not any(p.requires_grad for p in m.parameters()), "backbones must stay frozen"
+
+    @property
+    def text(self) -> torch.Tensor:
+        """Class text embeddings T (C, E) (eqs 1–4); decoder inference never needs them, so they are lazy."""
+        if self._text is None:
+            t = text_embeddings(self.class_set, self.clip.encode_text, self.cfg.tpe, cache_dir(), self.clip.identifier)
+            self._text = t.to(self.prototypes.device)
+        return self._text.to(self.prototypes.device)
 
     # ---- parameters -------------------------------------------------------------------------------------------
     def trainable_modules(self) -> dict[str, nn.Module]:

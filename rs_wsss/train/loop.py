@@ -16,7 +16,7 @@ from ..model.checkpoint import load_checkpoint, restore_model, save_checkpoint, 
 
 log = logging.getLogger("rs_wsss")
 Progress = Callable[[str, int, int], None]
-# batch_for_step(step) -> (images (B,3,H,W) in [0,1], tags (B,C)); a function of the step, so a resumed run sees
+# batch_for_step(step) -> (images (B,3,H,W) in [0,1], tags (B,C)[, cached frozen features]); a function of the step, so a resumed run sees
 # exactly the batches the uninterrupted one would have seen.
 BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
@@ -64,9 +64,13 @@ def train(
     history: list[float] = []
     amp = cfg.amp and torch.device(device).type == "cuda"
     for step in range(start, cfg.iters):
-        images, tags = batch_for_step(step)
+        batch = batch_for_step(step)
+        images, tags = batch[0].to(device), batch[1].to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            out = model.train_step(images.to(device), tags.to(device))
+            if len(batch) == 3:  # frozen features from the cache
+                out = model.step_from_features({k: v.to(device) for k, v in batch[2].items()}, images, tags)
+            else:
+                out = model.train_step(images, tags)
         loss = out["loss"]
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}")
