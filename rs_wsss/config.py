@@ -101,6 +101,7 @@ class PARConfig:
     enabled: bool = True
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 12, 24])
     iters: int = 10
+    scale: float = 0.5  # PAR runs at this fraction of the crop size (AFA's down_scale=2)
 
 
 @dataclass

@@ -129,8 +129,9 @@ class WSSS(nn.Module):
             tags_k = torch.cat([torch.ones_like(tags[:, :1]), tags], dim=1).bool()
             cams = self.refine_cam(feats, f_cd.detach(), tags, tags_k, update=self.training)
             cams = _resize(cams.view(b, -1, h, w), (height, width))
-            if cfg.par.enabled:
-                cams = self.par(images, cams)
+            if cfg.par.enabled:  # at cfg.par.scale of the crop, as AFA (down_scale 2): PAR costs O(pixels)
+                small = _resize(images, (max(1, round(height * cfg.par.scale)), max(1, round(width * cfg.par.scale))))
+                cams = _resize(self.par(small, cams), (height, width))
             labels = losses.pseudo_labels(cams, tags_k, cfg.pseudo.high, cfg.pseudo.low, cfg.pseudo.ignore_index)
         seg = losses.seg_loss(logits, labels, cfg.pseudo.ignore_index)
         aff_pred = usr.joint_affinity(f_cd.flatten(2), cfg.usr.normalize_affinity) if cfg.loss.aff_on == "joint" else dec_aff
