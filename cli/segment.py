@@ -29,9 +29,12 @@ import click
 @click.option("--config", "config_path", type=click.Path(), help="Config YAML (zero-shot).")
 @click.option("--set", "overrides", multiple=True, help="Config override section.key=value (repeatable).")
 @click.option("--tiny", is_flag=True, help="Tiny test architecture with random weights (zero-shot tests).")
+@click.option("--dask", "dask_address", help="Run on Dask: a scheduler address (tcp://host:8786) or local:N workers.")
+@click.option("--block-size", type=int, default=4096, show_default=True, help="Pixels per Dask block side.")
 @click.pass_context
 def segment_cmd(ctx, scenes, output, model_path, zero_shot, class_set, tile, overlap, scales, crf, weights, device,
-                overwrite, vectorize, probs, min_area, simplify, bands, config_path, overrides, tiny) -> None:
+                overwrite, vectorize, probs, min_area, simplify, bands, config_path, overrides, tiny, dask_address,
+                block_size) -> None:
     """Segment rasters into a georeferenced class raster and polygons.
 
     \b
@@ -85,8 +88,18 @@ def segment_cmd(ctx, scenes, output, model_path, zero_shot, class_set, tile, ove
     if band_list:
         sets.append(f"raster.bands=[{','.join(map(str, band_list))}]")
     dev = pick_device(device)
-    seg = load_segmenter(model_path, class_set, zero_shot, weights, dev, tiny, sets, config_path)
+    spec = dict(model_path=model_path, class_set=class_set, zero_shot=zero_shot, weights=weights, device=dev,
+                tiny=tiny, overrides=tuple(sets), config_path=config_path)
+    seg = load_segmenter(**spec)
     progress = progress_of(ctx)
+    runner = None
+    if dask_address:
+        from rs_wsss.distributed.dask import dask_runner, make_client
+
+        client = make_client(dask_address)
+        ctx.call_on_close(client.close)
+        runner = dask_runner(client, spec, tile, overlap, block_size, progress)
     for scene, target in targets:
-        res = segment_scene(seg, scene, target, tile, overlap, vectorize, overwrite, probs, min_area, simplify, progress)
+        res = segment_scene(seg, scene, target, tile, overlap, vectorize, overwrite, probs, min_area, simplify, progress,
+                            runner)
         log.info("%s → %s", scene, ", ".join(v for k, v in res.items() if k != "polygons" and v))

@@ -96,9 +96,12 @@ def output_paths(out: Path, vectorize: bool | None) -> dict[str, Path | None]:
 
 def segment_scene(seg: Segmenter, scene_path: str, out: Path, tile: int, overlap: float, vectorize: bool | None = None,
                   overwrite: bool = False, probs: bool = False, min_area: float = 0.0, simplify: float = 0.0,
-                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+                  progress: Callable[[str, int, int], None] | None = None, runner: Callable | None = None) -> dict[str, Any]:
     """Segment one scene into COG + qml (+ GPKG). Everything is written under temporary names and renamed at the end,
-    so a failure leaves nothing partial and an existing output is untouched."""
+    so a failure leaves nothing partial and an existing output is untouched.
+
+    ``runner(scene, raw_tif, conf_tif)`` produces the uint8 class GeoTIFF (and confidence); the default stitches in
+    this process, ``rs_wsss.distributed.dask`` farms blocks out to a cluster."""
     from .raster.io import NormStats, open_scene
     from .raster.stitch import stitch
     from .raster.vectorize import vectorize as to_polygons
@@ -118,7 +121,10 @@ def segment_scene(seg: Segmenter, scene_path: str, out: Path, tile: int, overlap
     try:
         with open_scene(scene_path, cfg.raster.bands, NormStats.from_dict(known) if known else None, cfg.raster.gsd,
                         tuple(cfg.raster.percentile)) as scene:
-            stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress, conf_tmp)
+            if runner is None:
+                stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress, conf_tmp)
+            else:
+                runner(scene, raw, conf_tmp)
             crs = scene.crs
         finalize_class_raster(raw, temps["tif"], cs.names, cs.colors, seg.meta)
         write_qml(temps["qml"], cs.names, cs.colors)

@@ -1,0 +1,66 @@
+"""Peak RSS of `rs-wsss segment` on ≥ 10 000 × 10 000 px ÷ on 1 000 × 1 000 px, real ViT-B model (goal ≤ 1.2).
+
+Both rasters are VRT mosaics of the real NAIP scene. Each run is a fresh process; peak RSS from getrusage.
+With --stand-in the model is a cheap per-pixel function (no torch model), isolating the raster layer's memory
+(issue 5: ≥ 16 000 × 16 000 vs 2 000 × 2 000).
+Usage: python benchmarks/memory.py [--large 10000] [--small 1000] [--overlap 0] [--stand-in]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import NAIP, cli, machine, mosaic_vrt, peak_rss_of
+
+STAND_IN = r'''
+import sys, numpy as np
+from rs_wsss.raster.io import open_scene
+from rs_wsss.raster.stitch import stitch
+def predict(x, valid):
+    g = x.mean(1, keepdims=True)
+    return np.concatenate([g, 1 - g, np.zeros_like(g)], 1)
+with open_scene(sys.argv[1]) as sc:
+    stitch(sc, predict, 3, int(sys.argv[3]), float(sys.argv[4]), sys.argv[2], batch=4)
+'''
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--large", type=int, default=10000)
+    ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--overlap", type=float, default=0.0)
+    ap.add_argument("--stand-in", action="store_true")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="rsw-mem-"))
+    rows = []
+    ckpt = tmp / "model.pt"
+    if not a.stand_in:
+        from segment_overhead import make_checkpoint
+
+        make_checkpoint(ckpt)
+    for size in (a.small, a.large):
+        scene = mosaic_vrt(NAIP, tmp / f"m{size}.vrt", size, size)
+        out = tmp / f"o{size}.tif"
+        if a.stand_in:
+            cmd = [sys.executable, "-c", STAND_IN, str(scene), str(out), str(a.tile), str(a.overlap)]
+        else:
+            cmd = cli() + ["segment", str(scene), "-o", str(out), "--model", str(ckpt), "--weights", "random",
+                           "--scales", "1", "--no-crf", "--tile", str(a.tile), "--overlap", str(a.overlap),
+                           "--device", "cpu", "--overwrite"]
+        rss, wall = peak_rss_of(cmd)
+        rows.append((size, rss, wall))
+    print(machine())
+    print(f"model: {'cheap per-pixel stand-in' if a.stand_in else 'real ViT-B/16 + adapter/decoder checkpoint (random weights)'}; "
+          f"tile {a.tile}, overlap {a.overlap}; real NAIP imagery mosaics")
+    print("| raster | peak RSS MiB | wall s |\n|---|---|---|")
+    for size, rss, wall in rows:
+        print(f"| {size} × {size} | {rss:.0f} | {wall:.0f} |")
+    print(f"| ratio large ÷ small | {rows[1][1] / rows[0][1]:.3f} | goal ≤ 1.2 |")
+
+
+if __name__ == "__main__":
+    main()
