@@ -28,8 +28,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 plugin-zip:
-	cd qgis_plugin && rm -f rs_wsss_qgis.zip && zip -qr rs_wsss_qgis.zip rs_wsss_qgis -x '*__pycache__*'
-	@echo "qgis_plugin/rs_wsss_qgis.zip: QGIS → Plugins → Manage and Install → Install from ZIP"
+	cd qgis_plugin && rm -f rs_wsss_qgis.zip && $(PYTHON) -c "import shutil; shutil.make_archive('rs_wsss_qgis', 'zip', '.', 'rs_wsss_qgis')"
+	@echo "qgis_plugin/rs_wsss_qgis.zip: QGIS → Plugins → Manage and Install Plugins → Install from ZIP"
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -57,6 +57,12 @@ def cli(ctx: click.Context, progress_json: bool, verbose: int, quiet: bool) -> N
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: exit 0 ok, 2 bad input (one line, no traceback), 1 internal failure."""
     verbose = any(a in ("-v", "-vv", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM (e.g. cancel in QGIS) unwinds like Ctrl-C: temporary outputs are removed
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="rs-wsss", standalone_mode=False)
     except click.exceptions.Exit as exc:
