@@ -21,9 +21,11 @@ import click
 @click.option("--tiny", is_flag=True, help="Tiny test architecture with random weights (tests, smoke runs).")
 @click.option("--cache-features", "cache_dir", type=click.Path(),
               help="Frozen-feature cache directory: backbones run once per view (train.cache_views fixed crops per tile).")
+@click.option("--nproc", type=int, default=1, show_default=True,
+              help="Data-parallel processes (starts torchrun; gloo on CPU, nccl on GPU).")
 @click.pass_context
 def train_cmd(ctx, scenes, tags_path, output, class_set, config_path, iters, batch, tile, weights, resume, device,
-              overrides, tiny, cache_dir) -> None:
+              overrides, tiny, cache_dir, nproc) -> None:
     """Train from tile tags (frozen CLIP + DINOv2, trainable adapter + decoder).
 
     \b
@@ -32,6 +34,17 @@ def train_cmd(ctx, scenes, tags_path, output, class_set, config_path, iters, bat
       rs-wsss train --tags tags.csv ortho/*.tif -o model.pt --classes landcover --iters 2000
       rs-wsss train --tags tags.csv ortho/*.tif -o model.pt --classes landcover --iters 2000 --resume
     """
+    if nproc > 1:  # re-run this very command under torchrun, one process per rank
+        import os
+        import subprocess
+        import sys
+
+        argv = sys.argv[1:]
+        i = argv.index("--nproc")
+        argv = argv[:i] + argv[i + 2 :]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "rs_wsss_cli.main", *argv]
+        raise SystemExit(subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))).returncode)
     from rs_wsss.classes import load_class_set
     from rs_wsss.config import load_config, tiny_config
     from rs_wsss.training import run_training

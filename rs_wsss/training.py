@@ -98,7 +98,21 @@ class TileSampler:
         feats = {name: torch.stack([it[name] for it in items]) for name in items[0] if name != "image"}
         images = torch.stack([it["image"] for it in items])
         tags = torch.from_numpy(np.stack([self.tags[i] for i, _, _ in picks]))
-        return images, tags, feats
+        return self.shard(images, tags, feats)
+
+    def shard(self, images, tags, feats=None):
+        """This rank's slice of the step's global batch (all of it for a single process)."""
+        from .distributed.ddp import world
+
+        rank, n = world()
+        if n == 1:
+            return (images, tags) if feats is None else (images, tags, feats)
+        if self.cfg.train.batch % n:
+            raise RsWsssError(f"train.batch={self.cfg.train.batch} must be a multiple of the {n} processes")
+        k = self.cfg.train.batch // n
+        sl = slice(rank * k, (rank + 1) * k)
+        out = (images[sl], tags[sl])
+        return out if feats is None else out + ({name: t[sl] for name, t in feats.items()},)
 
     def batch(self, step: int):
         import torch
@@ -112,7 +126,7 @@ class TileSampler:
                 imgs.append(img)
                 tags.append(self.tags[i])
             if len(imgs) == self.cfg.train.batch:
-                return torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(tags))
+                return self.shard(torch.from_numpy(np.stack(imgs)), torch.from_numpy(np.stack(tags)))
         raise RsWsssError("almost every tagged tile is nodata: check the tags' windows or raster.max_nodata_fraction")
 
 
@@ -120,6 +134,7 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
                  weights: str | None = None, device: str = "cpu", resume: bool = False,
                  progress: Callable[[str, int, int], None] | None = None,
                  cache_dir: str | Path | None = None) -> dict[str, Any]:
+    from .distributed.ddp import init_from_env
     from .model.checkpoint import load_checkpoint
     from .model.wsss import WSSS
     from .priors import build_priors
@@ -128,6 +143,9 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     from .train.loop import train
 
     out_path = Path(out_path)
+    rank, _ = init_from_env(device)
+    if rank > 0:  # one voice in the log
+        log.setLevel(logging.WARNING)
     if out_path.exists() and not resume:
         raise RsWsssError(f"output exists: {out_path} (pass --resume to continue it, or choose another -o)")
     known_norms: dict = {}

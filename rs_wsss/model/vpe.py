@@ -39,18 +39,23 @@ def seed_mask(m_f: torch.Tensor, tags_k: torch.Tensor, topk_percent: float) -> t
 
 @torch.no_grad()
 def update_prototypes(
-    protos: torch.Tensor, initialized: torch.Tensor, feats: torch.Tensor, seeds: torch.Tensor, momentum: float
+    protos: torch.Tensor, initialized: torch.Tensor, feats: torch.Tensor, seeds: torch.Tensor, momentum: float,
+    reduce=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq 18: P_c ← τ·P_c + (1 − τ)·(1/|Q_c|) Σ_{i∈Q_c} f_i; returns (new prototypes (K, D2), new initialized (K,)).
 
     feats (B, D2, hw), seeds (B, K, hw): Q_c pools the seeds of the whole batch. A class seen for the first time
     starts at its seed mean (starting from the zero buffer would pull P_c towards the origin for ~1/(1−τ) steps);
-    a class without seeds in the batch keeps its prototype and flag."""
+    a class without seeds in the batch keeps its prototype and flag. ``reduce`` (e.g. an all-reduce sum over
+    data-parallel ranks) is applied to the seed sums and counts, so every rank computes the global-batch mean."""
     if not 0 <= momentum <= 1:
         raise RsWsssError(f"vpe.momentum must be in [0, 1], got {momentum}")
     s = seeds.to(feats.dtype)
     count = s.sum(dim=(0, 2))  # |Q_c|
-    mean = torch.einsum("bkp,bdp->kd", s, feats) / count.clamp_min(1)[:, None]
+    sums = torch.einsum("bkp,bdp->kd", s, feats)
+    if reduce is not None:
+        sums, count = reduce(sums), reduce(count)
+    mean = sums / count.clamp_min(1)[:, None]
     has = count > 0
     protos = protos.to(feats.dtype)
     new = torch.where(initialized[:, None], momentum * protos + (1 - momentum) * mean, mean)

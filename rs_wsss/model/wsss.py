@@ -107,6 +107,10 @@ class WSSS(nn.Module):
             out["dino"] = self.dino(_resize(images, (p.dino_size, p.dino_size)))
         return out
 
+    def forward(self, images: torch.Tensor, tags: torch.Tensor, feats: dict | None = None) -> dict[str, torch.Tensor]:
+        """The training forward (what DistributedDataParallel calls): cached ``feats`` or the frozen priors."""
+        return self.step_from_features(feats if feats is not None else self.frozen_features(images), images, tags)
+
     def train_step(self, images: torch.Tensor, tags: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward + loss of one batch (the caller runs backward and the optimiser)."""
         return self.step_from_features(self.frozen_features(images), images, tags)
@@ -151,7 +155,10 @@ class WSSS(nn.Module):
         if cfg.vpe.enabled:
             if update:
                 seeds = vpe.seed_mask(cams, tags_k, cfg.vpe.topk_percent)
-                protos, init = vpe.update_prototypes(self.prototypes, self.proto_init, fcd, seeds, cfg.vpe.momentum)
+                from ..distributed.ddp import all_reduce_sum  # identity for a single process
+
+                protos, init = vpe.update_prototypes(self.prototypes, self.proto_init, fcd, seeds, cfg.vpe.momentum,
+                                                     reduce=all_reduce_sum)
                 self.prototypes.copy_(protos)
                 self.proto_init.copy_(init)
             # a class without a prototype yet is left as USR made it (S_c = 1) rather than erased

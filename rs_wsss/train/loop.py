@@ -47,8 +47,15 @@ def train(
     progress: Progress | None = None,
     extra: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
+    on_step: Callable[[int, Any, dict], None] | None = None,
 ) -> dict[str, Any]:
-    """Train to ``cfg.iters`` steps, writing ``out_path`` every ``cfg.checkpoint_every`` steps and at the end."""
+    """Train to ``cfg.iters`` steps, writing ``out_path`` every ``cfg.checkpoint_every`` steps and at the end.
+
+    Under torchrun the model is wrapped in DDP, ``batch_for_step`` must return this rank's slice of the global batch,
+    and only rank 0 writes checkpoints."""
+    from ..distributed.ddp import world, wrap
+
+    rank, _ = world()
     out_path = Path(out_path)
     opt, sched = build_optimizer(model, cfg)
     start = 0
@@ -61,16 +68,15 @@ def train(
         start = state["step"]
         log.info("resuming %s at step %d of %d", out_path, start, cfg.iters)
     model.train()
+    net = wrap(model, str(device))
     history: list[float] = []
     amp = cfg.amp and torch.device(device).type == "cuda"
     for step in range(start, cfg.iters):
         batch = batch_for_step(step)
         images, tags = batch[0].to(device), batch[1].to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            if len(batch) == 3:  # frozen features from the cache
-                out = model.step_from_features({k: v.to(device) for k, v in batch[2].items()}, images, tags)
-            else:
-                out = model.train_step(images, tags)
+            feats = {k: v.to(device) for k, v in batch[2].items()} if len(batch) == 3 else None  # cached
+            out = net(images, tags, feats)
         loss = out["loss"]
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}")
@@ -82,9 +88,11 @@ def train(
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.iters:
             log.info("step %d/%d loss %.4f (seg %.4f aff %.4f) lr %.2e", done, cfg.iters, float(loss), float(out["seg"]), float(out["aff"]), sched.get_last_lr()[0])
-        if progress:
+        if on_step:
+            on_step(done, model, out)
+        if progress and rank == 0:
             progress("train", done, cfg.iters)
-        if done % cfg.checkpoint_every == 0 or done == cfg.iters:
+        if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.iters):
             save_checkpoint(out_path, model, opt, sched, done, {**(extra or {}), "last_loss": history[-1]})
     if start >= cfg.iters:
         log.info("%s already at step %d of %d", out_path, start, cfg.iters)
