@@ -115,4 +115,22 @@ def check_inputs(paths) -> None:
 
     for p in paths:
         if not Path(p).is_file():
-            raise RsWsssError(f"input not found: {p}")
+            raise RsWsssError(f"input not found: {p} (check the path)")
+
+
+def check_output(path, overwrite: bool):
+    """raster.write.check_output (exists / missing directory) plus a real write probe: permission bits do not tell
+    root about read-only file systems, and a failure after an hour of work is the worst time to find out."""
+    import tempfile
+    from pathlib import Path
+
+    from rs_wsss.errors import RsWsssError
+    from rs_wsss.raster.write import check_output as _check
+
+    path = _check(path, overwrite)
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent or Path("."), prefix=".rs-wsss-probe."):
+            pass
+    except OSError as exc:
+        raise RsWsssError(f"output directory is not writable: {path.parent} ({exc.strerror}); choose another -o") from None
+    return path

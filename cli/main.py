@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> None:
 
         if isinstance(exc, RsWsssError):
             _fail(str(exc), 2)
-        if _is_raster_error(exc):
-            _fail(f"cannot read input: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", 2)
+        if _is_raster_error(exc):  # GDAL's message names the file and the reason (unreadable input, unwritable output)
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            _fail(f"raster I/O failed: {why} (check the path and its permissions)", 2)
         if verbose:
             import traceback
 
@@ -89,8 +90,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _is_raster_error(exc: Exception) -> bool:
-    mod = sys.modules.get("rasterio.errors")
-    return bool(mod) and isinstance(exc, (mod.RasterioError, mod.CPLE_BaseError))
+    # only if rasterio was imported at all (it is never imported for --help)
+    errors, err = sys.modules.get("rasterio.errors"), sys.modules.get("rasterio._err")
+    kinds = tuple(k for k in (getattr(errors, "RasterioError", None), getattr(err, "CPLE_BaseError", None)) if k)
+    return bool(kinds) and isinstance(exc, kinds)
 
 
 def _fail(message: str, code: int) -> None:

@@ -14,8 +14,8 @@ import click
 @click.option("--model", "model_path", type=click.Path(), help="A checkpoint from rs-wsss train.")
 @click.option("--zero-shot", is_flag=True, help="No training: text-driven CAM refined by USR.")
 @click.option("--classes", "class_set", help="Class set (required with --zero-shot).")
-@click.option("--tile", type=int, default=512, show_default=True, help="Tile size in pixels.")
-@click.option("--overlap", type=float, default=0.25, show_default=True, help="Tile overlap fraction.")
+@click.option("--tile", type=click.IntRange(min=32), default=512, show_default=True, help="Tile size in pixels.")
+@click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=0.25, show_default=True, help="Tile overlap fraction.")
 @click.option("--scales", help="Inference scales, e.g. 0.75,1,1.25 (default: the config's).")
 @click.option("--crf/--no-crf", default=None, help="Dense CRF post-processing (default: the config's).")
 @click.option("--weights", help="Backbone weights directory/file, or 'random'.")
@@ -23,14 +23,14 @@ import click
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--vectorize/--no-vectorize", default=None, help="Write polygons (default: for .gpkg outputs).")
 @click.option("--probs", is_flag=True, help="Also write the per-pixel confidence raster (OUT_confidence.tif).")
-@click.option("--min-area", type=float, default=0.0, help="Drop polygons smaller than this (CRS units²).")
-@click.option("--simplify", type=float, default=0.0, help="Simplify polygons with this tolerance (CRS units).")
+@click.option("--min-area", type=click.FloatRange(min=0), default=0.0, help="Drop polygons smaller than this (CRS units²).")
+@click.option("--simplify", type=click.FloatRange(min=0), default=0.0, help="Simplify polygons with this tolerance (CRS units).")
 @click.option("--bands", help="Band numbers to use as R,G,B, e.g. 4,3,2 (default: by colour interpretation).")
 @click.option("--config", "config_path", type=click.Path(), help="Config YAML (zero-shot).")
 @click.option("--set", "overrides", multiple=True, help="Config override section.key=value (repeatable).")
 @click.option("--tiny", is_flag=True, help="Tiny test architecture with random weights (zero-shot tests).")
 @click.option("--dask", "dask_address", help="Run on Dask: a scheduler address (tcp://host:8786) or local:N workers.")
-@click.option("--block-size", type=int, default=4096, show_default=True, help="Pixels per Dask block side.")
+@click.option("--block-size", type=click.IntRange(min=256), default=4096, show_default=True, help="Pixels per Dask block side.")
 @click.pass_context
 def segment_cmd(ctx, scenes, output, model_path, zero_shot, class_set, tile, overlap, scales, crf, weights, device,
                 overwrite, vectorize, probs, min_area, simplify, bands, config_path, overrides, tiny, dask_address,
@@ -44,10 +44,9 @@ def segment_cmd(ctx, scenes, output, model_path, zero_shot, class_set, tile, ove
       rs-wsss segment ortho/*.tif -o results/ --model model.pt
     """
     from rs_wsss.errors import RsWsssError
-    from rs_wsss.raster.write import check_output
     from rs_wsss.segment import load_segmenter, output_paths, segment_scene
 
-    from .common import check_inputs, log, parse_scales, pick_device, progress_of
+    from .common import check_inputs, check_output, log, parse_scales, pick_device, progress_of
 
     check_inputs(scenes)
     from rs_wsss.raster.io import open_dataset
@@ -64,21 +63,24 @@ def segment_cmd(ctx, scenes, output, model_path, zero_shot, class_set, tile, ove
                 raise RsWsssError(f"{s}: --bands {bands} invalid: give 1 or 3 band numbers in 1..{ds.count}")
     if model_path:
         check_inputs([model_path])
-    if not (0 <= overlap < 1) or tile < 32:
-        raise RsWsssError("--tile must be >= 32 and --overlap in [0, 1)")
     out = Path(output)
     multi = len(scenes) > 1 or out.is_dir() or output.endswith(("/", "\\"))
+    new_dir = multi and not out.exists()  # created only once every check has passed
     if multi:
-        out.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() in (".gpkg", ".tif", ".tiff"):
+            raise RsWsssError(f"several scenes need a directory as -o (one output per scene), not the file {out.name}")
+        if out.exists() and not out.is_dir():
+            raise RsWsssError(f"-o {out} exists and is not a directory; give a directory for several scenes")
         targets = [(s, out / f"{Path(s).stem}.gpkg") for s in scenes]
         names = [t.name for _, t in targets]
         if len(set(names)) != len(names):
             raise RsWsssError("several scenes share a file name; segment them into different directories")
+        check_output(out, overwrite=True)  # its parent exists and is writable
     else:
         targets = [(scenes[0], out)]
     for _, t in targets:  # refuse before any model is built
         for p in output_paths(t, vectorize).values():
-            if p is not None:
+            if p is not None and not new_dir:
                 check_output(p, overwrite)
     sets = list(overrides)
     if scales:
@@ -99,6 +101,9 @@ def segment_cmd(ctx, scenes, output, model_path, zero_shot, class_set, tile, ove
         client = make_client(dask_address)
         ctx.call_on_close(client.close)
         runner = dask_runner(client, spec, tile, overlap, block_size, progress)
+    if new_dir:
+        out.mkdir()
+        ctx.call_on_close(lambda: next(out.iterdir(), None) is None and out.rmdir())  # no empty directory left behind
     for scene, target in targets:
         res = segment_scene(seg, scene, target, tile, overlap, vectorize, overwrite, probs, min_area, simplify, progress,
                             runner)

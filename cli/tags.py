@@ -9,12 +9,13 @@ import click
 
 SCENES = click.argument("scenes", nargs=-1, required=True, type=click.Path())
 OUT = click.option("-o", "--output", required=True, type=click.Path(), help="tags.csv or tags.gpkg")
-TILE = click.option("--tile", default=512, show_default=True, help="Tile size in pixels.")
+TILE = click.option("--tile", default=512, show_default=True, type=click.IntRange(min=32), help="Tile size in pixels.")
 OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 
 
 def _overlap(default: float):
-    return click.option("--overlap", default=default, show_default=True, help="Tile overlap fraction in [0, 1).")
+    return click.option("--overlap", default=default, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+                        help="Tile overlap fraction in [0, 1).")
 
 
 @click.group()
@@ -37,9 +38,7 @@ def template(scenes, output, tile, overlap, overwrite) -> None:
       (open tags.gpkg in QGIS, type "building;road" into the labels field of each tile)
     """
     from rs_wsss.raster.tags import template_grid, write_tags
-    from rs_wsss.raster.write import check_output
-
-    from .common import check_inputs, log
+    from .common import check_inputs, check_output, log
 
     check_inputs(scenes)
     check_output(output, overwrite)
@@ -55,7 +54,7 @@ def template(scenes, output, tile, overlap, overwrite) -> None:
 @click.option("--class-name", help="Give every feature this class (instead of --field).")
 @click.option("--value-map", multiple=True, help="Field value → class, e.g. yes=building (repeatable or comma-separated).")
 @click.option("--classes", "class_set", default="landcover", show_default=True, help="Class set name or YAML.")
-@click.option("--min-fraction", default=0.0, show_default=True, help="Minimum fraction of a tile a class must cover (0: any overlap).")
+@click.option("--min-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Minimum fraction of a tile a class must cover (0: any overlap).")
 @OUT
 @TILE
 @_overlap(0.0)
@@ -71,9 +70,7 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
     from rs_wsss.classes import load_class_set
     from rs_wsss.errors import RsWsssError
     from rs_wsss.raster.tags import tags_from_vector, write_tags
-    from rs_wsss.raster.write import check_output
-
-    from .common import check_inputs, log, parse_value_map
+    from .common import check_inputs, check_output, log, parse_value_map
 
     if not field and not class_name:
         raise RsWsssError("give --field FIELD (attribute with class names) or --class-name CLASS")
@@ -93,7 +90,7 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
 @click.option("--masks", required=True, help="Directory or glob of ground-truth class rasters.")
 @click.option("--classes", "class_set", required=True, help="Class set name or YAML (its codes decode the masks).")
 @click.option("--value-map", multiple=True, help="Mask value → class, e.g. 255=building,0=background.")
-@click.option("--min-fraction", default=0.0, show_default=True, help="Minimum fraction of a tile a class must cover.")
+@click.option("--min-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Minimum fraction of a tile a class must cover.")
 @OUT
 @TILE
 @_overlap(0.0)
@@ -108,9 +105,7 @@ def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile,
     from rs_wsss.classes import load_class_set
     from rs_wsss.errors import RsWsssError
     from rs_wsss.raster.tags import tags_from_raster, write_tags
-    from rs_wsss.raster.write import check_output
-
-    from .common import check_inputs, log, parse_value_map
+    from .common import check_inputs, check_output, log, parse_value_map
 
     check_inputs(scenes)
     check_output(output, overwrite)

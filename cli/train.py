@@ -11,8 +11,8 @@ import click
 @click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint to write (model.pt).")
 @click.option("--classes", "class_set", required=True, help="Class set name (landcover, potsdam, isaid, loveda) or YAML.")
 @click.option("--config", "config_path", type=click.Path(), help="A YAML overriding configs/model.yaml + train.yaml.")
-@click.option("--iters", type=int, help="Training iterations (paper: 40000).")
-@click.option("--batch", type=int, help="Batch size (paper: 4).")
+@click.option("--iters", type=click.IntRange(min=1), help="Training iterations (paper: 40000).")
+@click.option("--batch", type=click.IntRange(min=1), help="Batch size (paper: 4).")
 @click.option("--tile", type=int, help="Not used for reading (tag windows are); kept for symmetry with segment.", hidden=True)
 @click.option("--weights", help="Backbone weights directory/file, or 'random' (explicit, for smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
@@ -21,7 +21,7 @@ import click
 @click.option("--tiny", is_flag=True, help="Tiny test architecture with random weights (tests, smoke runs).")
 @click.option("--cache-features", "cache_dir", type=click.Path(),
               help="Frozen-feature cache directory: backbones run once per view (train.cache_views fixed crops per tile).")
-@click.option("--nproc", type=int, default=1, show_default=True,
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel processes (starts torchrun; gloo on CPU, nccl on GPU).")
 @click.pass_context
 def train_cmd(ctx, scenes, tags_path, output, class_set, config_path, iters, batch, tile, weights, resume, device,
@@ -39,9 +39,14 @@ def train_cmd(ctx, scenes, tags_path, output, class_set, config_path, iters, bat
         import subprocess
         import sys
 
-        argv = sys.argv[1:]
-        i = argv.index("--nproc")
-        argv = argv[:i] + argv[i + 2 :]
+        argv, skip = [], False
+        for a in sys.argv[1:]:  # this command line without --nproc N / --nproc=N
+            if skip or a.startswith("--nproc="):
+                skip = False
+                continue
+            skip = a == "--nproc"
+            if not skip:
+                argv.append(a)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "rs_wsss_cli.main", *argv]
         raise SystemExit(subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))).returncode)
@@ -49,15 +54,17 @@ def train_cmd(ctx, scenes, tags_path, output, class_set, config_path, iters, bat
     from rs_wsss.config import load_config, tiny_config
     from rs_wsss.training import run_training
 
-    from .common import check_inputs, log, pick_device, progress_of
+    from .common import check_inputs, check_output, log, pick_device, progress_of
 
     check_inputs(scenes)
+    check_output(output, overwrite=True)  # directory exists and is writable; an existing file is run_training's call
     from rs_wsss.raster.io import open_dataset
 
     for s in scenes:
         open_dataset(s).close()
     cs = load_class_set(class_set)
-    sets = list(overrides) + ([f"train.iters={iters}"] if iters else []) + ([f"train.batch={batch}"] if batch else [])
+    sets = list(overrides) + ([f"train.iters={iters}"] if iters is not None else []) + (
+        [f"train.batch={batch}"] if batch is not None else [])
     cfg = tiny_config(sets) if tiny else load_config(config_path, sets)
     dev = pick_device(device)
     res = run_training(tags_path, list(scenes), cs, cfg, output, weights, dev, resume, progress_of(ctx), cache_dir)

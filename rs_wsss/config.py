@@ -249,9 +249,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise RsWsssError(f"config file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise RsWsssError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise RsWsssError(f"config file {path} must be a YAML mapping of sections (e.g. 'train: {{iters: 2000}}')")
+    return data
 
 
 def _sections() -> list[str]:

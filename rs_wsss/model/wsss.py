@@ -181,7 +181,7 @@ class WSSS(nn.Module):
             x = _resize(images, size)
             for flipped in (False, True) if flip else (False,):
                 xi = x.flip(-1) if flipped else x
-                logits, _ = self.decoder(self.adapter(self.clip(xi).tokens), (height, width))
+                logits, _ = self.decoder(self.adapter(self.clip(xi, need_attn=False).tokens), (height, width))
                 prob = logits.softmax(1)
                 total = total + (prob.flip(-1) if flipped else prob)
                 n += 1

@@ -36,7 +36,22 @@ def build_priors(
     # same "random" model, and the caller's RNG stream is left untouched
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        clip = ClipPrior(cfg, clip_w)
+        clip = _build(ClipPrior, cfg, clip_w, cfg.clip_model)
         torch.manual_seed(1)
-        dino = DinoPrior(cfg, dino_w) if dino_w is not None else None
+        dino = _build(DinoPrior, cfg, dino_w, cfg.dino_model) if dino_w is not None else None
     return clip, dino
+
+
+def _build(prior_cls, cfg: PriorsConfig, rw: ResolvedWeights, arch: str):
+    """A weights file that is not the expected backbone (wrong model, corrupt, not weights at all) is bad input."""
+    from ..errors import WeightsNotFound
+
+    try:
+        return prior_cls(cfg, rw)
+    except Exception as exc:
+        if rw.is_random:
+            raise
+        text = str(exc).strip()
+        why = text.splitlines()[0].split(". ")[0][:120] if text else type(exc).__name__  # first sentence only
+        raise WeightsNotFound(f"{rw.path} does not load as {rw.backbone} ({arch}): {why}; "
+                              f"check it with rs-wsss weights --check FILE --backbone {rw.backbone}") from None

@@ -23,7 +23,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 @dataclass
 class ClipFeatures:
     tokens: list[torch.Tensor]  # N × (B, D, h, w): every block's patch tokens (F_init^l, Sect. 3.3)
-    attn: torch.Tensor  # (B, N, hw, hw): head-averaged attention of every block, patch-to-patch (A_s^l, eq 12)
+    attn: torch.Tensor | None  # (B, N, hw, hw): head-averaged attention of every block, patch-to-patch (A_s^l, eq 12)
     joint: torch.Tensor  # (B, E, h, w): final tokens after ln_post + proj, in the image–text space (eq 9)
 
 
@@ -84,7 +84,8 @@ class ClipPrior(nn.Module):
         return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(gh * gw, -1)], 0)
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> ClipFeatures:
+    def forward(self, images: torch.Tensor, need_attn: bool = True) -> ClipFeatures:
+        """``need_attn=False`` (decoder inference) skips keeping the N attention maps (B·N·hw² floats)."""
         v = self.model.visual
         x = (images - self.mean) / self.std
         x = v.conv1(x.to(v.conv1.weight.dtype))
@@ -98,10 +99,11 @@ class ClipPrior(nn.Module):
             x = x + blk.ls_1(out)
             x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
             tokens.append(x[:, 1:].permute(0, 2, 1).reshape(b, c, gh, gw))
-            attns.append(prob.mean(1)[:, 1:, 1:])
+            if need_attn:
+                attns.append(prob.mean(1)[:, 1:, 1:])
         joint = v.ln_post(x[:, 1:]) @ v.proj
         joint = joint.permute(0, 2, 1).reshape(b, -1, gh, gw)
-        return ClipFeatures(tokens=tokens, attn=torch.stack(attns, 1), joint=joint)
+        return ClipFeatures(tokens=tokens, attn=torch.stack(attns, 1) if need_attn else None, joint=joint)
 
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from .conftest import run_cli
@@ -9,7 +11,7 @@ from .conftest import run_cli
 NAIP = "naip/m_4709963_se_14_1_20200831.tif"
 SPACENET = "spacenet/sample_geotiff.tif"
 
-# (id, args with {D}=shared data, {T}=tmp dir, {M}=a trained model, expected words in the message)
+# (id, args with {D}=shared data, {T}=tmp dir, {M}=a trained model, {RO}=an unwritable directory, expected words in the message)
 CASES = [
     ("missing raster", ["segment", "{T}/nope.tif", "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover"], "not found"),
     ("corrupt raster", ["segment", "{T}/corrupt.tif", "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover"], "cannot read raster"),
@@ -34,12 +36,21 @@ CASES = [
     ("masks glob empty", ["tags", "from-raster", "{D}/" + SPACENET, "--masks", "{T}/*.png", "--classes", "landcover", "-o", "{T}/t.csv"], "no files"),
     ("evaluate size mismatch", ["evaluate", "{D}/potsdam/masks/2_10_0_0_512_512.png", "{D}/spacenet/sample_fp_mask_from_geojson.tif", "--classes", "potsdam"], "cannot align"),
     ("unknown option", ["segment", "{D}/" + NAIP, "--frobnicate"], "No such option"),
+    ("unwritable output dir", ["segment", "{D}/" + NAIP, "-o", "{RO}/o.gpkg", "--zero-shot", "--classes", "landcover", "--tiny"], "not writable"),
+    ("train into unwritable dir", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{RO}/m.pt", "--classes", "landcover", "--tiny"], "not writable"),
+    ("weights file is not weights", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/good.csv"], "does not load as clip"),
+    ("weights dir without weights", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/ro"], "no clip weights"),
+    ("config is not a mapping", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{T}/m.pt", "--classes", "landcover", "--config", "{T}/good.csv"], "YAML mapping"),
+    ("zero iterations", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{T}/m.pt", "--classes", "landcover", "--tiny", "--iters", "0"], "--iters"),
+    ("tile too small", ["tags", "template", "{D}/" + NAIP, "-o", "{T}/t.csv", "--tile", "0"], "--tile"),
+    ("several scenes into one file", ["segment", "{D}/" + NAIP, "{D}/" + SPACENET, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--tiny"], "directory"),
 ]
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, shared_data):
     t = tmp_path_factory.mktemp("bad")
+    (t / "ro").mkdir(mode=0o555)  # read-only for a normal user; root writes anywhere, so root gets /proc (below)
     (t / "corrupt.tif").write_bytes(b"II*\x00 this is not a tiff")
     (t / "exists.gpkg").write_text("keep me")
     naip = shared_data / NAIP
@@ -51,7 +62,8 @@ def workdir(tmp_path_factory, shared_data):
 @pytest.mark.parametrize("name,args,words", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_line_and_exit_2(name, args, words, workdir, shared_data, trained_spacenet):
     before = {p: p.stat().st_mtime for p in workdir.rglob("*")}
-    subs = {"{D}": str(shared_data), "{T}": str(workdir), "{M}": str(trained_spacenet / "model.pt")}
+    read_only = "/proc" if os.geteuid() == 0 else str(workdir / "ro")
+    subs = {"{D}": str(shared_data), "{T}": str(workdir), "{M}": str(trained_spacenet / "model.pt"), "{RO}": read_only}
     argv = []
     for a in args:
         for k, v in subs.items():

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import geopandas as gpd
 import rasterio
@@ -59,29 +58,36 @@ def test_naip_four_band_zero_shot_and_template(shared_data, tmp_path):
     assert set(gpd.read_file(tmp_path / "z.gpkg").class_name) <= {"background", "building", "road", "vegetation", "water", "bare_land"}
 
 
-def _train_cmd(d, shared_data, out, iters):
-    return [sys.executable, "-m", "rs_wsss_cli.main", "train", "--tags", str(d / "tags.csv"),
+ITERS, EVERY = 16, 4
+
+
+def _train_cmd(d, shared_data, out):
+    return [sys.executable, "-m", "rs_wsss_cli.main", "--progress-json", "train", "--tags", str(d / "tags.csv"),
             str(shared_data / "spacenet/sample_geotiff.tif"), "-o", str(out), "--classes", "landcover", "--tiny",
-            "--iters", str(iters), "--set", "train.checkpoint_every=5"]
+            "--iters", str(ITERS), "--set", f"train.checkpoint_every={EVERY}"]
 
 
 def test_interrupted_training_resumes_to_the_same_step_and_loss(shared_data, trained_spacenet, tmp_path):
     full = tmp_path / "full.pt"
-    assert subprocess.run(_train_cmd(trained_spacenet, shared_data, full, 30), capture_output=True).returncode == 0
+    assert subprocess.run(_train_cmd(trained_spacenet, shared_data, full), capture_output=True).returncode == 0
     cut = tmp_path / "cut.pt"
-    proc = subprocess.Popen(_train_cmd(trained_spacenet, shared_data, cut, 30), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (cut.exists() and torch.load(cut, weights_only=True)["step"] >= 10):
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    # SIGKILL (no clean-up possible) as soon as the progress stream shows a step past the first checkpoint
+    proc = subprocess.Popen(_train_cmd(trained_spacenet, shared_data, cut), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in proc.stderr:
+        if line.startswith("{") and json.loads(line)["stage"] == "train" and json.loads(line)["done"] > EVERY:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
     proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL  # it was killed, it did not finish on its own
     killed_at = torch.load(cut, weights_only=True)["step"]
-    assert 10 <= killed_at < 30
-    p = subprocess.run(_train_cmd(trained_spacenet, shared_data, cut, 30) + ["--resume"], capture_output=True, text=True)
+    assert EVERY <= killed_at < ITERS and killed_at % EVERY == 0
+    p = subprocess.run(_train_cmd(trained_spacenet, shared_data, cut) + ["--resume"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+    assert f"at step {killed_at} of {ITERS}" in p.stderr  # it continued from the checkpoint, not from scratch
     a, b = torch.load(full, weights_only=True), torch.load(cut, weights_only=True)
-    assert a["step"] == b["step"] == 30
+    assert a["step"] == b["step"] == ITERS
     assert abs(a["extra"]["last_loss"] - b["extra"]["last_loss"]) < 1e-3 * max(1.0, a["extra"]["last_loss"])
     assert torch.allclose(a["prototypes"], b["prototypes"], atol=1e-4)
 
