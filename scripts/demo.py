@@ -39,6 +39,7 @@ def main() -> None:
     args = ap.parse_args()
     scene = Path(args.scene) if args.scene else sample_path()
     out = Path(args.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     cli = Path(sys.executable).with_name("rs-wsss")
     cmd = [str(cli), "segment", str(scene), "-o", str(out / "demo.gpkg"), "--zero-shot", "--classes", args.classes,
@@ -48,9 +49,9 @@ def main() -> None:
     print("$ " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     rc = subprocess.run(cmd).returncode
-    if rc != 0:
-        if not args.weights:
-            print("demo: to see the mechanics without real weights run: make demo WEIGHTS=random", file=sys.stderr)
+    if rc != 0:  # rs-wsss has said why in one line (missing weights: how to supply them, or WEIGHTS=random)
+        if created and not any(out.iterdir()):
+            out.rmdir()
         sys.exit(rc)
     print(f"demo: wrote {out / 'demo.tif'} (+ .qml) and {out / 'demo.gpkg'} in {time.perf_counter() - t0:.1f} s "
           f"from {scene.name}; open them in QGIS")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,10 +8,15 @@ from pathlib import Path
 import pytest
 
 
+# One torch thread per CLI process: the tiny models gain nothing from threads, and on a shared 2-core machine OpenMP
+# threads spinning against other processes make a tiny training run 3-4x slower.
+ENV = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """The real command line in a subprocess (exit codes, stderr and lazy imports are part of the contract)."""
     return subprocess.run([sys.executable, "-m", "rs_wsss_cli.main", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+                          cwd=cwd, timeout=timeout, env=ENV)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import geopandas as gpd
 import rasterio
 import torch
 
-from .conftest import run_cli
+from .conftest import ENV, run_cli
 
 
 def test_spacenet_tags_train_segment_evaluate(shared_data, trained_spacenet, tmp_path):
@@ -58,6 +58,22 @@ def test_naip_four_band_zero_shot_and_template(shared_data, tmp_path):
     assert set(gpd.read_file(tmp_path / "z.gpkg").class_name) <= {"background", "building", "road", "vegetation", "water", "bare_land"}
 
 
+def test_several_scenes_give_one_output_each_in_their_own_crs(shared_data, tmp_path):
+    scenes = [shared_data / "naip/m_4709963_se_14_1_20200831.tif", shared_data / "spacenet/sample_geotiff.tif"]
+    out = tmp_path / "results"  # created by the command, once every check has passed
+    p = run_cli("segment", *scenes, "-o", out, "--zero-shot", "--classes", "landcover", "--tiny", "--tile", "256")
+    assert p.returncode == 0, p.stderr
+    for scene in scenes:
+        with rasterio.open(out / f"{scene.stem}.tif") as o, rasterio.open(scene) as i:
+            assert o.crs == i.crs and o.transform == i.transform and o.shape == i.shape
+            epsg = i.crs.to_epsg()
+        assert gpd.read_file(out / f"{scene.stem}.gpkg").crs.to_epsg() == epsg  # 26914 and 32616
+        assert (out / f"{scene.stem}.qml").exists()
+    # a bad input after the directory check leaves no empty directory behind
+    p = run_cli("segment", *scenes, "-o", tmp_path / "never", "--zero-shot", "--classes", "nosuch", "--tiny")
+    assert p.returncode == 2 and not (tmp_path / "never").exists()
+
+
 ITERS, EVERY = 16, 4
 
 
@@ -69,11 +85,11 @@ def _train_cmd(d, shared_data, out):
 
 def test_interrupted_training_resumes_to_the_same_step_and_loss(shared_data, trained_spacenet, tmp_path):
     full = tmp_path / "full.pt"
-    assert subprocess.run(_train_cmd(trained_spacenet, shared_data, full), capture_output=True).returncode == 0
+    assert subprocess.run(_train_cmd(trained_spacenet, shared_data, full), capture_output=True, env=ENV).returncode == 0
     cut = tmp_path / "cut.pt"
     # SIGKILL (no clean-up possible) as soon as the progress stream shows a step past the first checkpoint
     proc = subprocess.Popen(_train_cmd(trained_spacenet, shared_data, cut), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=ENV)
     for line in proc.stderr:
         if line.startswith("{") and json.loads(line)["stage"] == "train" and json.loads(line)["done"] > EVERY:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -83,7 +99,8 @@ def test_interrupted_training_resumes_to_the_same_step_and_loss(shared_data, tra
     assert proc.returncode == -signal.SIGKILL  # it was killed, it did not finish on its own
     killed_at = torch.load(cut, weights_only=True)["step"]
     assert EVERY <= killed_at < ITERS and killed_at % EVERY == 0
-    p = subprocess.run(_train_cmd(trained_spacenet, shared_data, cut) + ["--resume"], capture_output=True, text=True)
+    p = subprocess.run(_train_cmd(trained_spacenet, shared_data, cut) + ["--resume"], capture_output=True, text=True,
+                       env=ENV)
     assert p.returncode == 0, p.stderr
     assert f"at step {killed_at} of {ITERS}" in p.stderr  # it continued from the checkpoint, not from scratch
     a, b = torch.load(full, weights_only=True), torch.load(cut, weights_only=True)
