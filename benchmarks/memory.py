@@ -17,13 +17,16 @@ from _common import NAIP, cli, machine, mosaic_vrt, peak_rss_of
 
 STAND_IN = r'''
 import sys, numpy as np
-from rs_wsss.raster.io import open_scene
-from rs_wsss.raster.stitch import stitch
+from pathlib import Path
+from types import SimpleNamespace
+from rs_wsss.classes import load_class_set
+from rs_wsss.config import load_config
+from rs_wsss.segment import Segmenter, segment_scene
 def predict(x, valid):
     g = x.mean(1, keepdims=True)
-    return np.concatenate([g, 1 - g, np.zeros_like(g)], 1)
-with open_scene(sys.argv[1]) as sc:
-    stitch(sc, predict, 3, int(sys.argv[3]), float(sys.argv[4]), sys.argv[2], batch=4)
+    return np.concatenate([g, 1 - g] + [np.zeros_like(g)] * 4, 1)
+seg = Segmenter(predict, load_class_set("landcover"), load_config(), {"model": "stand-in"})
+segment_scene(seg, sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), overwrite=True)
 '''
 
 

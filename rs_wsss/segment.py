@@ -20,6 +20,9 @@ from .config import Config, apply_override, load_config, tiny_config
 from .errors import RsWsssError
 
 log = logging.getLogger("rs_wsss")
+# Rasters wider than this are stitched in column blocks of BLOCK px, so memory does not grow with raster width.
+MAX_STRIP_WIDTH = 6144
+BLOCK = 4096
 
 
 @dataclass
@@ -121,6 +124,10 @@ def segment_scene(seg: Segmenter, scene_path: str, out: Path, tile: int, overlap
     try:
         with open_scene(scene_path, cfg.raster.bands, NormStats.from_dict(known) if known else None, cfg.raster.gsd,
                         tuple(cfg.raster.percentile)) as scene:
+            if runner is None and scene.width > MAX_STRIP_WIDTH:  # bound the strip buffer: column blocks
+                from .distributed.dask import local_block_runner
+
+                runner = local_block_runner(seg, tile, overlap, BLOCK, progress)
             if runner is None:
                 stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress, conf_tmp)
             else:

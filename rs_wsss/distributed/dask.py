@@ -99,14 +99,51 @@ def _vrt(blocks: list[tuple[str, tuple]], scene, dtype: str, nodata: float, path
     return path
 
 
+def assemble_blocks(results: list[tuple[str, str | None]], blocks: list[tuple], scene, raw: Path, conf: Path | None,
+                    work: Path) -> None:
+    """Block GeoTIFFs → one tiled GeoTIFF (class ids) and, if asked, one confidence GeoTIFF, through a VRT."""
+    opts = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    rasterio.shutil.copy(_vrt([(r[0], b) for r, b in zip(results, blocks)], scene, "uint8", 255, work / "c.vrt"), raw, **opts)
+    if conf is not None:
+        rasterio.shutil.copy(_vrt([(r[1], b) for r, b in zip(results, blocks)], scene, "float32", -1.0, work / "p.vrt"), conf, **opts)
+
+
+def _blocks_of(scene, tile: int, overlap: float, block: int) -> list[tuple[int, int, int, int]]:
+    stride = max(1, round(tile * (1 - overlap)))
+    return [(int(w.col_off), int(w.row_off), int(w.width), int(w.height))
+            for w in block_windows(scene.width, scene.height, block, stride)]
+
+
+def local_block_runner(seg, tile: int, overlap: float, block: int, progress=None):
+    """In-process block stitching for rasters wider than ``block``: the strip buffer then spans a block, not the
+    raster, so memory no longer grows with width (tiles on block borders are predicted twice: ≈ tile/block extra)."""
+    from ..raster.stitch import stitch
+
+    def run(scene, raw: Path, conf: Path | None) -> None:
+        blocks = _blocks_of(scene, tile, overlap, block)
+        work = Path(tempfile.mkdtemp(prefix=".rs-wsss-blocks-", dir=raw.parent))
+        try:
+            results = []
+            for n, b in enumerate(blocks, start=1):
+                out, c = work / f"b{n}.tif", (work / f"b{n}_conf.tif" if conf is not None else None)
+                stitch(scene, seg.predict, seg.class_set.num_classes + 1, tile, overlap, out, seg.cfg.infer.batch, None, c,
+                       block=Window(*b))
+                results.append((str(out), str(c) if c else None))
+                if progress:
+                    progress("segment", n, len(blocks))
+            assemble_blocks(results, blocks, scene, raw, conf, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    return run
+
+
 def dask_runner(client, spec: dict, tile: int, overlap: float, block: int, progress=None):
     """A ``runner`` for :func:`rs_wsss.segment.segment_scene` that farms the scene's blocks out to ``client``."""
     from dask.distributed import as_completed
 
     def run(scene, raw: Path, conf: Path | None) -> None:
-        stride = max(1, round(tile * (1 - overlap)))
-        blocks = [(int(w.col_off), int(w.row_off), int(w.width), int(w.height))
-                  for w in block_windows(scene.width, scene.height, block, stride)]
+        blocks = _blocks_of(scene, tile, overlap, block)
         work = Path(tempfile.mkdtemp(prefix=".rs-wsss-blocks-", dir=raw.parent))
         try:
             futures = [client.submit(segment_block, spec, scene.path, scene.norm.to_dict(), b, tile, overlap, str(work),
@@ -117,11 +154,7 @@ def dask_runner(client, spec: dict, tile: int, overlap: float, block: int, progr
                 done[fut.key] = fut.result()
                 if progress:
                     progress("segment", n, len(futures))
-            results = [done[f.key] for f in futures]
-            opts = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate")
-            rasterio.shutil.copy(_vrt([(r[0], b) for r, b in zip(results, blocks)], scene, "uint8", 255, work / "c.vrt"), raw, **opts)
-            if conf is not None:
-                rasterio.shutil.copy(_vrt([(r[1], b) for r, b in zip(results, blocks)], scene, "float32", -1.0, work / "p.vrt"), conf, **opts)
+            assemble_blocks([done[f.key] for f in futures], blocks, scene, raw, conf, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
