@@ -8,6 +8,8 @@ normalisation statistics, …).
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,15 @@ from .. import __version__
 from ..errors import RsWsssError
 
 FORMAT = 1
+log = logging.getLogger("rs_wsss")
 
 
 def rng_state() -> dict[str, Any]:
+    """torch (CPU and every CUDA device), numpy and python RNG states as tensors and plain values (weights_only)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "python": list(random.getstate()[1]),
     }
@@ -32,6 +37,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     random.setstate((3, tuple(state["python"]), None))
@@ -58,9 +66,13 @@ def save_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, ste
         "random_weights": "random" in model.clip.identifier,
         "extra": extra or {},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    except BaseException:  # an interrupted or failed save leaves no half-written file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -84,6 +96,31 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _weights_part(identifier: str | None) -> str:
+    """The weights half of a prior's identifier ("arch|clip:file:size:head" → "size:head"; "random" when random):
+    the file name is dropped so a renamed or moved weights file still matches."""
+    w = (identifier or "").split("|", 1)[-1]
+    return "random" if w.endswith(":random") else ":".join(w.split(":")[-2:])
+
+
+def check_backbone(state: dict[str, Any], clip_identifier: str, path: str = "checkpoint") -> None:
+    """Refuse a checkpoint whose CLIP architecture, or random-vs-pretrained weights, differ from the loaded prior;
+    warn (only) when both are pretrained files of the same architecture with different contents (it may be the same
+    weights saved in another format)."""
+    want = state["backbones"]["clip"] or ""
+    want_arch, have_arch = want.split("|")[0], clip_identifier.split("|")[0]
+    if want_arch != have_arch:
+        raise RsWsssError(f"{path} was trained on backbone {want_arch}, not {have_arch}; "
+                          "use the same priors config or retrain")
+    w, h = _weights_part(want), _weights_part(clip_identifier)
+    if (w == "random") != (h == "random"):
+        how = "--weights random" if w == "random" else "the pretrained CLIP weights it was trained with"
+        raise RsWsssError(f"{path} was trained on {'random' if w == 'random' else 'pretrained'} CLIP weights but "
+                          f"{'random' if h == 'random' else 'pretrained'} ones are loaded; use {how} or retrain")
+    if w != h:
+        log.warning("%s was trained with another CLIP weights file (%s, now %s)", path, want, clip_identifier)
+
+
 def restore_model(model, state: dict[str, Any], path: str = "checkpoint") -> None:
     """Load trainable weights + prototypes, refusing a checkpoint made for another class set or backbone."""
     names = [c["name"] for c in state["class_set"]["classes"]]
@@ -92,13 +129,19 @@ def restore_model(model, state: dict[str, Any], path: str = "checkpoint") -> Non
             f"{path} was trained for classes {', '.join(names)}, not class set '{model.class_set.name}'; "
             "use the same --classes or retrain"
         )
-    want = state["backbones"]["clip"].split("|")[0]
-    have = model.clip.identifier.split("|")[0]
-    if want != have:
-        raise RsWsssError(f"{path} was trained on backbone {want}, not {have}; use the same priors config or retrain")
+    check_backbone(state, model.clip.identifier, path)
     for name, module in model.trainable_modules().items():
         if name not in state["trainable"]:
-            raise RsWsssError(f"{path} has no '{name}' weights (trained with another usr.use_dino setting)")
-        module.load_state_dict(state["trainable"][name])
+            raise RsWsssError(f"{path} has no '{name}' weights (trained with another usr.use_dino setting); "
+                              "use the checkpoint's config or retrain")
+        try:
+            module.load_state_dict(state["trainable"][name])
+        except RuntimeError as exc:  # shapes differ: another adapter/decoder config than the checkpoint's
+            first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+            raise RsWsssError(f"{path}: '{name}' weights do not fit this model ({first[:160]}); "
+                              "use the checkpoint's config (no --set of adapter/decoder sizes) or retrain") from None
+    if tuple(state["prototypes"].shape) != tuple(model.prototypes.shape):
+        raise RsWsssError(f"{path}: VPE prototypes {tuple(state['prototypes'].shape)} do not fit this model "
+                          f"{tuple(model.prototypes.shape)}; use the checkpoint's config or retrain")
     model.prototypes.copy_(state["prototypes"])
     model.proto_init.copy_(state["proto_init"])

@@ -35,7 +35,18 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class WSSS(nn.Module):
-    """Only ``adapter``, ``dino_adapter`` and ``decoder`` train; CLIP and DINO stay frozen (asserted)."""
+    """Frozen priors + trainable adapters/decoder (Sect. 3).
+
+    Trainable: ``adapter`` (CLIP, eqs 5–6), ``dino_adapter`` (DINO, Sect. 3.5.1; only when ``usr.use_dino``) and
+    ``decoder`` (eqs 7–8). Buffers: VPE ``prototypes`` (K, D2) + ``proto_init`` (eq 18). CLIP and DINO stay frozen
+    (asserted here and in the optimiser). ``dino`` may be None for decoder inference; pass the DINO width as
+    ``dino_width`` (a checkpoint's ``dims``) so a checkpoint trained with DINO still loads its ``dino_adapter``.
+
+    - :meth:`train_step` = :meth:`frozen_features` (backbones, cacheable) + :meth:`step_from_features` (trainable
+      forward, targets eq 9 → USR → VPE → PAR → pseudo labels under no_grad, loss eq 21);
+    - :meth:`predict`: decoder probabilities, multi-scale (+ flip), no DINO;
+    - :meth:`zero_shot`: TPE → eq 9 → USR, no decoder.
+    """
 
     def __init__(self, cfg: Config, class_set: ClassSet, clip: nn.Module, dino: nn.Module | None, dino_width: int | None = None):
         super().__init__()
@@ -188,28 +199,46 @@ class WSSS(nn.Module):
         return total / n
 
     @torch.no_grad()
-    def zero_shot(self, images: torch.Tensor, tags: torch.Tensor | None = None, scales: list[float] | None = None) -> torch.Tensor:
-        """Training-free segmentation: initial CAM from the (TPE-enriched) text embeddings, refined by USR with DINO
-        affinity and filtered CLIP attention; (B, C+1, H, W) probabilities (CAM scores normalised to sum to 1).
+    def zero_shot(self, images: torch.Tensor, tags: torch.Tensor | None = None, scales: list[float] | None = None,
+                  flip: bool | None = None) -> torch.Tensor:
+        """Training-free segmentation: initial CAM (eq 9) from the (TPE-enriched, eqs 1–4) text embeddings, for every
+        class when ``tags`` is None, refined by USR (eqs 11–15) when ``usr.enabled``; no decoder. Returns
+        (B, C+1, H, W) probabilities (CAM scores divided by their sum over classes), averaged over ``scales`` (and
+        horizontal flips) as :meth:`predict`.
 
-        Without a trained adapter, F_cd is the concatenation of the L2-normalised raw final CLIP block tokens and
-        DINO tokens (DINO run at 14/16 of the CLIP input so both grids match)."""
+        Without a trained adapter there is no F_clip / F_dino: F_cd (eq 10) is the concatenation of the L2-normalised
+        raw final-block CLIP tokens and DINO tokens (DINO run at 14/16 of the CLIP input so both grids match), so
+        A_cd = σ(F_cdᵀF_cd) is a sigmoid of summed cosines. Without a DINO prior (or ``usr.use_dino`` false) F_cd is
+        the CLIP part alone."""
         scales = self.cfg.infer.scales if scales is None else scales
+        flip = self.cfg.infer.flip if flip is None else flip
         height, width = images.shape[-2:]
-        total = 0.0
-        sizes = self._scaled_sizes(height, width, scales, self.clip.patch)
-        for size in sizes:
+        # background + tagged classes (every class without tags); the others keep probability 0
+        allowed = torch.ones(images.shape[0], self.class_set.num_classes + 1, 1, 1, device=images.device)
+        if tags is not None:
+            allowed[:, 1:, 0, 0] = tags.to(allowed) > 0
+        total, n = 0.0, 0
+        for size in self._scaled_sizes(height, width, scales, self.clip.patch):
             x = _resize(images, size)
-            f = self.clip(x)
-            h, w = f.joint.shape[-2:]
-            cams = cam_mod.initial_cam(f.joint, self.text, tags, self.cfg.cam).flatten(2)
-            if self.cfg.usr.enabled:
-                parts = [F.normalize(f.tokens[-1], dim=1)]
-                if self.dino is not None and self.cfg.usr.use_dino:
-                    dino = self.dino(_resize(x, (h * 14, w * 14)))
-                    parts.append(F.normalize(_resize(dino, (h, w)), dim=1))
-                n0 = min(self.cfg.usr.n0, self.clip.num_blocks)
-                cams = usr.usr_refine(cams, torch.cat(parts, 1).flatten(2), f.attn, n0, self.cfg.usr.alpha)
-            cams = _resize(cams.view(cams.shape[0], -1, h, w), (height, width)).clamp_min(0) + 1e-6
-            total = total + cams / cams.sum(1, keepdim=True)  # a pixel where every map is 0 becomes uniform
-        return total / len(sizes)
+            for flipped in (False, True) if flip else (False,):
+                cams = self._zero_shot_cam(x.flip(-1) if flipped else x, tags)
+                cams = _resize(cams.flip(-1) if flipped else cams, (height, width)).clamp_min(0)
+                cams = cams + 1e-6 * allowed  # a pixel where every map is 0 is uniform over the allowed classes
+                total = total + cams / cams.sum(1, keepdim=True)
+                n += 1
+        return total / n
+
+    def _zero_shot_cam(self, x: torch.Tensor, tags: torch.Tensor | None) -> torch.Tensor:
+        """(B, C+1, h, w) CAM on the CLIP token grid of ``x``: eq 9, then eqs 11–15 when USR is on."""
+        f = self.clip(x, need_attn=self.cfg.usr.enabled)
+        h, w = f.joint.shape[-2:]
+        cams = cam_mod.initial_cam(f.joint, self.text, tags, self.cfg.cam).flatten(2)
+        if self.cfg.usr.enabled:
+            parts = [F.normalize(f.tokens[-1], dim=1)]
+            if self.dino is not None and self.cfg.usr.use_dino:
+                p = self.dino.model.patch_embed.patch_size[0]  # 14 for DINOv2
+                dino = self.dino(_resize(x, (h * p, w * p)))
+                parts.append(F.normalize(_resize(dino, (h, w)), dim=1))
+            n0 = min(self.cfg.usr.n0, self.clip.num_blocks)
+            cams = usr.usr_refine(cams, torch.cat(parts, 1).flatten(2), f.attn, n0, self.cfg.usr.alpha)
+        return cams.view(cams.shape[0], -1, h, w)

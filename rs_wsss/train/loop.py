@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,16 @@ from ..model.checkpoint import load_checkpoint, restore_model, save_checkpoint, 
 
 log = logging.getLogger("rs_wsss")
 Progress = Callable[[str, int, int], None]
-# batch_for_step(step) -> (images (B,3,H,W) in [0,1], tags (B,C)[, cached frozen features]); a function of the step, so a resumed run sees
-# exactly the batches the uninterrupted one would have seen.
-BatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+# A batch is (images (B,3,H,W) in [0,1], tags (B,C)[, cached frozen features dict]).
+# Preferred: a function of the step, so a resumed run sees exactly the batches the uninterrupted one would have seen;
+# a plain iterable of batches is also accepted (a resumed run then simply continues from the iterable's start).
+Batch = tuple
+BatchSource = Callable[[int], Batch] | Iterable[Batch]
 
 
 def poly_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    """Poly decay lr·(1 − step/iters)^power after an optional linear warm-up (the paper: "polynomial decay")."""
+
     def f(step: int) -> float:
         if step < cfg.warmup_iters:
             return (step + 1) / cfg.warmup_iters
@@ -31,16 +35,33 @@ def poly_lambda(cfg: TrainConfig) -> Callable[[int], float]:
 
 
 def build_optimizer(model, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (lr, weight decay of Sect. 4.2) over the adapters and decoder only; a backbone parameter is a bug."""
     params = model.trainable_parameters()
     frozen = {id(p) for m in (model.clip, model.dino) if m is not None for p in m.parameters()}
     assert not any(id(p) in frozen for p in params), "a frozen backbone parameter reached the optimiser"
+    assert not any(p.requires_grad for m in (model.clip, model.dino) if m is not None for p in m.parameters()), \
+        "a backbone parameter requires grad"
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, poly_lambda(cfg))
 
 
+def _batch_getter(batches: BatchSource) -> Callable[[int], Batch]:
+    if callable(batches):
+        return batches
+    it = iter(batches)
+
+    def get(step: int) -> Batch:
+        try:
+            return next(it)
+        except StopIteration:
+            raise ValueError(f"the batch iterable ran out at step {step}; give at least train.iters batches") from None
+
+    return get
+
+
 def train(
     model,
-    batch_for_step: BatchFn,
+    batches: BatchSource,
     cfg: TrainConfig,
     out_path: str | Path,
     resume: bool = False,
@@ -51,12 +72,16 @@ def train(
 ) -> dict[str, Any]:
     """Train to ``cfg.iters`` steps, writing ``out_path`` every ``cfg.checkpoint_every`` steps and at the end.
 
-    Under torchrun the model is wrapped in DDP, ``batch_for_step`` must return this rank's slice of the global batch,
+    ``batches``: ``f(step) -> batch`` or an iterable of batches (see ``BatchSource``). ``resume`` continues
+    ``out_path`` (when it exists) at its saved step with its optimiser, schedule, prototypes and RNG state.
+    Returns ``{"start", "step", "losses", "seg", "aff"}`` (per-step histories of this call).
+    Under torchrun the model is wrapped in DDP, ``batches`` must give this rank's slice of the global batch,
     and only rank 0 writes checkpoints."""
     from ..distributed.ddp import world, wrap
 
     rank, _ = world()
     out_path = Path(out_path)
+    get_batch = _batch_getter(batches)
     opt, sched = build_optimizer(model, cfg)
     start = 0
     if resume and out_path.exists():
@@ -69,31 +94,35 @@ def train(
         log.info("resuming %s at step %d of %d", out_path, start, cfg.iters)
     model.train()
     net = wrap(model, str(device))
-    history: list[float] = []
+    hist: dict[str, list[float]] = {"losses": [], "seg": [], "aff": []}
     amp = cfg.amp and torch.device(device).type == "cuda"
     for step in range(start, cfg.iters):
-        batch = batch_for_step(step)
+        batch = get_batch(step)
         images, tags = batch[0].to(device), batch[1].to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             feats = {k: v.to(device) for k, v in batch[2].items()} if len(batch) == 3 else None  # cached
             out = net(images, tags, feats)
         loss = out["loss"]
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        history.append(loss.item())
+        hist["losses"].append(value)
+        hist["seg"].append(float(out["seg"]))
+        hist["aff"].append(float(out["aff"]))
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.iters:
-            log.info("step %d/%d loss %.4f (seg %.4f aff %.4f) lr %.2e", done, cfg.iters, float(loss), float(out["seg"]), float(out["aff"]), sched.get_last_lr()[0])
+            log.info("step %d/%d loss %.4f (seg %.4f aff %.4f) lr %.2e", done, cfg.iters, value, hist["seg"][-1],
+                     hist["aff"][-1], sched.get_last_lr()[0])
         if on_step:
             on_step(done, model, out)
         if progress and rank == 0:
             progress("train", done, cfg.iters)
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.iters):
-            save_checkpoint(out_path, model, opt, sched, done, {**(extra or {}), "last_loss": history[-1]})
+            save_checkpoint(out_path, model, opt, sched, done, {**(extra or {}), "last_loss": value})
     if start >= cfg.iters:
         log.info("%s already at step %d of %d", out_path, start, cfg.iters)
-    return {"start": start, "step": max(start, cfg.iters), "losses": history}
+    return {"start": start, "step": max(start, cfg.iters), **hist}
