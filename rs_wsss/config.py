@@ -143,6 +143,12 @@ class TrainConfig:
     # frozen-feature cache (--cache-features): each tagged tile keeps this many fixed crops/flips, instead of the
     # paper's fresh random crop every iteration; the backbones then run once per view, not once per step
     cache_views: int = 4
+    # the training report (not in paper): previews of fixed tiles, validation (--val-masks / --val-tags) and the
+    # best checkpoint every report_every steps; the CSV log and curves are rewritten then too
+    report_every: int = 500
+    preview_tiles: int = 4  # tag rows shown in the previews (tagged rows first, spread over the file)
+    val_tiles: int = 16  # validation windows at most (spread evenly), so a validation costs seconds, not minutes
+    val_min_fraction: float = 0.02  # --val-tags: a class is "predicted" on a tile from this share of its pixels
 
 
 @dataclass

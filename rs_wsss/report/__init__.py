@@ -1,0 +1,1 @@
+"""What users look at: quicklook PNGs and self-contained HTML reports for ``segment`` and ``train``."""

@@ -1,0 +1,102 @@
+"""The segment report: ``OUT_quicklook.png`` and ``OUT_report.html`` beside a segmented scene's outputs.
+
+The HTML is self-contained (the quicklook embedded): legend, per-class areas (m², ha, %), parameters, model and
+weights identity (random weights in a red banner), timings.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import html, quicklook
+
+RANDOM = "random-weights"
+
+
+def report_paths(class_tif: str | Path) -> dict[str, Path]:
+    """OUT.tif → OUT_quicklook.png and OUT_report.html (beside it, as OUT_confidence.tif)."""
+    tif = Path(class_tif)
+    return {"quicklook": tif.with_name(tif.stem + "_quicklook.png"), "report": tif.with_name(tif.stem + "_report.html")}
+
+
+def class_areas(class_tif: str | Path, names: list[str]) -> dict[str, Any]:
+    """Pixels per class (block by block: memory bounded) and their area: m² and ha when the CRS has linear units,
+    % of the classified (non-nodata) pixels always."""
+    from ..raster.io import open_dataset
+    from ..raster.write import NODATA
+
+    counts = np.zeros(256, np.int64)
+    with open_dataset(class_tif) as ds:
+        for _, win in ds.block_windows(1):
+            counts += np.bincount(ds.read(1, window=win).ravel(), minlength=256)
+        t, crs = ds.transform, ds.crs
+        unit = crs.linear_units_factor[1] if crs is not None and crs.is_projected else None
+        px_m2 = abs(t.a * t.e - t.b * t.d) * unit**2 if unit else None
+        size = (ds.width, ds.height)
+    valid = int(counts[: len(names)].sum())
+    rows = []
+    for i, name in enumerate(names):
+        n = int(counts[i])
+        m2 = n * px_m2 if px_m2 else None
+        rows.append({"class": name, "pixels": n, "m2": m2, "ha": m2 / 1e4 if m2 is not None else None,
+                     "percent": 100.0 * n / valid if valid else 0.0})
+    return {"classes": rows, "pixel_m2": px_m2, "valid_pixels": valid, "nodata_pixels": int(counts[NODATA]),
+            "size": size, "crs": crs.to_string() if crs else None}
+
+
+def write_segment_report(scene_path: str | Path, class_tif: str | Path, names: list[str],
+                         colors: list[tuple[int, int, int]], meta: dict[str, str], params: dict[str, Any],
+                         timings: dict[str, float], read: dict[str, Any] | None = None,
+                         outputs: dict[str, str] | None = None, paths: dict[str, Path] | None = None) -> dict[str, str]:
+    """Write the quicklook PNG and the HTML report (atomically) for one segmented scene; returns their paths.
+
+    ``read``: how the scene was read for segmentation (bands, norm, gsd, percentile), so the quicklook shows
+    the same pixels the model saw. ``paths`` overrides the default names (e.g. temporary ones)."""
+    t0 = time.perf_counter()
+    paths = paths or report_paths(class_tif)
+    random_weights = meta.get("weights") == RANDOM
+    banner = html.RANDOM_BANNER if random_weights else None
+    areas = class_areas(class_tif, names)
+    percents = [r["percent"] for r in areas["classes"]]
+    rgb, _ = quicklook.read_rgb(scene_path, max_side=quicklook.MAX_SIDE, **(read or {}))
+    classes = quicklook.read_classes(class_tif, rgb.shape[:2])
+    title = f"{Path(scene_path).name} — {meta.get('model', '?')}"
+    fig = quicklook.build_figure(rgb, classes, names, colors, title, percents,
+                                 "RANDOM WEIGHTS — not a real result" if random_weights else None)
+    png = quicklook.png_bytes(fig)
+    html.write_atomic(paths["quicklook"], png)
+    timings = {**timings, "report": time.perf_counter() - t0}
+    html.write_atomic(paths["report"], render_html(scene_path, areas, colors, meta, params, timings, png, rgb.shape,
+                                                    outputs or {}, banner))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def render_html(scene_path, areas: dict, colors, meta: dict, params: dict, timings: dict, png: bytes,
+                ql_shape: tuple, outputs: dict, banner: str | None) -> str:
+    have_m2 = areas["pixel_m2"] is not None
+    rows = [(html.swatch(colors[i]), r["class"], r["pixels"], r["m2"], r["ha"], r["percent"])
+            for i, r in enumerate(areas["classes"])]
+    total_m2 = sum(r["m2"] for r in areas["classes"]) if have_m2 else None
+    rows.append(("", "total", areas["valid_pixels"], total_m2, total_m2 / 1e4 if have_m2 else None,
+                 100.0 if areas["valid_pixels"] else 0.0))
+    w, h = areas["size"]
+    note = (f"Pixel area {areas['pixel_m2']:.4g} m² ({areas['crs']}). " if have_m2 else
+            f"CRS {areas['crs'] or 'none'} has no linear unit: areas in pixels only. ")
+    note += f"{w}×{h} px; {areas['nodata_pixels']:,} nodata pixels are not counted."
+    legend = "".join(f"<div>{html.swatch(c)}{html.escape(n)}</div>" for n, c in zip([r["class"] for r in areas["classes"]], colors))
+    sections = [
+        ("Quicklook", html.img(png, "quicklook") + f'<div class="muted">read at {ql_shape[1]}×{ql_shape[0]} px '
+         f"(decimated); background is not overlaid</div>"),
+        ("Legend", f'<div id="legend">{legend}</div>'),
+        ("Area per class", f'<div id="areas">{html.table(["", "class", "pixels", "m²", "ha", "%"], rows, raw_cols=(0,))}'
+         f'</div><div class="muted">{html.escape(note)}</div>'),
+        ("Model and weights", html.key_values(meta)),
+        ("Parameters", html.key_values(params)),
+        ("Timings (s)", html.key_values({k: round(v, 2) for k, v in timings.items()})),
+        ("Outputs", html.key_values(outputs)),
+    ]
+    return html.page(f"rs-wsss segment: {Path(scene_path).name}", sections, banner, subtitle=str(scene_path))
