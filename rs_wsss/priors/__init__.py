@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..config import PriorsConfig
-from .weights import RANDOM, ResolvedWeights, resolve
+from .weights import RANDOM, ResolvedWeights, check_file, resolve
 
 if TYPE_CHECKING:
     from .clip import ClipPrior
@@ -26,6 +26,10 @@ def build_priors(
 
     clip_w = resolve("clip", cfg, weights)
     dino_w = resolve("dino", cfg, weights) if need_dino else None
+    # a file for another architecture fails here in milliseconds, before either ViT is built
+    check_file(clip_w, cfg.clip_model)
+    if dino_w is not None:
+        check_file(dino_w, cfg.dino_model)
     if clip_w.is_random:
         import logging
 

@@ -46,8 +46,11 @@ class ClipPrior(nn.Module):
             self.model = _tiny_clip(cfg.clip_size)
             self.tokenizer = open_clip.get_tokenizer("ViT-B-16")
         else:
-            path = None if weights.is_random else str(weights.path)
-            self.model = open_clip.create_model(cfg.clip_model, pretrained=path)
+            self.model = open_clip.create_model(cfg.clip_model)
+            if not weights.is_random:  # read safely (OpenAI's TorchScript archive included), strict names and shapes
+                from .weights import load_state
+
+                self.model.load_state_dict(load_state(weights, cfg.clip_model), strict=True)
             self.tokenizer = open_clip.get_tokenizer(cfg.clip_model)
         self.size = cfg.clip_size
         self.patch = self.model.visual.conv1.kernel_size[0]

@@ -23,12 +23,14 @@ class DinoPrior(nn.Module):
         kwargs: dict = dict(dynamic_img_size=True, num_classes=0)
         if cfg.tiny:
             kwargs.update(embed_dim=64, depth=2, num_heads=4, img_size=cfg.dino_size)
-        if weights.is_random:
-            self.model = timm.create_model(cfg.dino_model, pretrained=False, **kwargs)
-        else:  # the real loading path: timm reads the file and adapts it (pos-embed resize) via its filter
-            self.model = timm.create_model(
-                cfg.dino_model, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights.path)), **kwargs
-            )
+        self.model = timm.create_model(cfg.dino_model, pretrained=False, **kwargs)
+        if not weights.is_random:  # read safely (timm or Meta's torch-hub names); timm's filter resizes pos_embed
+            from timm.models.vision_transformer import checkpoint_filter_fn
+
+            from .weights import load_state
+
+            state = checkpoint_filter_fn(load_state(weights, cfg.dino_model), self.model)
+            self.model.load_state_dict(state, strict=True)
         self.size = cfg.dino_size
         self.identifier = f"{'tiny' if cfg.tiny else cfg.dino_model}|{weights.identifier}"
         self.register_buffer("mean", torch.tensor(DINO_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -19,7 +19,8 @@ ENV_DIR = "RS_WSSS_WEIGHTS_DIR"
 RANDOM = "random"
 # File names looked for inside a weights directory, most specific first.
 FILE_NAMES = {
-    "clip": ("open_clip_vit_b16_openai.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors"),
+    "clip": ("open_clip_vit_b16_openai.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors",
+             "ViT-B-16.pt"),  # the last: OpenAI's own TorchScript file
     "dino": ("dinov2_vitb14.safetensors", "dinov2_vitb14.bin", "dinov2_vitb14_pretrain.pth"),
 }
 NAME_HINT = {"clip": "clip", "dino": "dinov2"}
@@ -153,3 +154,30 @@ def _hub_cached(backbone: str, cfg: PriorsConfig) -> Path | None:
     except Exception:
         return None
     return None
+
+
+def check_file(rw: ResolvedWeights, arch: str) -> None:
+    """Refuse a file that is not ``arch``'s weights from its names and shapes alone (milliseconds: no tensor data is
+    read and no model is built), naming what the file holds instead."""
+    from .archive import read_shapes
+    from .layouts import describe, problems
+
+    if rw.path is None:
+        return
+    shapes = read_shapes(rw.path)
+    why = problems(rw.backbone, arch, shapes)
+    if why:
+        raise WeightsNotFound(f"{rw.path} is {describe(shapes)}, not {rw.backbone} weights for {arch} ({why}); "
+                              f"give the {rw.backbone} file for {arch} (rs-wsss weights --check FILE --backbone {rw.backbone})")
+
+
+def load_state(rw: ResolvedWeights, arch: str) -> dict:
+    """The file's tensors under the model's names, float32, checked against ``arch`` (any published layout)."""
+    from .archive import read_tensors
+    from .layouts import normalise_names
+
+    assert rw.path is not None, "random weights have no file"
+    check_file(rw, arch)
+    tensors = read_tensors(rw.path)
+    names = normalise_names(rw.backbone, list(tensors))
+    return {m: tensors[f].float().contiguous() for f, m in names.items()}

@@ -38,7 +38,7 @@ CASES = [
     ("unknown option", ["segment", "{D}/" + NAIP, "--frobnicate"], "No such option"),
     ("unwritable output dir", ["segment", "{D}/" + NAIP, "-o", "{RO}/o.gpkg", "--zero-shot", "--classes", "landcover", "--tiny"], "not writable"),
     ("train into unwritable dir", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{RO}/m.pt", "--classes", "landcover", "--tiny"], "not writable"),
-    ("weights file is not weights", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/good.csv"], "does not load as clip"),
+    ("weights file is not weights", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/good.csv"], "not a weights file"),
     ("weights dir without weights", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/ro"], "no clip weights"),
     ("config is not a mapping", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{T}/m.pt", "--classes", "landcover", "--config", "{T}/good.csv"], "YAML mapping"),
     ("zero iterations", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{T}/m.pt", "--classes", "landcover", "--tiny", "--iters", "0"], "--iters"),
