@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 plugin-zip:
-	cd qgis_plugin && rm -f rs_wsss_qgis.zip && $(PYTHON) -c "import shutil; shutil.make_archive('rs_wsss_qgis', 'zip', '.', 'rs_wsss_qgis')"
+	$(PYTHON) scripts/plugin_zip.py qgis_plugin/rs_wsss_qgis.zip
 	@echo "qgis_plugin/rs_wsss_qgis.zip: QGIS → Plugins → Manage and Install Plugins → Install from ZIP"
 
 clean:

@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGBREAK"):  # Windows: QGIS's Cancel sends CTRL_BREAK_EVENT to the CLI's process group
+        signal.signal(signal.SIGBREAK, _terminate)
     try:
         cli.main(args=argv, prog_name="rs-wsss", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -1,15 +1,27 @@
 import os
 
-from qgis.core import QgsProcessingProvider
+from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms.evaluate import EvaluateAlgorithm
 from .algorithms.segment import SegmentAlgorithm
 from .algorithms.tags import TagGridAlgorithm, TagsFromVectorAlgorithm
 from .algorithms.train import TrainAlgorithm
+from .runner import SETTING, locate_cli
+
+try:  # Processing's own settings registry (QGIS's GRASS/SAGA providers use it); absent only in a bare QGIS build
+    from processing.core.ProcessingConfig import ProcessingConfig, Setting, settingsWatcher
+except ImportError:  # pragma: no cover
+    ProcessingConfig = Setting = settingsWatcher = None
 
 
 class RsWsssProvider(QgsProcessingProvider):
+    """rs-wsss algorithms, plus the 'rs-wsss executable' setting under Processing → Options → Providers → rs-wsss."""
+
+    def __init__(self):
+        super().__init__()
+        self.cli_problem = None
+
     def id(self):
         return "rs_wsss"
 
@@ -21,6 +33,38 @@ class RsWsssProvider(QgsProcessingProvider):
 
     def icon(self):
         return QIcon(os.path.join(os.path.dirname(__file__), "icon.svg"))
+
+    def load(self):
+        if ProcessingConfig is not None:
+            ProcessingConfig.settingIcons[self.name()] = self.icon()
+            ProcessingConfig.addSetting(Setting(
+                self.name(), SETTING, "rs-wsss executable (…/.venv/bin/rs-wsss or …\\Scripts\\rs-wsss.exe; empty: "
+                "$RS_WSSS_CLI, then PATH)", "", valuetype=Setting.FILE))
+            ProcessingConfig.readSettings()
+            settingsWatcher.settingsChanged.connect(self.check_cli)  # re-check when the user edits the setting
+        self.check_cli()
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self):
+        if ProcessingConfig is not None and SETTING in ProcessingConfig.settings:
+            ProcessingConfig.removeSetting(SETTING)
+            try:
+                settingsWatcher.settingsChanged.disconnect(self.check_cli)
+            except TypeError:
+                pass
+
+    def check_cli(self):
+        """Say at load time, not at the first Run, when the rs-wsss command cannot be found."""
+        path, self.cli_problem = locate_cli()
+        if path is None:
+            QgsMessageLog.logMessage(self.cli_problem, "rs-wsss", Qgis.Warning)
+        else:
+            QgsMessageLog.logMessage(f"rs-wsss command: {path}", "rs-wsss", Qgis.Info)
+        return path
+
+    def warningMessage(self):  # noqa: N802: shown in every algorithm dialog of this provider
+        return self.cli_problem or ""
 
     def loadAlgorithms(self):  # noqa: N802
         for alg in (SegmentAlgorithm(), TrainAlgorithm(), TagGridAlgorithm(), TagsFromVectorAlgorithm(), EvaluateAlgorithm()):

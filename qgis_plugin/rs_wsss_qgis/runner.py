@@ -1,65 +1,66 @@
 """Start the rs-wsss CLI of a separate environment as a subprocess (torch never runs inside QGIS's Python)."""
 
-import json
 import os
-import shutil
-import signal
 import subprocess
 import threading
 import time
 
 from qgis.core import QgsProcessingException, QgsSettings
 
-SETTINGS_KEY = "rs_wsss/cli_path"
-ENV_KEY = "RS_WSSS_CLI"
-INSTALL_HINT = ("rs-wsss command not found: install rs-wsss in its own environment (git clone …; make install) and "
-                "set its path (…/.venv/bin/rs-wsss) in the environment variable RS_WSSS_CLI or the QGIS setting "
-                "'rs_wsss/cli_path'")
+from .cli_process import ENV_KEY, ProgressLines, find_cli, popen_options, stop
+
+SETTING = "RS_WSSS_CLI"  # Processing → Options → Providers → rs-wsss (processing's Setting, see provider.py)
+SETTING_KEY = "Processing/Configuration/" + SETTING
 CLASS_SETS = ["landcover", "potsdam", "isaid", "loveda"]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def find_cli():
-    """Plugin setting → $RS_WSSS_CLI → PATH → a .venv next to the plugin's repository."""
-    candidates = [QgsSettings().value(SETTINGS_KEY, "", type=str), os.environ.get(ENV_KEY, ""), shutil.which("rs-wsss") or ""]
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    candidates.append(os.path.join(repo, ".venv", "bin", "rs-wsss"))
-    for c in candidates:
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            return c
-    raise QgsProcessingException(INSTALL_HINT)
+def locate_cli():
+    """``(path, None)`` or ``(None, message)``: see cli_process.find_cli for the order."""
+    return find_cli(QgsSettings().value(SETTING_KEY, "", type=str), os.environ, REPO)
+
+
+def cli_path():
+    path, problem = locate_cli()
+    if path is None:
+        raise QgsProcessingException(problem)
+    return path
 
 
 def clean_env():
     """The subprocess must not inherit QGIS's Python or Qt setup (its numpy would clash with the engine's)."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "QGIS_", "QT_", "GDAL_DRIVER_PATH", "PROJ_LIB")) and k != "LD_LIBRARY_PATH"}
+           if not k.startswith(("PYTHON", "QGIS_", "QT_", "GDAL_DRIVER_PATH", "PROJ_LIB")) and k not in ("LD_LIBRARY_PATH", ENV_KEY)}
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def run_cli(args, feedback, poll=0.1, grace=5.0):
-    """Run ``rs-wsss --progress-json ARGS``; progress lines drive the feedback bar, other lines go to the log.
+def run_cli(args, feedback, poll=0.1, grace=5.0, first_stage=ProgressLines.START):
+    """Run ``rs-wsss --progress-json ARGS``; progress lines drive the bar, other lines go to the log.
 
-    Cancelling terminates the process (it cleans its temporary outputs on SIGTERM), then kills it after ``grace`` s.
-    Returns stdout; raises QgsProcessingException with the CLI's own one-line error on failure."""
-    cmd = [find_cli(), "--progress-json"] + [str(a) for a in args]
+    The bar says ``first_stage`` ("loading model") until the first progress line, then "tile k/n"; the log gets one
+    line per stage change. Cancelling asks the process group to stop (the CLI removes its temporary outputs), then
+    forces it after ``grace`` s. Returns stdout; raises QgsProcessingException with the CLI's own one-line error."""
+    cmd = [cli_path(), "--progress-json"] + [str(a) for a in args]
     feedback.pushInfo("$ " + " ".join(cmd))
+    if first_stage:
+        feedback.setProgressText(first_stage)
+        feedback.pushInfo(first_stage)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
-                            start_new_session=True)
-    errors, out = [], []
+                            **popen_options())
+    errors, out, lines = [], [], ProgressLines()
 
     def read_stderr():
         for line in proc.stderr:
             line = line.rstrip()
-            if line.startswith("{"):
-                try:
-                    p = json.loads(line)
-                    feedback.setProgressText(p["stage"])
-                    feedback.setProgress(100.0 * p["done"] / max(1, p["total"]))
-                    continue
-                except (ValueError, KeyError):
-                    pass
-            if line:
+            parsed = lines.parse(line)
+            if parsed is not None:
+                text, percent, log = parsed
+                if log:
+                    feedback.pushInfo(log)
+                feedback.setProgressText(text)
+                feedback.setProgress(percent)
+            elif line:
                 errors.append(line)
                 feedback.pushInfo(line)
 
@@ -83,12 +84,17 @@ def run_cli(args, feedback, poll=0.1, grace=5.0):
     return "".join(out)
 
 
-def stop(proc, grace):
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
+_HELP = {}
+
+
+def cli_supports(command, option):
+    """Whether this rs-wsss has ``option`` for ``command`` (read once from its --help): the plugin may meet an older
+    or newer command line than the one it was written with."""
+    if command not in _HELP:
+        try:
+            p = subprocess.run([cli_path(), command, "--help"], capture_output=True, text=True, env=clean_env(),
+                               timeout=60)
+            _HELP[command] = p.stdout
+        except (OSError, subprocess.SubprocessError):
+            _HELP[command] = ""
+    return f"{option} " in _HELP[command] or f"{option}," in _HELP[command] or f"{option}\n" in _HELP[command]

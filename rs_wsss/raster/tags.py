@@ -74,6 +74,15 @@ def read_tags(path: str | Path, scenes: list[str], class_set: ClassSet) -> list[
     return rows
 
 
+def _stored_path(image: str, folder: Path) -> str:
+    """An image path as a tags file stores it: relative to the file's folder, so both can move together; absolute
+    when no relative path exists (another drive on Windows)."""
+    try:
+        return os.path.relpath(image, folder.resolve())
+    except ValueError:
+        return os.path.abspath(image)
+
+
 def _resolve_image(value: str, base: Path, by_name: dict[str, str]) -> str | None:
     cand = Path(value)
     if not cand.is_absolute():
@@ -144,7 +153,7 @@ def write_tags(rows: list[TagRow], path: str | Path, overwrite: bool = False) ->
         w.writerow(FIELDS)
         for r in rows:
             win = r.window
-            w.writerow([os.path.relpath(r.image, path.parent.resolve()), int(win.col_off), int(win.row_off),
+            w.writerow([_stored_path(r.image, path.parent), int(win.col_off), int(win.row_off),
                         int(win.width), int(win.height), ";".join(r.labels)])
 
 
@@ -161,7 +170,7 @@ def _write_gpkg(rows: list[TagRow], path: Path, overwrite: bool) -> None:
         raise RsWsssError(f"scenes have different CRSs ({', '.join(map(str, crs_seen))}): write tags as .csv instead")
     crs = next(iter(crs_seen)) if crs_seen else None
     gdf = gpd.GeoDataFrame(
-        {"image": [os.path.relpath(r.image, path.parent.resolve()) for r in rows],
+        {"image": [_stored_path(r.image, path.parent) for r in rows],
          "col_off": [int(r.window.col_off) for r in rows], "row_off": [int(r.window.row_off) for r in rows],
          "width": [int(r.window.width) for r in rows], "height": [int(r.window.height) for r in rows],
          "labels": [";".join(r.labels) for r in rows]},

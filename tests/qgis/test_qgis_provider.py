@@ -30,14 +30,16 @@ def qgis_env(tmp_path_factory):
     cfg = tmp_path_factory.mktemp("qgis_profile")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update(QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(cfg), QGIS_PLUGINPATH=str(REPO / "qgis_plugin"),
-               RS_WSSS_CLI=str(CLI), XDG_RUNTIME_DIR=str(cfg))
+               RS_WSSS_CLI=str(CLI), XDG_RUNTIME_DIR=str(cfg), RS_WSSS_QGIS_TEST="1")
     p = subprocess.run([str(QGIS_PROCESS), "plugins", "enable", "rs_wsss_qgis"], env=env, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
     return env
 
 
 def qgis_run(env, alg, **params):
-    args = [str(QGIS_PROCESS), "run", f"rs_wsss:{alg}", "--"] + [f"{k}={v}" for k, v in params.items()]
+    args = [str(QGIS_PROCESS), "run", f"rs_wsss:{alg}", "--"]
+    for k, v in params.items():  # a list is a multiple parameter: qgis_process takes it repeated
+        args += [f"{k}={x}" for x in (v if isinstance(v, list) else [v])]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -52,22 +54,50 @@ def test_plugin_loads_with_its_algorithms_and_no_error(qgis_env):
     assert "Traceback" not in p.stderr and "rs_wsss" not in p.stderr
 
 
-@pytest.mark.parametrize("rel", ["naip/m_4709963_se_14_1_20200831.tif", "spacenet/sample_geotiff.tif"])
-def test_segment_algorithm_on_a_real_geotiff(qgis_env, shared_data, tmp_path, rel):
-    scene = shared_data / rel
+def test_test_only_options_appear_only_with_the_switch(qgis_env):
+    helps = {}
+    for switch in ("1", None):
+        env = {k: v for k, v in qgis_env.items() if k != "RS_WSSS_QGIS_TEST" or switch}
+        helps[switch] = subprocess.run([str(QGIS_PROCESS), "help", "rs_wsss:segment"], env=env, capture_output=True,
+                                       text=True).stdout
+    assert "RANDOM_WEIGHTS" in helps["1"] and "TINY" in helps["1"]
+    assert "RANDOM_WEIGHTS" not in helps[None] and "TINY" not in helps[None]
+    for param in ("BANDS", "EXTENT", "MASK", "SCALES", "CRF", "MIN_AREA", "SIMPLIFY", "OUTPUT_CONFIDENCE"):
+        assert f"{param}:" in helps[None]
+    assert "Worked example" in helps[None]
+
+
+def test_segment_algorithm_on_a_real_geotiff_with_bands_extent_and_confidence(qgis_env, shared_data, tmp_path):
+    scene = shared_data / "naip/m_4709963_se_14_1_20200831.tif"  # 4 bands tagged Gray/Undefined
+    with rasterio.open(scene) as src:
+        b, res = src.bounds, src.res[0]
+        crs, n_bands = src.crs, src.count
+    # the western half, on the pixel grid (xmin,xmax,ymin,ymax as QGIS writes extents)
+    xmid = b.left + round((b.right - b.left) / 2 / res) * res
     p = qgis_run(qgis_env, "segment", INPUT=scene, CLASSES=0, TILE=256, RANDOM_WEIGHTS="true", TINY="true",
-                 OUTPUT_RASTER=tmp_path / "classes.tif", OUTPUT_VECTOR=tmp_path / "polys.gpkg")
+                 BANDS=[4, 1, 2], SCALES="1", CRF=2, MIN_AREA=4, EXTENT=f"{b.left},{xmid},{b.bottom},{b.top}",
+                 OUTPUT_RASTER=tmp_path / "classes.tif", OUTPUT_VECTOR=tmp_path / "polys.gpkg",
+                 OUTPUT_CONFIDENCE=tmp_path / "conf.tif")
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    with rasterio.open(tmp_path / "classes.tif") as o, rasterio.open(scene) as i:
-        assert o.crs == i.crs and o.transform == i.transform
+    command = next(l for l in p.stdout.splitlines() if l.startswith("$ "))
+    for opt in ("--bands 4,1,2", "--scales 1.0", "--no-crf", "--min-area 4.0", "--probs"):
+        assert opt in command
+    assert "--crf " not in command and "--overlap" not in command  # unset options stay the CLI's defaults
+    assert n_bands == 4
+    with rasterio.open(tmp_path / "classes.tif") as o, rasterio.open(tmp_path / "conf.tif") as c:
+        assert o.crs == crs and o.bounds.left == b.left and abs(o.bounds.right - xmid) < res / 2
+        assert c.shape == o.shape and c.transform == o.transform
     g = gpd.read_file(tmp_path / "polys.gpkg")
-    assert len(g) > 0 and g.crs == rasterio.open(scene).crs
+    assert len(g) > 0 and g.crs == crs and g.total_bounds[2] <= xmid + res
     assert set(g.class_name) <= {"background", "building", "road", "vegetation", "water", "bare_land"}
+    assert g.area.min() >= 4.0
     assert (tmp_path / "classes.qml").exists()
 
 
 def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_path):
     scene = shared_data / "spacenet/sample_geotiff.tif"
+    p = qgis_run(qgis_env, "train", RASTERS=scene, ITERS=3, OUTPUT=tmp_path / "model.pt")
+    assert p.returncode != 0 and "Train needs tile tags" in p.stdout + p.stderr and "$ " not in p.stdout
     p = qgis_run(qgis_env, "taggrid", RASTERS=scene, TILE=256, OUTPUT=tmp_path / "grid.gpkg")
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     grid = gpd.read_file(tmp_path / "grid.gpkg")
@@ -75,14 +105,19 @@ def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_p
     p = qgis_run(qgis_env, "tagsfromvector", RASTERS=scene, VECTOR=shared_data / "spacenet/geotiff_labels.geojson",
                  FIELD="building", CLASSES=0, TILE=256, OUTPUT=tmp_path / "tags.csv")
     assert p.returncode != 0 and "value-map" in (p.stdout + p.stderr)  # 'yes' is not a class: the CLI's one line shows
+    p = qgis_run(qgis_env, "train", RASTERS=scene, TAGS_FILE=tmp_path / "grid.gpkg", ITERS=3, OUTPUT=tmp_path / "model.pt")
+    assert p.returncode != 0 and "labels are empty (16 tiles)" in p.stdout + p.stderr and "$ " not in p.stdout
     grid["labels"] = "building"
     grid.to_file(tmp_path / "grid_filled.gpkg", driver="GPKG")
     p = qgis_run(qgis_env, "train", RASTERS=scene, TAGS_FILE=tmp_path / "grid_filled.gpkg", CLASSES=0, ITERS=3,
                  RANDOM_WEIGHTS="true", TINY="true", OUTPUT=tmp_path / "model.pt")
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert (tmp_path / "model.pt").stat().st_size > 0
-    p = qgis_run(qgis_env, "evaluate", PREDICTION=shared_data / "potsdam/masks/2_10_0_0_512_512.png",
-                 GROUND_TRUTH=shared_data / "potsdam/masks/2_10_0_0_512_512.png", CLASSES=1, OUTPUT=tmp_path / "m.csv")
+    mask = shared_data / "potsdam/masks/2_10_0_0_512_512.png"
+    p = qgis_run(qgis_env, "evaluate", PREDICTION=mask, GROUND_TRUTH=mask, CLASSES=1, OUTPUT=tmp_path / "m.csv")
+    assert p.returncode != 0 and "the same layer" in p.stdout + p.stderr
+    shutil.copy(mask, tmp_path / "gt.png")
+    p = qgis_run(qgis_env, "evaluate", PREDICTION=mask, GROUND_TRUTH=tmp_path / "gt.png", CLASSES=1, OUTPUT=tmp_path / "m.csv")
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     rows = (tmp_path / "m.csv").read_text().splitlines()
     assert rows[0] == "class,iou,f1,gt_pixels" and rows[-1].startswith("mean,1.0")

@@ -78,3 +78,15 @@ def test_validation_lists_every_problem_with_row_numbers(shared_data, tmp_path):
     for part in ("row 1: unknown class 'rooof'", "row 2: window", "row 3: duplicate of row 1", "row 4: image 'missing.tif'",
                  "scene sample_geotiff.tif has no rows"):
         assert part in msg
+
+
+def test_stored_image_paths_are_relative_or_absolute_when_no_relative_path_exists(tmp_path, monkeypatch):
+    from rs_wsss.raster import tags as tags_mod
+
+    assert tags_mod._stored_path(str(tmp_path / "a" / "s.tif"), tmp_path / "a") == "s.tif"
+
+    def other_drive(path, start):  # what os.path.relpath raises on Windows across drives
+        raise ValueError("path is on mount 'D:', start on mount 'C:'")
+
+    monkeypatch.setattr(tags_mod.os.path, "relpath", other_drive)
+    assert tags_mod._stored_path(str(tmp_path / "a" / "s.tif"), tmp_path / "b") == str(tmp_path / "a" / "s.tif")

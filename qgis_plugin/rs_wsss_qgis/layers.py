@@ -1,0 +1,159 @@
+"""How results appear on the map: named after scene and model, grouped, see-through, the tag grid as labelled outlines."""
+
+import xml.etree.ElementTree as ET
+
+from qgis.core import (QgsCategorizedSymbolRenderer, QgsEditorWidgetSetup, QgsFillSymbol, QgsPalLayerSettings,
+                       QgsPalettedRasterRenderer, QgsProcessingContext, QgsProcessingLayerPostProcessorInterface, QgsProject,
+                       QgsRendererCategory, QgsSingleSymbolRenderer, QgsTextBufferSettings, QgsTextFormat,
+                       QgsVectorLayerSimpleLabeling)
+from qgis.PyQt.QtGui import QColor
+
+OPACITY = 0.6  # results sit over the imagery, which must stay visible
+_KEEP = []  # post-processors must outlive processAlgorithm (QGIS holds no Python reference to them)
+
+
+def palette(qml):
+    """[(value, label, '#rrggbb')] from the .qml rs-wsss writes beside its class raster."""
+    return [(int(e.get("value")), e.get("label"), e.get("color")) for e in ET.parse(qml).iter("paletteEntry")]
+
+
+def style_classes_raster(layer, qml):
+    """Paletted class colours and names; background transparent; partial opacity."""
+    layer.loadNamedStyle(qml)
+    classes = []
+    for value, label, color in palette(qml):
+        c = QColor(color)
+        if label == "background":
+            c.setAlpha(0)
+        classes.append(QgsPalettedRasterRenderer.Class(value, c, label))
+    renderer = QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
+    renderer.setOpacity(OPACITY)
+    layer.setRenderer(renderer)
+
+
+def style_classes_vector(layer, qml):
+    """One category per class (filled, no outline); background drawn as nothing; partial opacity."""
+    cats = []
+    for _value, label, color in palette(qml):
+        sym = QgsFillSymbol.createSimple({"color": color, "outline_style": "no"})
+        cats.append(QgsRendererCategory(label, sym, label, label != "background"))
+    layer.setRenderer(QgsCategorizedSymbolRenderer("class_name", cats))
+    layer.setOpacity(OPACITY)
+
+
+def style_confidence(layer):
+    layer.renderer().setOpacity(OPACITY)
+
+
+def label_choices(class_names, limit=64):
+    """Values offered for a tile's labels: single classes, then pairs, triples … while the list stays short."""
+    from itertools import combinations
+
+    out = []
+    for k in range(1, len(class_names) + 1):
+        combos = [";".join(c) for c in combinations(class_names, k)]
+        if out and len(out) + len(combos) > limit:
+            break
+        out += combos
+    return out
+
+
+def style_tag_grid(layer, class_names=None):
+    """Outlines without fill, each tile labelled with its classes, and the labels picked from a list.
+
+    QGIS's list widget (Value Map) stores one value per feature, so the list holds single classes and short
+    combinations ('building;road'); empty means background only."""
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+        {"color": "0,0,0,0", "style": "no", "outline_color": "255,230,0,255", "outline_width": "0.5"})))
+    pal = QgsPalLayerSettings()
+    pal.fieldName = "labels"
+    pal.placement = QgsPalLayerSettings.OverPoint
+    fmt = QgsTextFormat()
+    fmt.setColor(QColor("white"))
+    fmt.setSize(9)
+    buf = QgsTextBufferSettings()
+    buf.setEnabled(True)
+    buf.setColor(QColor("black"))
+    buf.setSize(0.8)
+    fmt.setBuffer(buf)
+    pal.setFormat(fmt)
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(pal))
+    layer.setLabelsEnabled(True)
+    idx = layer.fields().indexOf("labels")
+    if idx >= 0 and class_names:
+        entries = [{"(background only)": ""}] + [{v: v} for v in label_choices(class_names)]
+        layer.setEditorWidgetSetup(idx, QgsEditorWidgetSetup("ValueMap", {"map": entries}))
+    for name in ("image", "col_off", "row_off", "width", "height"):
+        i = layer.fields().indexOf(name)
+        if i >= 0:
+            layer.setEditorWidgetSetup(i, QgsEditorWidgetSetup("Hidden", {}))
+
+
+def group_for(project, name):
+    """A layer-tree group named after the run, at the top; a second run of the same scene and model gets '(2)'."""
+    root = project.layerTreeRoot()
+    wanted, n = name, 2
+    while root.findGroup(wanted) is not None:
+        wanted, n = f"{name} ({n})", n + 1
+    return root.insertGroup(0, wanted)
+
+
+class RunGroup:
+    """The layer-tree group of one run, made when its first layer arrives."""
+
+    def __init__(self, name):
+        self.name, self.node = name, None
+
+    def add(self, project, layer):
+        if self.node is None:
+            self.node = group_for(project, self.name)
+        node = project.layerTreeRoot().findLayer(layer.id())
+        if node is not None and node.parent() is not self.node:
+            self.node.addLayer(layer)
+            node.parent().removeChildNode(node)
+
+
+class ResultLayer(QgsProcessingLayerPostProcessorInterface):
+    """Names, styles and groups one output layer once QGIS has loaded it."""
+
+    def __init__(self, name, style, group=None):
+        super().__init__()
+        self.name, self.style, self.group = name, style, group
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        layer.setName(self.name)
+        self.style(layer)
+        if self.group is not None:
+            self.group.add(context.project() or QgsProject.instance(), layer)
+        layer.triggerRepaint()
+
+    @classmethod
+    def attach(cls, context, path, name, style, group=None):
+        """Register on an output QGIS will load; False when the user chose not to open it."""
+        if not context.willLoadLayerOnCompletion(path):
+            return False
+        post = cls(name, style, group)
+        _KEEP.append(post)
+        details = context.layerToLoadOnCompletionDetails(path)
+        details.name = name
+        details.setPostProcessor(post)
+        return True
+
+    @classmethod
+    def load(cls, context, path, name, style, group=None):
+        """Load a file the algorithm wrote that is not a layer output (a CSV table, the confidence raster)."""
+        details = QgsProcessingContext.LayerDetails(name, context.project() or QgsProject.instance(), name)
+        post = cls(name, style, group)
+        _KEEP.append(post)
+        details.setPostProcessor(post)
+        context.addLayerToLoadOnCompletion(path, details)
+
+
+def move_load(context, old, new):
+    """QGIS loads outputs by path: when an output was written elsewhere than asked, load it from where it is."""
+    if old == new:
+        return
+    layers = context.layersToLoadOnCompletion()
+    if old in layers:
+        layers[new] = layers.pop(old)
+        context.setLayersToLoadOnCompletion(layers)
