@@ -74,10 +74,16 @@ def run_cli(args, feedback, poll=0.1, grace=5.0, first_stage=ProgressLines.START
     while proc.poll() is None:
         if feedback.isCanceled():
             stop(proc, grace)
+            for t in threads:
+                t.join(timeout=5)
+            proc.stdout.close()
+            proc.stderr.close()
             raise QgsProcessingException("cancelled: rs-wsss was stopped and left no output")
         time.sleep(poll)
     for t in threads:
         t.join(timeout=5)
+    proc.stdout.close()
+    proc.stderr.close()
     if proc.returncode != 0:
         msg = next((e for e in reversed(errors) if "error" in e), errors[-1] if errors else f"exit code {proc.returncode}")
         raise QgsProcessingException(msg)

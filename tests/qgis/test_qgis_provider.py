@@ -138,3 +138,42 @@ def test_cancelling_stops_the_subprocess_quickly_and_leaves_no_output(qgis_env, 
     assert res["stop_seconds"] < 5.0, res
     assert list(out.iterdir()) == []  # no output, no temporary file
     assert shutil.which("pgrep") is None or subprocess.run(["pgrep", "-f", str(out)], capture_output=True).returncode == 1
+
+
+def test_inside_qgis_setting_checks_and_the_layers_a_user_sees(qgis_env, shared_data, tmp_path):
+    """One QGIS session (QGIS's own Python): the provider setting, the checks, and results loaded as the dialog does."""
+    env = {k: v for k, v in qgis_env.items() if k != "RS_WSSS_CLI"}
+    env["PATH"] = "/usr/bin:/bin"  # rs-wsss must come from the provider setting, not from PATH or the variable
+    script = Path(__file__).with_name("inside_qgis.py")
+    p = subprocess.run(["/usr/bin/python3", str(script), str(REPO / "qgis_plugin"), str(tmp_path), str(shared_data),
+                        str(CLI)], env=env, capture_output=True, text=True, timeout=600)
+    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    assert p.returncode == 0 and lines, p.stdout[-2000:] + p.stderr[-3000:]
+    f = json.loads(lines[-1])
+    # the setting: registered under the provider's group; a wrong value named at load time; the venv folder works
+    assert f["setting_registered"]
+    assert "no-such-rs-wsss" in f["bad_setting_warning"] and f["bad_setting_logged"]
+    assert f["good_setting_warning"] == "" and f["cli_found_from_setting"] == str(CLI)
+    # checks before running
+    assert "web layer" in f["web_layer"] and "Save As" in f["web_layer"]
+    assert "Scales '1,x'" in f["bad_scales"]
+    # the tag grid: a real file beside the raster, outlines without fill, labelled, labels picked from a list
+    assert f["grid_path"] == str(tmp_path / "scene_tags.gpkg") and (tmp_path / "scene_tags.gpkg").exists()
+    grid = gpd.read_file(tmp_path / "scene_tags.gpkg")
+    assert set(grid["image"]) == {"scene.tif"}  # relative to the grid: both can move together
+    g = f["grid"]
+    assert g["fill_alpha"] == 0 and g["brush"] == 0 and g["labels_on"] and g["label_field"] == "labels"
+    assert g["widget"] == "ValueMap" and {"building", "road", "building;road", "(background only)"} <= set(g["choices"])
+    # segment: progress log one line per stage; layers grouped, named after scene and model, see-through
+    log = f["segment_log"]
+    assert log.count("loading model") == 1 and log.count("segmenting (25 tiles)") == 1 and log.count("vectorizing") == 1
+    assert not any(l.startswith("tile ") for l in log)
+    (group, layers), = f["groups"]
+    assert group == "scene · zero-shot landcover (random weights)"
+    assert sorted(layers) == sorted(f"{group} · {k}" for k in ("classes", "polygons", "confidence"))
+    r = f["classes_raster"]
+    assert r["type"] == "paletted" and 0 < r["opacity"] < 1 and r["alphas"]["background"] == 0 and r["alphas"]["building"] == 255
+    assert 0 < f["polygons"]["opacity"] < 1 and f["polygons"]["background_shown"] == [False]
+    # tags-from-vector's CSV and evaluate's table load as tables
+    tables = dict(f["tables"])
+    assert tables["tags (tile tags)"] == 16 and tables["metrics classes vs gt"] == 7

@@ -3,7 +3,7 @@ import re
 
 from qgis.core import (QgsProcessing, QgsProcessingParameterEnum, QgsProcessingParameterField,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterNumber, QgsProcessingParameterVectorDestination,
+                       QgsProcessingParameterNumber, QgsProcessingParameterString, QgsProcessingParameterVectorDestination,
                        QgsProcessingParameterVectorLayer)
 
 from ..layers import ResultLayer, move_load, style_tag_grid
@@ -76,11 +76,11 @@ class TagsFromVectorAlgorithm(RsWsssAlgorithm):
             "class's features cover more than <i>Minimum fraction</i> of it (any overlap when 0) or a point lies in it. "
             "The tags table loads in the project.<br><br>"
             "<b>Worked example</b>: OpenStreetMap buildings saved as buildings.gpkg with a field <i>building</i> whose "
-            "values are class names (or use the command line's --value-map yes=building): <i>Rasters</i> = your "
-            "orthophotos, <i>Labelled features</i> = buildings.gpkg, <i>Class field</i> = building, class set "
-            "landcover, tile 512 → tags.csv, then <i>Train from tile tags</i> with tags.csv.<br>Command line "
+            "values are yes/no: <i>Rasters</i> = your "
+            "orthophotos, <i>Labelled features</i> = buildings.gpkg, <i>Class field</i> = building, <i>Field "
+            "values</i> = yes=building, class set landcover, tile 512 → tags.csv, then <i>Train from tile tags</i> with tags.csv.<br>Command line "
             "equivalent: <code>rs-wsss tags from-vector ortho/*.tif --labels buildings.gpkg --field building "
-            "--classes landcover -o tags.csv</code>")
+            "--value-map yes=building --classes landcover -o tags.csv</code>")
 
     def name(self):
         return "tagsfromvector"
@@ -89,6 +89,9 @@ class TagsFromVectorAlgorithm(RsWsssAlgorithm):
         self.addParameter(QgsProcessingParameterMultipleLayers("RASTERS", self.tr("Rasters"), QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterVectorLayer("VECTOR", self.tr("Labelled features")))
         self.addParameter(QgsProcessingParameterField("FIELD", self.tr("Class field"), parentLayerParameterName="VECTOR"))
+        self.addParameter(QgsProcessingParameterString("VALUE_MAP", self.tr("Field values that are not class names → "
+                                                                            "class, e.g. yes=building,no=background"),
+                                                       optional=True))
         self.addParameter(QgsProcessingParameterEnum("CLASSES", self.tr("Class set"), CLASS_SETS, defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber("TILE", self.tr("Tile size (px)"), defaultValue=512, minValue=32))
         self.addParameter(QgsProcessingParameterNumber("MIN_FRACTION", self.tr("Minimum fraction of a tile (0: any overlap)"),
@@ -103,7 +106,8 @@ class TagsFromVectorAlgorithm(RsWsssAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         vector = self.parameterAsCompatibleSourceLayerPath(parameters, "VECTOR", context, ["gpkg", "shp", "geojson"], "gpkg", feedback)
         out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
-        run_cli(["tags", "from-vector", *_rasters(self, parameters, context, feedback), "--labels", vector,
+        value_map = self.parameterAsString(parameters, "VALUE_MAP", context)
+        run_cli(["tags", "from-vector", *(["--value-map", value_map] if value_map else []), *_rasters(self, parameters, context, feedback), "--labels", vector,
                  "--field", self.parameterAsString(parameters, "FIELD", context), "--classes",
                  CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)], "-o", out, "--overwrite",
                  "--tile", self.parameterAsInt(parameters, "TILE", context),
