@@ -11,6 +11,7 @@ COMMANDS = {
     "tags": ("rs_wsss_cli.tags", "tags", "Make or convert tile-level tags (the weak labels)."),
     "train": ("rs_wsss_cli.train", "train_cmd", "Train the adapter + decoder from tile tags."),
     "segment": ("rs_wsss_cli.segment", "segment_cmd", "Segment rasters into a class COG + polygons."),
+    "vectorize": ("rs_wsss_cli.vectorize", "vectorize_cmd", "Class raster → seam-free polygons with areas in m²."),
     "evaluate": ("rs_wsss_cli.evaluate", "evaluate_cmd", "Per-class IoU, mIoU, OA, F1 against ground truth."),
     "kb": ("rs_wsss_cli.kb", "kb", "Show or pre-encode a class set's description knowledge base."),
     "weights": ("rs_wsss_cli.weights", "weights_cmd", "Where the backbone weights resolve from."),

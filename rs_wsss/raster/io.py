@@ -38,10 +38,16 @@ class NormStats:
         return cls(low=[float(v) for v in d["low"]], high=[float(v) for v in d["high"]])
 
 
+def is_remote(path: str | Path) -> bool:
+    """A GDAL virtual path or URL (/vsicurl/…, https://…, s3://…): not checked against the local file system."""
+    s = str(path)
+    return s.startswith("/vsi") or "://" in s
+
+
 def open_dataset(path: str | Path):
-    """rasterio.open with one-line errors (missing, unreadable, not a raster)."""
-    p = Path(path)
-    if not p.exists():
+    """rasterio.open with one-line errors (missing, unreadable, not a raster); any path GDAL opens is accepted."""
+    p = str(path) if is_remote(path) else Path(path)
+    if not is_remote(path) and not p.exists():
         raise RsWsssError(f"raster not found: {p}")
     try:
         with warnings.catch_warnings():

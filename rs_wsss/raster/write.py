@@ -1,4 +1,5 @@
-"""Writing outputs: atomic rename, class COG with colour table and class names, QGIS style (.qml)."""
+"""Writing outputs: atomic rename, class COG (colour table, class names, categories, MODE overviews), confidence COG,
+QGIS raster style (.qml)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -42,6 +43,10 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+        if aux_path(tmp_path).exists():  # GDAL's sidecar (category names, attribute table) travels with its raster
+            os.replace(aux_path(tmp_path), aux_path(path))
+        elif aux_path(path).exists():  # a replaced raster's stale sidecar would describe the old file
+            aux_path(path).unlink()
     finally:
         for leftover in (tmp_path, Path(str(tmp_path) + ".aux.xml")):
             if leftover.exists():
@@ -55,15 +60,65 @@ def class_tags(class_names: list[str], meta: dict | None = None) -> dict[str, st
     return tags
 
 
+# COG defaults; --co KEY=VALUE entries replace them key by key (GDAL's creation options, as gdal_translate/rio take)
+COG_OPTIONS = {"COMPRESS": "DEFLATE", "BLOCKSIZE": "512"}
+
+
+def parse_creation_options(items: Sequence[str]) -> dict[str, str]:
+    """``["COMPRESS=ZSTD", "level=9"]`` → ``{"COMPRESS": "ZSTD", "LEVEL": "9"}`` (keys upper-cased, as GDAL's)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RsWsssError(f"--co {item!r}: expected KEY=VALUE, e.g. --co COMPRESS=ZSTD")
+        out[key.strip().upper()] = value.strip()
+    return out
+
+
+def aux_path(path: str | Path) -> Path:
+    """GDAL's PAM sidecar of a raster: category names and the attribute table of a GeoTIFF live there."""
+    return Path(str(path) + ".aux.xml")
+
+
+def write_class_aux(path: str | Path, class_names: Sequence[str], colors: Sequence[Sequence[int]]) -> None:
+    """Category names and a thematic raster attribute table (value, class name, RGBA) for band 1, in GDAL's PAM
+    format (``PATH.aux.xml``): GDAL, QGIS and ArcGIS show class names from it; the TIFF itself cannot hold them."""
+    cats = "".join(f"<Category>{escape(n)}</Category>" for n in class_names)
+    fields = [("Value", 0, 5), ("Class", 2, 2), ("Red", 0, 6), ("Green", 0, 7), ("Blue", 0, 8), ("Alpha", 0, 9)]
+    defs = "".join(f'<FieldDefn index="{i}"><Name>{n}</Name><Type>{t}</Type><Usage>{u}</Usage></FieldDefn>'
+                   for i, (n, t, u) in enumerate(fields))
+    rows = "".join(f'<Row index="{i}"><F>{i}</F><F>{escape(n)}</F><F>{c[0]}</F><F>{c[1]}</F><F>{c[2]}</F><F>255</F></Row>'
+                   for i, (n, c) in enumerate(zip(class_names, colors)))
+    aux_path(path).write_text(f"""<PAMDataset>
+  <PAMRasterBand band="1">
+    <CategoryNames>{cats}</CategoryNames>
+    <GDALRasterAttributeTable tableType="thematic">{defs}{rows}</GDALRasterAttributeTable>
+  </PAMRasterBand>
+</PAMDataset>
+""")
+
+
 def finalize_class_raster(tmp_tif: str | Path, out_path: str | Path, class_names: list[str],
-                          colors: list[tuple[int, int, int]], meta: dict | None = None) -> None:
-    """Turn a tiled uint8 GeoTIFF into a Cloud-Optimized GeoTIFF (colour table, class names, overviews)."""
+                          colors: list[tuple[int, int, int]], meta: dict | None = None,
+                          creation_options: dict[str, str] | None = None) -> None:
+    """Turn a tiled uint8 GeoTIFF into a Cloud-Optimized GeoTIFF: colour table, class names as tags and as GDAL
+    categories + attribute table (``out_path.aux.xml``), MODE overviews (each overview pixel is the majority class)."""
     with rasterio.open(tmp_tif, "r+") as ds:
         ds.write_colormap(1, {i: (*c, 255) for i, c in enumerate(colors)})
         ds.update_tags(**class_tags(class_names, meta))
         ds.set_band_description(1, "class")
-    rasterio.shutil.copy(tmp_tif, out_path, driver="COG", compress="DEFLATE", overview_resampling="NEAREST",
-                         blocksize=512)
+    options = COG_OPTIONS | {"OVERVIEW_RESAMPLING": "MODE"} | (creation_options or {})
+    rasterio.shutil.copy(tmp_tif, out_path, driver="COG", **options)
+    write_class_aux(out_path, class_names, colors)
+
+
+def finalize_confidence_raster(tmp_tif: str | Path, out_path: str | Path,
+                               creation_options: dict[str, str] | None = None) -> None:
+    """The float32 confidence raster as a Cloud-Optimized GeoTIFF with AVERAGE overviews."""
+    with rasterio.open(tmp_tif, "r+") as ds:
+        ds.set_band_description(1, "confidence")
+    options = COG_OPTIONS | {"OVERVIEW_RESAMPLING": "AVERAGE", "PREDICTOR": "YES"} | (creation_options or {})
+    rasterio.shutil.copy(tmp_tif, out_path, driver="COG", **options)
 
 
 def write_qml(path: str | Path, class_names: list[str], colors: list[tuple[int, int, int]]) -> None:
