@@ -113,14 +113,27 @@ def load_class_set(name_or_path: str | Path) -> ClassSet:
     if not path.exists():
         raise RsWsssError(f"class set file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise RsWsssError(f"class set {path} is not UTF-8 text (byte at offset {exc.start}); save it as UTF-8 YAML") from None
     except yaml.YAMLError as exc:
         raise RsWsssError(f"class set {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise RsWsssError(f"class set {path} nests too deeply to be a class set") from None
     return class_set_from_dict(data, source=str(path))
 
 
+def _as_list(value: object, what: str, source: str) -> list:
+    """A YAML list field (absent/null = empty); a scalar or mapping there is a user error, not a TypeError later."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RsWsssError(f"{source}: '{what}' must be a list, not {type(value).__name__}")
+    return value
+
+
 def class_set_from_dict(data: dict, source: str = "class set") -> ClassSet:
-    if not isinstance(data, dict) or not data.get("classes"):
+    if not isinstance(data, dict) or not data.get("classes") or not isinstance(data["classes"], list):
         raise RsWsssError(f"{source}: a class set needs a 'classes' list")
     classes = tuple(_class_from_dict(c, source) for c in data["classes"])
     names = [c.name for c in classes]
@@ -130,12 +143,13 @@ def class_set_from_dict(data: dict, source: str = "class set") -> ClassSet:
     bg = _class_from_dict(data.get("background") or {"name": "background", "color": "#000000"}, source)
     if bg.name in names:
         raise RsWsssError(f"{source}: background name '{bg.name}' is also a class")
-    _check_codes_disjoint((bg, *classes), data.get("ignore_codes") or (), source)
+    ignore = _as_list(data.get("ignore_codes"), "ignore_codes", source)
+    _check_codes_disjoint((bg, *classes), ignore, source)
     return ClassSet(
         name=str(data.get("name") or Path(source).stem),
         classes=classes,
         background=bg,
-        ignore_codes=tuple(_code_in(c, source) for c in data.get("ignore_codes") or ()),
+        ignore_codes=tuple(_code_in(c, source) for c in ignore),
         source=source,
     )
 
@@ -166,8 +180,8 @@ def _class_from_dict(d: dict, source: str) -> ClassDef:
         name=name,
         color=parse_color(d.get("color", "#808080"), f"{source}: class {name}"),
         prompt=str(d.get("prompt") or name.replace("_", " ")),
-        descriptions=tuple(str(s) for s in d.get("descriptions") or ()),
-        codes=tuple(_code_in(c, f"{source}: class {name}") for c in d.get("codes") or ()),
+        descriptions=tuple(str(s) for s in _as_list(d.get("descriptions"), f"{name}.descriptions", source)),
+        codes=tuple(_code_in(c, f"{source}: class {name}") for c in _as_list(d.get("codes"), f"{name}.codes", source)),
     )
 
 

@@ -1,8 +1,18 @@
 """User-facing errors: the CLI prints their message as one line and exits 2."""
 
 
+def one_line(message: object) -> str:
+    """A message as one printable line: line breaks (any that ``str.splitlines`` knows) become spaces, other control
+    characters are escaped, so text quoted from a bad input cannot add lines to stderr or drive the terminal."""
+    text = " ".join(str(message).splitlines())
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+
+
 class RsWsssError(Exception):
     """Bad input or a missing resource the user can fix; the message names the problem and the fix."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(message), *args)
 
 
 class WeightsNotFound(RsWsssError):

@@ -58,12 +58,27 @@ def open_dataset(path: str | Path):
 
 
 def default_bands(src) -> list[int]:
-    """RGB by colour interpretation, else the first three bands; a 1- or 2-band image repeats band 1."""
+    """RGB by colour interpretation, else the first three bands; one band (or grey + alpha) is read as grey (band 1
+    repeated). Any other 2-band raster (e.g. SAR VV/VH, two indices) has no natural RGB reading: refused, naming
+    the fix, rather than silently dropping band 2."""
     ci = list(src.colorinterp)
     want = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
     if all(c in ci for c in want):
         return [ci.index(c) + 1 for c in want]
+    if src.count == 2 and ci[1] != ColorInterp.alpha:
+        raise RsWsssError(f"{Path(src.name).name} has 2 bands and no RGB reading: choose the bands to use as R,G,B with "
+                          "--bands (e.g. --bands 1,1,2, or --bands 1 for grey) or set raster.bands")
     return [1, 2, 3] if src.count >= 3 else [1, 1, 1]
+
+
+def select_bands(src, bands: list[int] | None, path: str | Path) -> list[int]:
+    """The three band numbers read as R, G, B: ``bands`` (1 or 3 numbers in 1..count) or :func:`default_bands`."""
+    if bands is None:
+        return default_bands(src)
+    bad = [b for b in bands if not 1 <= b <= src.count]
+    if bad or len(bands) not in (1, 3):
+        raise RsWsssError(f"{path}: bands {bands} invalid: give 1 or 3 band numbers in 1..{src.count}")
+    return list(bands) * 3 if len(bands) == 1 else list(bands)
 
 
 class Scene:
@@ -76,12 +91,11 @@ class Scene:
         self.src = self.dataset
         if gsd:
             self.src = _resampled(self.dataset, gsd)
-        if bands is not None:
-            bad = [b for b in bands if not 1 <= b <= self.src.count]
-            if bad or len(bands) not in (1, 3):
-                raise RsWsssError(f"{path}: bands {bands} invalid: give 1 or 3 band numbers in 1..{self.src.count}")
-            bands = list(bands) * 3 if len(bands) == 1 else list(bands)
-        self.bands = bands or default_bands(self.src)
+        try:
+            self.bands = select_bands(self.src, list(bands) if bands else None, path)
+        except RsWsssError:
+            self.close()  # no dataset leaks when the band choice is refused
+            raise
         self.dtype = self.src.dtypes[self.bands[0] - 1]
         self.nodata = self.src.nodata
         self.norm = norm or compute_norm(self, percentile)

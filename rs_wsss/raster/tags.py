@@ -84,58 +84,98 @@ def _stored_path(image: str, folder: Path) -> str:
 
 
 def _resolve_image(value: str, base: Path, by_name: dict[str, str]) -> str | None:
-    cand = Path(value)
-    if not cand.is_absolute():
-        cand = base / cand
-    if Path(value).name in by_name:
-        return by_name[Path(value).name]
-    return str(cand) if cand.is_file() else None
+    try:  # a NUL byte (ValueError) or an over-long name (OSError) is just a path that is not there
+        cand = Path(value)
+        if not cand.is_absolute():
+            cand = base / cand
+        if Path(value).name in by_name:
+            return by_name[Path(value).name]
+        return str(cand) if cand.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _decode(path: Path) -> str:
+    """The file as text: UTF-8 (a byte-order mark is allowed); anything else is one line naming the fix."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RsWsssError(f"{path.name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          "save the tags as a UTF-8 CSV or a GeoPackage") from None
+    if "\x00" in text:
+        raise RsWsssError(f"{path.name} contains NUL bytes, so it is not a CSV text file; "
+                          "save the tags as a UTF-8 CSV or a GeoPackage")
+    return text
 
 
 def _labels(value) -> tuple[str, ...]:
-    return tuple(s.strip() for s in str(value or "").split(";") if s.strip())
+    if value is None or (isinstance(value, float) and value != value):  # empty GPKG field (None / NaN)
+        return ()
+    return tuple(s.strip() for s in str(value).split(";") if s.strip())
 
 
 def _read_csv(path: Path, by_name: dict[str, str], problems: list[str]) -> list[TagRow]:
+    import io
+
     rows = []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
+    reader = csv.DictReader(io.StringIO(_decode(path), newline=""))
+    try:
         missing = [f for f in FIELDS if f not in (reader.fieldnames or [])]
         if missing:
             raise RsWsssError(f"{path.name}: missing columns {', '.join(missing)} (need {','.join(FIELDS)})")
         for i, rec in enumerate(reader, start=1):
-            image = _resolve_image(rec["image"], path.parent, by_name)
+            image = _resolve_image(str(rec["image"] or ""), path.parent, by_name)
             if image is None:
                 problems.append(f"row {i}: image '{rec['image']}' not found")
                 continue
             try:
-                win = Window(*(int(float(rec[k])) for k in ("col_off", "row_off", "width", "height")))
+                values = [float(rec[k]) for k in ("col_off", "row_off", "width", "height")]  # type: ignore[arg-type]
+                if not all(v.is_integer() and abs(v) < 2**31 for v in values):
+                    raise ValueError
+                win = Window(*(int(v) for v in values))
             except (TypeError, ValueError):
                 problems.append(f"row {i}: col_off,row_off,width,height must be integers")
                 continue
             rows.append(TagRow(image, win, _labels(rec["labels"]), i))
+    except csv.Error as exc:
+        raise RsWsssError(f"{path.name} is not a readable CSV ({exc}); save the tags as a UTF-8 CSV") from None
     return rows
 
 
 def _read_gpkg(path: Path, by_name: dict[str, str], problems: list[str]) -> list[TagRow]:
     import geopandas as gpd
 
-    gdf = gpd.read_file(path)
-    missing = [f for f in ("image", "labels") if f not in gdf.columns]
+    from pyogrio.errors import DataLayerError, DataSourceError
+
+    try:
+        gdf = gpd.read_file(path)
+    except (DataSourceError, DataLayerError, UnicodeDecodeError, ValueError) as exc:
+        why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise RsWsssError(f"{path.name} is not a readable GeoPackage ({why}); give a tag grid from rs-wsss tags "
+                          "or a UTF-8 CSV") from None
+    missing = [f for f in ("image", "labels", "geometry") if f not in gdf.columns]
     if missing:
-        raise RsWsssError(f"{path.name}: missing fields {', '.join(missing)} (a tag grid needs 'image' and 'labels')")
+        raise RsWsssError(f"{path.name}: missing fields {', '.join(missing)} (a tag grid needs 'image', 'labels' "
+                          "and tile footprints)")
     rows = []
-    for i, rec in enumerate(gdf.itertuples(), start=1):
-        image = _resolve_image(str(rec.image), path.parent, by_name)
+    for i, (name, labels, geom) in enumerate(zip(gdf["image"], gdf["labels"], gdf.geometry), start=1):
+        image = _resolve_image(str(name), path.parent, by_name)
         if image is None:
-            problems.append(f"row {i}: image '{rec.image}' not found")
+            problems.append(f"row {i}: image '{name}' not found")
+            continue
+        if geom is None or geom.is_empty:
+            problems.append(f"row {i}: no tile footprint (empty geometry)")
             continue
         with open_dataset(image) as ds:
-            geom = rec.geometry
             if gdf.crs is not None and ds.crs is not None and gdf.crs != ds.crs:
                 geom = gpd.GeoSeries([geom], crs=gdf.crs).to_crs(ds.crs).iloc[0]
-            win = from_bounds(*geom.bounds, transform=ds.transform).round_offsets().round_lengths()
-        rows.append(TagRow(image, win, _labels(rec.labels), i))
+            bounds = geom.bounds
+            if not all(np.isfinite(bounds)):
+                problems.append(f"row {i}: the tile footprint cannot be placed in {Path(image).name}'s CRS")
+                continue
+            win = from_bounds(*bounds, transform=ds.transform).round_offsets().round_lengths()
+        rows.append(TagRow(image, win, _labels(labels), i))
     return rows
 
 
