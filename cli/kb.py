@@ -43,7 +43,7 @@ def build(class_set, weights, tiny) -> None:
     from rs_wsss.classes import load_class_set
     from rs_wsss.config import load_config, tiny_config
     from rs_wsss.model.tpe import encode_knowledge_base
-    from rs_wsss.model.wsss import cache_dir
+    from rs_wsss.paths import cache_dir
     from rs_wsss.priors import build_priors
 
     cs = load_class_set(class_set)

@@ -45,12 +45,17 @@ class TPEConfig:
 
 @dataclass
 class AdapterConfig:
-    """Multi-level feature adapter, eqs 5–6 (CLIP) and its DINO twin (Sect. 3.5.1)."""
+    """Multi-level feature adapter, eqs 5–6 (CLIP) and its DINO twin (Sect. 3.5.1: "a feature adapter (see Sect. 3.3)
+    with its own dimensional setting"), multi-level over the last ``dino_levels`` DINO blocks.
 
-    hidden_dim: int = 768  # width of the 2-layer 1×1 MLP (W_fc^2) — not in paper
+    Widths are not in the paper; they are chosen so that the trainable count for iSAID's classes with the real ViT-B
+    shapes is the paper's 16.45 M (16.55 M here; README "Choices where the paper is silent" has the arithmetic)."""
+
+    hidden_dim: int = 768  # width of the 2-layer 1×1 MLP (W_fc^2) — not in paper (= the CLIP width)
     dim: int = 256  # d of F_clip — not in paper (WeCLIP uses 256)
-    dino_hidden_dim: int = 768
-    dino_dim: int = 256  # F_cd has dim + dino_dim channels (2d in the paper)
+    dino_hidden_dim: int = 256  # — not in paper; was 768 with one level (13.46 M trainable)
+    dino_dim: int = 256  # F_cd has dim + dino_dim channels (2d in the paper, so dino_dim = d)
+    dino_levels: int = 12  # last n DINO blocks fed to the DINO adapter (all 12 of ViT-B/14); 1 = last block only
     fuse_kernel: int = 1  # kernel of the fusing Conv in eq 6
 
 
@@ -83,6 +88,10 @@ class USRConfig:
     alpha: int = 3  # α, eq 15 (paper default, Table 6)
     # eq 11 on raw F_cd as the paper writes it (False) or on L2-normalised tokens (True) — see usr.joint_affinity
     normalize_affinity: bool = False
+    # training steps before the learned relations are used (not in paper, which refines from the first step: 0).
+    # During warm-up USR diffuses with the mean frozen CLIP attention of blocks ≥ N0 only (no A_cd, no filter) and
+    # VPE neither updates nor calibrates — WeCLIP's branch before its iteration 15000 (model_attn_aff_voc.py, forward)
+    warmup_iters: int = 0
 
 
 @dataclass
@@ -92,6 +101,9 @@ class VPEConfig:
     enabled: bool = True
     topk_percent: float = 0.3  # k%, eq 17 — not in paper
     momentum: float = 0.9  # τ, eq 18 — not in paper
+    # prototypes exist "for each class" of an image labelled c (eqs 18–19): tagged foreground classes only. True also
+    # gives the background channel seeds and a prototype (the previous behaviour); without one its S_0 is 1 in eq 20
+    background_prototype: bool = False
 
 
 @dataclass
@@ -106,10 +118,14 @@ class PARConfig:
 
 @dataclass
 class PseudoConfig:
-    """Online pseudo labels from the refined CAM: an ignore band between the two thresholds."""
+    """Online pseudo labels M_p from the PAR-refined CAM (the paper only says PAR produces them).
 
-    high: float = 0.55  # above: confident foreground (AFA's value)
-    low: float = 0.35  # below: confident background (AFA's value)
+    ``rule``: "argmax" (WeCLIP: arg-max over the background and the tagged classes, no ignored pixels) or "band"
+    (AFA: confident foreground above ``high``, background below ``low``, ignored in between)."""
+
+    rule: str = "argmax"
+    high: float = 0.55  # rule "band" only: above, confident foreground (AFA's value)
+    low: float = 0.35  # rule "band" only: below, confident background (AFA's value)
     ignore_index: int = 255
 
 
@@ -122,6 +138,10 @@ class LossConfig:
     # what L_aff supervises: "joint" = A_cd of eq 11 (trains both adapters' relations; the DINO adapter gets no other
     # gradient), "decoder" = the decoder's last self-attention (AFA's reading of "affinity within the MHSA")
     aff_on: str = "joint"
+    # affinity labels only for token pairs within this Chebyshev radius on the token grid, the rest ignored (AFA and
+    # WeCLIP: get_mask_by_radius, --radius default 8, scripts/dist_train_voc.py / scripts/dist_clip_voc.py);
+    # null = all hw² pairs (the previous behaviour)
+    aff_radius: int | None = 8
 
 
 @dataclass

@@ -145,3 +145,4 @@ def restore_model(model, state: dict[str, Any], path: str = "checkpoint") -> Non
                           f"{tuple(model.prototypes.shape)}; use the checkpoint's config or retrain")
     model.prototypes.copy_(state["prototypes"])
     model.proto_init.copy_(state["proto_init"])
+    model.steps_done = int(state["step"])  # usr.warmup_iters counts from the start of training, not of this run

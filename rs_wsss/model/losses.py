@@ -10,22 +10,34 @@ import torch
 import torch.nn.functional as F
 
 from ..config import LossConfig
+from ..errors import RsWsssError
 
 
 @torch.no_grad()
 def pseudo_labels(
-    cam: torch.Tensor, tags_k: torch.Tensor, high: float, low: float, ignore_index: int
+    cam: torch.Tensor, tags_k: torch.Tensor, high: float, low: float, ignore_index: int, rule: str = "argmax"
 ) -> torch.Tensor:
-    """Refined CAM (B, K, H, W), channel 0 background → labels (B, H, W) long, AFA's cam_to_label with its ignore band.
+    """PAR-refined CAM (B, K, H, W), channel 0 background → pseudo labels M_p (B, H, W) long (config ``pseudo``).
 
-    s, c* = the max / arg-max over the foreground channels tagged on the tile, b = the background channel:
+    ``rule="argmax"`` (default): the arg-max over the background and the classes tagged on the tile, no pixel
+    ignored — the rule WeCLIP applies to its PAR-refined maps (WeCLIP/WeCLIP_model/model_attn_aff_voc.py,
+    ``_refine_cams``: ``ref_mod(images, cams).argmax(dim=1)`` mapped through the valid keys, called from
+    ``WeCLIP.forward`` on [background, tagged classes]). ``high``/``low`` are not used.
+
+    ``rule="band"``: AFA's ignore band (cam_to_label / refine_cams_with_bkg_v2, utils/camutils.py). s, c* = the max /
+    arg-max over the tagged foreground channels, b = the background channel:
       c*            where s ≥ high and s > b   (confident foreground)
       0             where s < low  and b ≥ s   (confident background; a tile tagged with nothing is all background)
       ignore_index  elsewhere                  (uncertain: between the thresholds, or the background channel disagrees)
     With AFA's constant background in [low, high) the background condition always holds and this is exactly AFA's
     rule; with a refined background channel a pixel also needs the arg-max over all tagged channels to agree.
     """
-    fg = cam[:, 1:].masked_fill(~tags_k[:, 1:].bool()[:, :, None, None], float("-inf"))
+    tags_k = tags_k.bool()
+    if rule == "argmax":
+        return cam.masked_fill(~tags_k[:, :, None, None], float("-inf")).argmax(dim=1)
+    if rule != "band":
+        raise RsWsssError(f"pseudo.rule must be 'argmax' (WeCLIP) or 'band' (AFA), not {rule!r}")
+    fg = cam[:, 1:].masked_fill(~tags_k[:, 1:, None, None], float("-inf"))
     score, idx = fg.max(dim=1)
     bg = cam[:, 0]
     labels = torch.full_like(idx, ignore_index)
@@ -43,15 +55,32 @@ def seg_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> t
     return F.cross_entropy(logits, labels.long(), ignore_index=ignore_index)
 
 
+def window_mask(size: tuple[int, int], radius: int | None, device: torch.device | None = None) -> torch.Tensor:
+    """(hw, hw) bool: token pairs within ``radius`` of each other on the (h, w) grid in both rows and columns (a
+    (2r+1)² window, AFA's and WeCLIP's ``get_mask_by_radius``); ``radius=None``: every pair."""
+    h, w = size
+    if radius is None:
+        return torch.ones(h * w, h * w, dtype=torch.bool, device=device)
+    if radius < 0:
+        raise RsWsssError(f"loss.aff_radius must be ≥ 0 or null (all pairs), got {radius}")
+    yy, xx = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    yy, xx = yy.flatten(), xx.flatten()
+    return ((yy[:, None] - yy[None, :]).abs() <= radius) & ((xx[:, None] - xx[None, :]).abs() <= radius)
+
+
 @torch.no_grad()
-def affinity_labels(labels: torch.Tensor, size: tuple[int, int], ignore_index: int) -> torch.Tensor:
-    """Pairwise targets on the (h, w) token grid (AFA's cams_to_affinity_label): labels (B, H, W) are resized by
-    nearest neighbour, then pair (i, j) is 1 for the same label, 0 for different labels, ignore_index when either is
-    uncertain. → (B, hw, hw) long."""
+def affinity_labels(labels: torch.Tensor, size: tuple[int, int], ignore_index: int, radius: int | None = 8
+                    ) -> torch.Tensor:
+    """Pairwise targets on the (h, w) token grid (AFA's cams_to_affinity_label with its mask): labels (B, H, W) are
+    resized by nearest neighbour, then pair (i, j) is 1 for the same label, 0 for different labels, ``ignore_index``
+    when either is uncertain or when j lies outside the window of ``radius`` tokens around i (config
+    ``loss.aff_radius``; 8 in AFA's scripts/dist_train_voc.py and WeCLIP's scripts/dist_clip_voc.py, ``--radius``,
+    on the same 20×20 grid of a 320 px crop). → (B, hw, hw) long."""
     small = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long().flatten(1)
     aff = (small[:, :, None] == small[:, None, :]).long()
     unsure = small == ignore_index
-    return aff.masked_fill(unsure[:, :, None] | unsure[:, None, :], ignore_index)
+    far = ~window_mask(tuple(size), radius, labels.device)
+    return aff.masked_fill(unsure[:, :, None] | unsure[:, None, :] | far[None], ignore_index)
 
 
 def affinity_loss(aff: torch.Tensor, aff_labels: torch.Tensor, ignore_index: int) -> torch.Tensor:

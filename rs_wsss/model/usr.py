@@ -93,21 +93,31 @@ def usr_refine(
     n0: int,
     alpha: int,
     normalize: bool = False,
-    renorm: bool = True,
     norm_iters: int = 1,
+    use_affinity: bool = True,
 ) -> torch.Tensor:
     """Eqs 11–15, without gradients: cam M_init (B, K, hw), F_cd (B, D2, hw), CLIP attention (B, N, hw, hw)
-    → M_f (B, K, hw) float32.
+    → M_f (B, K, hw) float32, exactly as eq 15 gives it (no renormalisation: eq 16 selects seeds on M_f itself and
+    eq 20 normalises once, after the S_c² calibration; see :func:`normalise_maps` for the VPE-off path).
 
-    ``renorm`` (not in the paper): each diffused map is min–max normalised again so the pseudo-label thresholds keep
-    their meaning when VPE is off (eq 20 would normalise anyway). A map that was constant before diffusion (an
-    untagged class at 0, a ``constant`` background) carries no spatial information and is returned unchanged.
+    ``use_affinity=False`` is the warm-up (config ``usr.warmup_iters``): R = the mean frozen CLIP attention of the
+    blocks l ≥ N0, without A_cd and without the filter of eq 13 — WeCLIP's refinement before its learned affinity is
+    trusted (WeCLIP/clip/clip_tool.py, ``perform_single_voc_cam`` with ``require_seg_trans=False``).
     """
     cam, f_cd, attn = cam.float(), f_cd.float(), attn.float()  # matrix powers in half precision drift
-    a_cd = joint_affinity(f_cd, normalize)
-    gate = attention_filter(attention_scores(a_cd, attn), n0)
-    m_f = diffuse(refining_map(a_cd, attn, gate, n0), cam, alpha, norm_iters)
-    if not renorm:
-        return m_f
-    flat = (cam.amax(dim=-1, keepdim=True) - cam.amin(dim=-1, keepdim=True)) <= 1e-6
-    return torch.where(flat, cam, minmax_norm(m_f, dim=-1))
+    if use_affinity:
+        a_cd = joint_affinity(f_cd, normalize)
+        gate = attention_filter(attention_scores(a_cd, attn), n0)
+        r = refining_map(a_cd, attn, gate, n0)
+    else:
+        _check_n0(n0, attn.shape[1])
+        r = attn[:, n0 - 1 :].mean(dim=1)
+    return diffuse(r, cam, alpha, norm_iters)
+
+
+def normalise_maps(m_init: torch.Tensor, m_f: torch.Tensor) -> torch.Tensor:
+    """Min–max per channel of M_f (B, K, hw), for the pseudo labels when VPE (whose eq 20 normalises) is off; not in
+    the paper. A map that was constant before diffusion (an untagged class at 0, a ``constant`` background) carries
+    no spatial information and keeps its M_init value."""
+    flat = (m_init.amax(dim=-1, keepdim=True) - m_init.amin(dim=-1, keepdim=True)) <= 1e-6
+    return torch.where(flat, m_init.to(m_f), minmax_norm(m_f, dim=-1))

@@ -1,8 +1,9 @@
 """Visual Prototype-aware Enrichment (VPE), eqs 16–20 (Sect. 3.5.2).
 
-Channels are K = C + 1 with the background at 0; the background gets seeds and a prototype like any class (the
-exclusive argmax of eq 16 would otherwise hand every background pixel to some foreground class). ``tags_k`` (B, K)
-includes the background column (always true). Seeds and the prototype update run without gradients: the prototypes
+Channels are K = C + 1 with the background at 0. The background takes part in the exclusive argmax of eq 16 (which
+would otherwise hand every background pixel to some foreground class), but prototypes (eqs 17–19) exist for the tagged
+foreground classes only — "for each class c", "an image labelled as class c"; the model masks the background's seeds
+unless ``vpe.background_prototype``. ``tags_k`` (B, K) includes the background column (always true). Seeds and the prototype update run without gradients: the prototypes
 are a buffer, not parameters.
 """
 

@@ -6,38 +6,29 @@ classes; channel 0 of every CAM / logit tensor is the background.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..classes import ClassSet
 from ..config import Config
+from ..errors import RsWsssError
+from ..paths import cache_dir
 from . import cam as cam_mod
 from . import losses, usr, vpe
 from .adapter import FeatureAdapter
 from .decoder import Decoder
+from .multiscale import multi_scale
+from .multiscale import resize as _resize
 from .par import PAR
 from .tpe import text_embeddings
-
-
-def cache_dir() -> Path:
-    """Where derived artefacts (encoded knowledge bases) are cached: $RS_WSSS_CACHE or ~/.cache/rs-wsss."""
-    return Path(os.environ.get("RS_WSSS_CACHE", Path.home() / ".cache" / "rs-wsss"))
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class WSSS(nn.Module):
     """Frozen priors + trainable adapters/decoder (Sect. 3).
 
-    Trainable: ``adapter`` (CLIP, eqs 5–6), ``dino_adapter`` (DINO, Sect. 3.5.1; only when ``usr.use_dino``) and
+    Trainable: ``adapter`` (CLIP, eqs 5–6, over all N blocks), ``dino_adapter`` (DINO, Sect. 3.5.1: the same
+    multi-level adapter over the last ``adapter.dino_levels`` DINO blocks; only when ``usr.use_dino``) and
     ``decoder`` (eqs 7–8). Buffers: VPE ``prototypes`` (K, D2) + ``proto_init`` (eq 18). CLIP and DINO stay frozen
     (asserted here and in the optimiser). ``dino`` may be None for decoder inference; pass the DINO width as
     ``dino_width`` (a checkpoint's ``dims``) so a checkpoint trained with DINO still loads its ``dino_adapter``.
@@ -58,7 +49,7 @@ class WSSS(nn.Module):
         dino_width = dino.width if dino is not None else dino_width
         self.dino_adapter = None
         if cfg.usr.use_dino and dino_width:
-            self.dino_adapter = FeatureAdapter(dino_width, a.dino_hidden_dim, a.dino_dim, 1, a.fuse_kernel)
+            self.dino_adapter = FeatureAdapter(dino_width, a.dino_hidden_dim, a.dino_dim, a.dino_levels, a.fuse_kernel)
         d = cfg.decoder
         self.decoder = Decoder(a.dim, k, d.layers, d.heads, d.mlp_ratio, d.dropout)
         self.par = PAR(cfg.par.dilations, cfg.par.iters)
@@ -66,6 +57,7 @@ class WSSS(nn.Module):
         self.register_buffer("prototypes", torch.zeros(k, f_cd_dim))  # VPE momentum prototypes (eq 18)
         self.register_buffer("proto_init", torch.zeros(k, dtype=torch.bool))
         self._text: torch.Tensor | None = None  # derived from class set + weights: built on first use, not saved
+        self.steps_done = 0  # training steps taken (usr.warmup_iters); restore_model sets it from a checkpoint
         for m in (clip, dino):
             if m is not None:
                 assert not any(p.requires_grad for p in m.parameters()), "backbones must stay frozen"
@@ -114,8 +106,8 @@ class WSSS(nn.Module):
         out = {"tokens": torch.stack(f.tokens, 1), "attn": f.attn, "joint": f.joint}
         if self.dino_adapter is not None:  # F_cd needs DINO (eq 10)
             if self.dino is None:
-                raise RuntimeError("training with usr.use_dino needs the DINO prior")
-            out["dino"] = self.dino(_resize(images, (p.dino_size, p.dino_size)))
+                raise RsWsssError("training with usr.use_dino needs the DINO prior")
+            out["dino"] = self.dino.levels(_resize(images, (p.dino_size, p.dino_size)), self.cfg.adapter.dino_levels)
         return out
 
     def forward(self, images: torch.Tensor, tags: torch.Tensor, feats: dict | None = None) -> dict[str, torch.Tensor]:
@@ -126,12 +118,20 @@ class WSSS(nn.Module):
         """Forward + loss of one batch (the caller runs backward and the optimiser)."""
         return self.step_from_features(self.frozen_features(images), images, tags)
 
-    def f_cd(self, f_clip: torch.Tensor, dino_tokens: torch.Tensor | None) -> torch.Tensor:
-        """Eq 10: F_cd = Concat(F_clip, F_dino); F_clip alone when the DINO prior is switched off."""
-        if self.dino_adapter is None or dino_tokens is None:
+    def f_cd(self, f_clip: torch.Tensor, dino_levels: torch.Tensor | None) -> torch.Tensor:
+        """Eq 10: F_cd = Concat(F_clip, F_dino), F_dino = the DINO adapter over the DINO levels (B, n, D, h', w')
+        resized to F_clip's grid; F_clip alone when the DINO prior is switched off."""
+        if self.dino_adapter is None:
             return f_clip
-        f_dino = self.dino_adapter([_resize(dino_tokens, tuple(f_clip.shape[-2:]))])
-        return torch.cat([f_clip, f_dino], dim=1)
+        n = len(self.dino_adapter.mlps)
+        if dino_levels is None or dino_levels.ndim != 5 or dino_levels.shape[1] != n:
+            got = "none" if dino_levels is None else tuple(dino_levels.shape)
+            raise RsWsssError(f"DINO features {got} do not hold the {n} levels adapter.dino_levels asks for; "
+                              "features cached by an older version or another config: delete that feature cache")
+        b, _, d = dino_levels.shape[:3]
+        grid = tuple(f_clip.shape[-2:])
+        x = _resize(dino_levels.flatten(0, 1), grid).view(b, n, d, *grid)
+        return torch.cat([f_clip, self.dino_adapter(list(x.unbind(1)))], dim=1)
 
     def step_from_features(self, feats: dict[str, torch.Tensor], images: torch.Tensor, tags: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -140,32 +140,47 @@ class WSSS(nn.Module):
         logits, dec_aff = self.decoder(f_clip, (height, width), want_affinity=cfg.loss.aff_on == "decoder")  # 7–8
         f_cd = self.f_cd(f_clip, feats.get("dino"))  # eq 10 (with gradients, for L_aff)
         h, w = f_clip.shape[-2:]
+        warm = self.training and self.steps_done < cfg.usr.warmup_iters
+        if self.training:
+            self.steps_done += 1
         with torch.no_grad():
             tags_k = torch.cat([torch.ones_like(tags[:, :1]), tags], dim=1).bool()
-            cams = self.refine_cam(feats, f_cd.detach(), tags, tags_k, update=self.training)
+            cams = self.refine_cam(feats, f_cd.detach(), tags, tags_k, update=self.training, warm=warm)
             cams = _resize(cams.view(b, -1, h, w), (height, width))
             if cfg.par.enabled:  # at cfg.par.scale of the crop, as AFA (down_scale 2): PAR costs O(pixels)
                 small = _resize(images, (max(1, round(height * cfg.par.scale)), max(1, round(width * cfg.par.scale))))
                 cams = _resize(self.par(small, cams), (height, width))
-            labels = losses.pseudo_labels(cams, tags_k, cfg.pseudo.high, cfg.pseudo.low, cfg.pseudo.ignore_index)
+            labels = losses.pseudo_labels(cams, tags_k, cfg.pseudo.high, cfg.pseudo.low, cfg.pseudo.ignore_index,
+                                          cfg.pseudo.rule)
         seg = losses.seg_loss(logits, labels, cfg.pseudo.ignore_index)
         aff_pred = usr.joint_affinity(f_cd.flatten(2), cfg.usr.normalize_affinity) if cfg.loss.aff_on == "joint" else dec_aff
-        aff_lab = losses.affinity_labels(labels, (h, w), cfg.pseudo.ignore_index)
+        aff_lab = losses.affinity_labels(labels, (h, w), cfg.pseudo.ignore_index, cfg.loss.aff_radius)
         aff = losses.affinity_loss(aff_pred, aff_lab, cfg.pseudo.ignore_index)
         loss = losses.total_loss(seg, aff, cfg.loss)  # eq 21
         return {"loss": loss, "seg": seg.detach(), "aff": aff.detach(), "labels": labels, "cam": cams, "logits": logits}
 
     @torch.no_grad()
-    def refine_cam(self, feats: dict[str, torch.Tensor], f_cd: torch.Tensor, tags: torch.Tensor, tags_k: torch.Tensor, update: bool) -> torch.Tensor:
-        """Initial CAM (eq 9) → USR (eqs 11–15) → VPE (eqs 16–20), each behind its switch; returns (B, K, hw)."""
+    def refine_cam(self, feats: dict[str, torch.Tensor], f_cd: torch.Tensor, tags: torch.Tensor, tags_k: torch.Tensor,
+                   update: bool, warm: bool = False) -> torch.Tensor:
+        """Initial CAM (eq 9) → USR (eqs 11–15) → VPE (eqs 16–20), each behind its switch; returns (B, K, hw).
+
+        ``warm`` (the first ``usr.warmup_iters`` training steps): USR without the learned A_cd and no VPE.
+        Without VPE the diffused maps are min–max normalised for the pseudo labels (eq 20 does it otherwise).
+        A ``constant`` background (cam.bg_rule) is AFA's threshold written as a channel and is not refined."""
         cfg = self.cfg
-        cams = cam_mod.initial_cam(feats["joint"], self.text, tags, cfg.cam).flatten(2)
+        m_init = cam_mod.initial_cam(feats["joint"], self.text, tags, cfg.cam).flatten(2)
         fcd = f_cd.flatten(2)
+        cams = m_init
         if cfg.usr.enabled:
-            cams = usr.usr_refine(cams, fcd, feats["attn"], cfg.usr.n0, cfg.usr.alpha, normalize=cfg.usr.normalize_affinity)
-        if cfg.vpe.enabled:
+            cams = usr.usr_refine(cams, fcd, feats["attn"], cfg.usr.n0, cfg.usr.alpha,
+                                  normalize=cfg.usr.normalize_affinity, use_affinity=not warm)
+        if cfg.vpe.enabled and not warm:
+            # prototypes "for each class" of an image labelled c: tagged foreground classes; the background only
+            # with vpe.background_prototype (without one, its S_0 = 1 in eq 20)
+            has_proto = torch.ones_like(self.proto_init)
+            has_proto[0] = cfg.vpe.background_prototype
             if update:
-                seeds = vpe.seed_mask(cams, tags_k, cfg.vpe.topk_percent)
+                seeds = vpe.seed_mask(cams, tags_k, cfg.vpe.topk_percent) & has_proto[None, :, None]
                 from ..distributed.ddp import all_reduce_sum  # identity for a single process
 
                 protos, init = vpe.update_prototypes(self.prototypes, self.proto_init, fcd, seeds, cfg.vpe.momentum,
@@ -173,30 +188,24 @@ class WSSS(nn.Module):
                 self.prototypes.copy_(protos)
                 self.proto_init.copy_(init)
             # a class without a prototype yet is left as USR made it (S_c = 1) rather than erased
-            sim = vpe.prototype_similarity(self.prototypes, fcd, self.proto_init)
+            sim = vpe.prototype_similarity(self.prototypes, fcd, self.proto_init & has_proto)
             cams = vpe.prototype_cam(cams, sim, tags_k)
+        elif cfg.usr.enabled:
+            cams = usr.normalise_maps(m_init, cams)
+        if cfg.cam.bg_rule == "constant":
+            cams = torch.cat([m_init[:, :1].to(cams), cams[:, 1:]], dim=1)
         return cams
 
     # ---- inference ----------------------------------------------------------------------------------------------
-    def _scaled_sizes(self, height: int, width: int, scales: list[float], patch: int) -> list[tuple[int, int]]:
-        return [(max(patch, round(height * s / patch) * patch), max(patch, round(width * s / patch) * patch)) for s in scales]
-
     @torch.no_grad()
     def predict(self, images: torch.Tensor, scales: list[float] | None = None, flip: bool | None = None) -> torch.Tensor:
         """Decoder probabilities (B, C+1, H, W), averaged over scales (and horizontal flips). DINO is not run."""
-        scales = self.cfg.infer.scales if scales is None else scales
-        flip = self.cfg.infer.flip if flip is None else flip
-        height, width = images.shape[-2:]
-        total, n = 0.0, 0
-        for size in self._scaled_sizes(height, width, scales, self.clip.patch):
-            x = _resize(images, size)
-            for flipped in (False, True) if flip else (False,):
-                xi = x.flip(-1) if flipped else x
-                logits, _ = self.decoder(self.adapter(self.clip(xi, need_attn=False).tokens), (height, width))
-                prob = logits.softmax(1)
-                total = total + (prob.flip(-1) if flipped else prob)
-                n += 1
-        return total / n
+        def probs(x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+            logits, _ = self.decoder(self.adapter(self.clip(x, need_attn=False).tokens), out_size)
+            return logits.softmax(1)
+
+        return multi_scale(probs, images, self.cfg.infer.scales if scales is None else scales,
+                           self.cfg.infer.flip if flip is None else flip, self.clip.patch)
 
     @torch.no_grad()
     def zero_shot(self, images: torch.Tensor, tags: torch.Tensor | None = None, scales: list[float] | None = None,
@@ -207,38 +216,35 @@ class WSSS(nn.Module):
         horizontal flips) as :meth:`predict`.
 
         Without a trained adapter there is no F_clip / F_dino: F_cd (eq 10) is the concatenation of the L2-normalised
-        raw final-block CLIP tokens and DINO tokens (DINO run at 14/16 of the CLIP input so both grids match), so
-        A_cd = σ(F_cdᵀF_cd) is a sigmoid of summed cosines. Without a DINO prior (or ``usr.use_dino`` false) F_cd is
-        the CLIP part alone."""
-        scales = self.cfg.infer.scales if scales is None else scales
-        flip = self.cfg.infer.flip if flip is None else flip
-        height, width = images.shape[-2:]
+        raw final-block CLIP tokens and DINO tokens (DINO run at DINO-patch/CLIP-patch of the CLIP input so both grids
+        match), so A_cd = σ(F_cdᵀF_cd) is a sigmoid of summed cosines. Without a DINO prior (or ``usr.use_dino``
+        false) F_cd is the CLIP part alone."""
         # background + tagged classes (every class without tags); the others keep probability 0
         allowed = torch.ones(images.shape[0], self.class_set.num_classes + 1, 1, 1, device=images.device)
         if tags is not None:
             allowed[:, 1:, 0, 0] = tags.to(allowed) > 0
-        total, n = 0.0, 0
-        for size in self._scaled_sizes(height, width, scales, self.clip.patch):
-            x = _resize(images, size)
-            for flipped in (False, True) if flip else (False,):
-                cams = self._zero_shot_cam(x.flip(-1) if flipped else x, tags)
-                cams = _resize(cams.flip(-1) if flipped else cams, (height, width)).clamp_min(0)
-                cams = cams + 1e-6 * allowed  # a pixel where every map is 0 is uniform over the allowed classes
-                total = total + cams / cams.sum(1, keepdim=True)
-                n += 1
-        return total / n
+
+        def probs(x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+            cams = _resize(self._zero_shot_cam(x, tags), out_size).clamp_min(0)
+            cams = cams + 1e-6 * allowed  # a pixel where every map is 0 is uniform over the allowed classes
+            return cams / cams.sum(1, keepdim=True)
+
+        return multi_scale(probs, images, self.cfg.infer.scales if scales is None else scales,
+                           self.cfg.infer.flip if flip is None else flip, self.clip.patch)
 
     def _zero_shot_cam(self, x: torch.Tensor, tags: torch.Tensor | None) -> torch.Tensor:
-        """(B, C+1, h, w) CAM on the CLIP token grid of ``x``: eq 9, then eqs 11–15 when USR is on."""
+        """(B, C+1, h, w) CAM on the CLIP token grid of ``x``: eq 9, then eqs 11–15 when USR is on (normalised per
+        channel as the pseudo labels are without VPE, :func:`usr.normalise_maps`)."""
         f = self.clip(x, need_attn=self.cfg.usr.enabled)
         h, w = f.joint.shape[-2:]
         cams = cam_mod.initial_cam(f.joint, self.text, tags, self.cfg.cam).flatten(2)
         if self.cfg.usr.enabled:
             parts = [F.normalize(f.tokens[-1], dim=1)]
             if self.dino is not None and self.cfg.usr.use_dino:
-                p = self.dino.model.patch_embed.patch_size[0]  # 14 for DINOv2
+                p = self.dino.patch
                 dino = self.dino(_resize(x, (h * p, w * p)))
                 parts.append(F.normalize(_resize(dino, (h, w)), dim=1))
             n0 = min(self.cfg.usr.n0, self.clip.num_blocks)
-            cams = usr.usr_refine(cams, torch.cat(parts, 1).flatten(2), f.attn, n0, self.cfg.usr.alpha)
+            m_f = usr.usr_refine(cams, torch.cat(parts, 1).flatten(2), f.attn, n0, self.cfg.usr.alpha)
+            cams = usr.normalise_maps(cams, m_f)
         return cams.view(cams.shape[0], -1, h, w)

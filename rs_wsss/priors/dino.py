@@ -1,4 +1,5 @@
-"""Frozen DINOv2 ViT-B/14 (timm ``vit_base_patch14_dinov2``): last-block patch tokens for USR (Sect. 3.5.1)."""
+"""Frozen DINOv2 ViT-B/14 (timm ``vit_base_patch14_dinov2``): per-block patch tokens F_init^dino for the DINO
+adapter of USR (Sect. 3.5.1), and the last block's tokens for zero-shot F_cd."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ DINO_STD = (0.229, 0.224, 0.225)
 
 
 class DinoPrior(nn.Module):
-    """Frozen DINOv2; ``forward`` takes RGB in [0, 1] and returns patch tokens (B, D, h, w), prefix tokens removed."""
+    """Frozen DINOv2 taking RGB in [0, 1]: :meth:`forward` returns the last block's patch tokens (B, D, h, w),
+    :meth:`levels` the last n blocks' (B, n, D, h, w); prefix tokens removed, DINOv2's final LayerNorm applied to
+    every block (its own multi-layer convention, ``get_intermediate_layers(norm=True)``)."""
 
     def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights):
         super().__init__()
@@ -45,13 +48,36 @@ class DinoPrior(nn.Module):
     def width(self) -> int:
         return self.model.embed_dim
 
+    @property
+    def patch(self) -> int:
+        """Patch size in pixels (14 for DINOv2)."""
+        return int(self.model.patch_embed.patch_size[0])
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.model.blocks)
+
+    def _input(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std
+        height, width = x.shape[-2:]
+        p = self.patch
+        if height % p or width % p:  # DINOv2 needs multiples of the patch size
+            x = F.interpolate(x, size=(max(p, height // p * p), max(p, width // p * p)), mode="bilinear",
+                              align_corners=False)
+        return x
+
+    @torch.no_grad()
+    def levels(self, images: torch.Tensor, n: int) -> torch.Tensor:
+        """Patch tokens of the last ``n`` blocks, (B, n, D, h, w), shallowest first."""
+        if not 1 <= n <= self.num_blocks:
+            from ..errors import RsWsssError
+
+            raise RsWsssError(f"adapter.dino_levels must be in 1..{self.num_blocks} for {self.identifier}, got {n}")
+        out = self.model.forward_intermediates(self._input(images), indices=n, norm=True, output_fmt="NCHW",
+                                               intermediates_only=True)
+        return torch.stack(out, dim=1)
+
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images - self.mean) / self.std
-        b, _, height, width = x.shape
-        p = self.model.patch_embed.patch_size[0]
-        if height % p or width % p:  # DINOv2 needs multiples of the patch size
-            x = F.interpolate(x, size=(height // p * p, width // p * p), mode="bilinear", align_corners=False)
-        out = self.model.forward_features(x)[:, self.model.num_prefix_tokens :]
-        gh, gw = x.shape[-2] // p, x.shape[-1] // p
-        return out.permute(0, 2, 1).reshape(b, -1, gh, gw)
+        """The last block's patch tokens (B, D, h, w)."""
+        return self.levels(images, 1)[:, 0]

@@ -140,7 +140,8 @@ def test_real_vit_b_parameter_counts(capsys):
               f"{c['clip_visual'] / 1e6:.2f} M), DINOv2 {c['dino'] / 1e6:.2f} M")
     assert clip.num_blocks == 12 and clip.width == 768 and dino.width == 768
     assert 85e6 < c["clip_visual"] < 88e6 and 85e6 < c["dino"] < 88e6  # ViT-B image encoders
-    assert 10e6 < c["trainable"] < 25e6  # same order as the paper's 16.45 M
+    assert abs(c["trainable"] - 16.45e6) < 0.1 * 16.45e6  # the paper's 16.45 M (README has the arithmetic)
+    assert len(model.dino_adapter.mlps) == 12  # multi-level over every DINO block (adapter.dino_levels)
 
 
 # ---- inference -------------------------------------------------------------------------------------------------------

@@ -77,9 +77,9 @@ def test_full_pipeline_trains_and_prototypes_move_only_in_training(batch, priors
     imgs, tags = batch
     res = train(model, lambda step: (imgs, tags), cfg.train, tmp_path / "m.pt")
     assert all(np.isfinite(res["losses"])) and len(res["losses"]) == 6
-    present = [0] + [i + 1 for i in range(6) if tags[:, i].any()]
-    absent = [k for k in range(7) if k not in present]
-    assert model.proto_init[0] and model.proto_init[present].any()
+    present = [i + 1 for i in range(6) if tags[:, i].any()]
+    absent = [k for k in range(7) if k not in present]  # the background too: vpe.background_prototype is off
+    assert model.proto_init[present].any()
     assert not model.proto_init[absent].any() and model.prototypes[absent].abs().sum() == 0  # never seeded
     # inference mode (eval) never updates them; a training-mode step applies eq 18 with τ = vpe.momentum
     before = model.prototypes.clone()

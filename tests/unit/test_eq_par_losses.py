@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from rs_wsss.config import LossConfig
+from rs_wsss.errors import RsWsssError
 from rs_wsss.model import losses, usr
 from rs_wsss.model.par import PAR, par_refine
 
@@ -68,17 +70,29 @@ def test_pseudo_labels_ignore_band_by_hand():
                          [[0.9, 0.5, 0.2, 0.1, 0.7]],
                          [[0.1, 0.4, 0.3, 0.95, 0.1]]]])
     tags = torch.tensor([[True, True, False]])  # class 2 untagged: only channel 1 counts
-    lab = losses.pseudo_labels(cam, tags, high=0.55, low=0.35, ignore_index=255)
+    lab = losses.pseudo_labels(cam, tags, high=0.55, low=0.35, ignore_index=255, rule="band")
     # 0.9 ≥ high, > bg 0.1: 1 | 0.5 in the band: ignore | 0.2 < low, bg 0.9 ≥ 0.2: 0 | 0.1: 0 | 0.7 ≥ high but bg 0.6 <
     # 0.7: 1
     assert lab.tolist() == [[[1, 255, 0, 0, 1]]]
-    both = losses.pseudo_labels(cam, torch.tensor([[True, True, True]]), 0.55, 0.35, 255)
+    both = losses.pseudo_labels(cam, torch.tensor([[True, True, True]]), 0.55, 0.35, 255, "band")
     assert both.tolist() == [[[1, 255, 0, 2, 1]]]
     # the background channel disagrees: score 0.2 < low but bg 0.1 < 0.2 → uncertain; 0.9 ≥ high but bg 0.95 → uncertain
     dis = torch.tensor([[[[0.1, 0.95]], [[0.2, 0.9]]]])
-    assert losses.pseudo_labels(dis, torch.tensor([[True, True]]), 0.55, 0.35, 255).tolist() == [[[255, 255]]]
-    none = losses.pseudo_labels(cam, torch.tensor([[True, False, False]]), 0.55, 0.35, 255)
+    assert losses.pseudo_labels(dis, torch.tensor([[True, True]]), 0.55, 0.35, 255, "band").tolist() == [[[255, 255]]]
+    none = losses.pseudo_labels(cam, torch.tensor([[True, False, False]]), 0.55, 0.35, 255, "band")
     assert none.tolist() == [[[0, 0, 0, 0, 0]]]  # tagged with nothing: background
+
+
+def test_pseudo_labels_weclip_argmax_by_hand():
+    # the same maps under WeCLIP's rule: arg-max over background + tagged classes, nothing ignored
+    cam = torch.tensor([[[[0.1, 0.3, 0.9, 0.8, 0.6]],
+                         [[0.9, 0.5, 0.2, 0.1, 0.7]],
+                         [[0.1, 0.4, 0.3, 0.95, 0.1]]]])
+    assert losses.pseudo_labels(cam, torch.tensor([[True, True, False]]), 0.55, 0.35, 255).tolist() == [[[1, 1, 0, 0, 1]]]
+    assert losses.pseudo_labels(cam, torch.tensor([[True, True, True]]), 0.55, 0.35, 255).tolist() == [[[1, 1, 0, 2, 1]]]
+    assert losses.pseudo_labels(cam, torch.tensor([[True, False, False]]), 0.9, 0.1, 255).tolist() == [[[0] * 5]]
+    with pytest.raises(RsWsssError, match="pseudo.rule"):
+        losses.pseudo_labels(cam, torch.tensor([[True, True, True]]), 0.55, 0.35, 255, "otsu")
 
 
 def test_pseudo_labels_equal_afa_with_a_constant_background():
@@ -86,7 +100,7 @@ def test_pseudo_labels_equal_afa_with_a_constant_background():
     fg = torch.rand(2, 3, 4, 4, generator=g)
     tags = torch.tensor([[True, True, False, True], [True, False, True, True]])
     cam = torch.cat([torch.full((2, 1, 4, 4), 0.45), fg], 1)
-    lab = losses.pseudo_labels(cam, tags, 0.55, 0.35, 255)
+    lab = losses.pseudo_labels(cam, tags, 0.55, 0.35, 255, "band")
     valid = fg * tags[:, 1:, None, None]  # AFA's cam_to_label: max over the tagged classes, then the band
     score, idx = valid.max(1)
     afa = idx + 1
@@ -111,8 +125,35 @@ def test_seg_loss_is_cross_entropy_with_ignore():
 
 def test_affinity_labels_by_hand_with_resize():
     labels = torch.tensor([[[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 255, 255], [0, 0, 255, 255]]])  # 4×4 → 2×2 tokens
-    aff = losses.affinity_labels(labels, (2, 2), 255)[0]  # tokens: 1, 1, 0, 255
+    aff = losses.affinity_labels(labels, (2, 2), 255, radius=None)[0]  # tokens: 1, 1, 0, 255
     assert aff.tolist() == [[1, 1, 0, 255], [1, 1, 0, 255], [0, 0, 1, 255], [255, 255, 255, 255]]
+    assert torch.equal(losses.affinity_labels(labels, (2, 2), 255, radius=1)[0], aff)  # a 2×2 grid fits radius 1
+
+
+def test_affinity_labels_local_window_by_a_loop():
+    # AFA's get_mask_by_radius: pair (i, j) kept when |row_i − row_j| ≤ r and |col_i − col_j| ≤ r
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 3, (2, 5, 7), generator=g)
+    labels[0, 1, 1] = 255
+    for radius in (0, 1, 2):
+        aff = losses.affinity_labels(labels, (5, 7), 255, radius=radius)
+        for b in range(2):
+            flat = labels[b].flatten()
+            for i in range(35):
+                for j in range(35):
+                    near = abs(i // 7 - j // 7) <= radius and abs(i % 7 - j % 7) <= radius
+                    if not near or flat[i] == 255 or flat[j] == 255:
+                        want = 255
+                    else:
+                        want = int(flat[i] == flat[j])
+                    assert int(aff[b, i, j]) == want, (radius, b, i, j)
+    # the radius changes the supervised pairs: far pairs are not supervised at radius 1, all are without a radius
+    far = losses.affinity_labels(labels, (5, 7), 255, radius=1)
+    every = losses.affinity_labels(labels, (5, 7), 255, radius=None)
+    assert (far == 255).sum() > (every == 255).sum()
+    assert int(every[1, 0, 34]) != 255 and int(far[1, 0, 34]) == 255
+    with pytest.raises(RsWsssError, match="aff_radius"):
+        losses.affinity_labels(labels, (5, 7), 255, radius=-1)
 
 
 def _naive_aff_loss(pred, target):
@@ -123,7 +164,7 @@ def _naive_aff_loss(pred, target):
 
 def test_affinity_loss_matches_afa_and_trains_f_cd():
     labels = torch.tensor([[[1, 1], [0, 255]], [[2, 0], [2, 2]]])
-    target = losses.affinity_labels(labels, (2, 2), 255)
+    target = losses.affinity_labels(labels, (2, 2), 255, radius=None)
     f_cd = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
     pred = usr.joint_affinity(f_cd)
     loss = losses.affinity_loss(pred, target, 255)

@@ -111,7 +111,7 @@ def test_eq15_diffusion_spreads_along_the_affinity():
     assert float(out[1]) > 0.2 and float(out[2]) > 0.2 and float(out[3:].max()) < 1e-4
 
 
-def test_usr_refine_is_the_composition_without_gradients():
+def test_usr_refine_is_the_composition_without_gradients_and_without_renormalising():
     g = torch.Generator().manual_seed(1)
     cam = torch.rand(2, 4, 9, generator=g)
     cam[:, 2] = 0.0  # an untagged class
@@ -124,7 +124,28 @@ def test_usr_refine_is_the_composition_without_gradients():
         a = usr.joint_affinity(f_cd)
         r = usr.refining_map(a, attn, usr.attention_filter(usr.attention_scores(a, attn), 2), 2)
         m = usr.diffuse(r, cam, 2)
-    assert torch.allclose(out[:, [1, 3]], minmax_norm(m[:, [1, 3]]), atol=1e-6)
-    assert torch.count_nonzero(out[:, 2]) == 0 and torch.allclose(out[:, 0], cam[:, 0])  # constants kept
-    assert torch.allclose(usr.usr_refine(cam, f_cd, attn, 2, 2, renorm=False), m)
+    assert torch.allclose(out, m, atol=1e-6)  # eq 15's M_f as it is: no min–max in between
+    assert out[:, 1].amax() < 0.99  # (a renormalised map would reach 1)
     assert torch.allclose(usr.usr_refine(cam[1:], f_cd[1:], attn[1:], 2, 2), out[1:], atol=1e-6)  # per image
+    # the VPE-off normalisation: min–max of the diffused maps, constant maps keep their M_init value
+    nm = usr.normalise_maps(cam, out)
+    assert torch.allclose(nm[:, [1, 3]], minmax_norm(m[:, [1, 3]]), atol=1e-6)
+    assert torch.count_nonzero(nm[:, 2]) == 0 and torch.allclose(nm[:, 0], cam[:, 0])
+
+
+def test_usr_warm_up_diffuses_with_the_mean_frozen_attention_only():
+    g = torch.Generator().manual_seed(2)
+    cam = torch.rand(1, 3, 9, generator=g)
+    f_cd = torch.randn(1, 6, 9, generator=g)
+    attn = torch.rand(1, 4, 9, 9, generator=g).softmax(-1)
+    out = usr.usr_refine(cam, f_cd, attn, n0=2, alpha=2, use_affinity=False)
+    # by hand: R = mean of A_s^2..A_s^4 (no A_cd, no filter), then eq 15's operator
+    r = (attn[0, 1] + attn[0, 2] + attn[0, 3]) / 3
+    for _ in range(1):
+        r = r / r.sum(0, keepdim=True)
+        r = r / r.sum(1, keepdim=True)
+    t = (r + r.T) / 2
+    assert torch.allclose(out[0], cam[0] @ (t @ t), atol=1e-6)
+    assert not torch.allclose(out, usr.usr_refine(cam, f_cd, attn, n0=2, alpha=2), atol=1e-4)
+    # the learned features do not matter during warm-up
+    assert torch.allclose(out, usr.usr_refine(cam, -f_cd, attn, n0=2, alpha=2, use_affinity=False))
