@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.windows
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from ..errors import RsWsssError
+from .extent import Extent, aoi_mask, read_aoi
 
 DECIMATED = 1024  # long side of the read used for percentile statistics
 
@@ -85,26 +87,33 @@ class Scene:
     """One raster opened for reading; ``read(window)`` → (float32 (3, h, w) in [0, 1], valid bool (h, w))."""
 
     def __init__(self, path: str | Path, bands: list[int] | None = None, norm: NormStats | None = None,
-                 gsd: float | None = None, percentile: tuple[float, float] = (2.0, 98.0)):
+                 gsd: float | None = None, percentile: tuple[float, float] = (2.0, 98.0),
+                 extent: Extent | None = None):
         self.path = str(path)
         self.dataset = open_dataset(path)
         self.src = self.dataset
         if gsd:
             self.src = _resampled(self.dataset, gsd)
+        # the grid read and written: a pixel-aligned window of src (--bounds/--aoi); tiles still read real pixels
+        # around it as context
+        self.extent = extent or Extent()
         try:
+            self.aoi = read_aoi(self.extent.aoi, self.src.crs) if self.extent.aoi else None
+            self.window = self.extent.window(self.src, self.aoi)
             self.bands = select_bands(self.src, list(bands) if bands else None, path)
         except RsWsssError:
-            self.close()  # no dataset leaks when the band choice is refused
+            self.close()  # no dataset leaks when the band choice or the extent is refused
             raise
+        self.src_nodata = self.extent.src_nodata
         self.dtype = self.src.dtypes[self.bands[0] - 1]
         self.nodata = self.src.nodata
         self.norm = norm or compute_norm(self, percentile)
 
     # grid properties of what is read (the resampled grid when gsd is set)
-    width = property(lambda self: self.src.width)
-    height = property(lambda self: self.src.height)
+    width = property(lambda self: int(self.window.width))
+    height = property(lambda self: int(self.window.height))
     crs = property(lambda self: self.src.crs)
-    transform = property(lambda self: self.src.transform)
+    transform = property(lambda self: rasterio.windows.transform(self.window, self.src.transform))
     res = property(lambda self: self.src.res)
 
     def close(self) -> None:
@@ -123,7 +132,9 @@ class Scene:
         h, w = int(window.height), int(window.width)
         data = np.zeros((3, h, w), np.float32)
         valid = np.zeros((h, w), bool)
-        inner = window.intersection(Window(0, 0, self.width, self.height)) if _intersects(window, self) else None
+        window = Window(window.col_off + self.window.col_off, window.row_off + self.window.row_off, w, h)  # src pixels
+        full = Window(0, 0, self.src.width, self.src.height)
+        inner = window.intersection(full) if _intersects(window, full) else None
         if inner is None or inner.width <= 0 or inner.height <= 0:
             return data, valid
         r0, c0 = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
@@ -132,9 +143,13 @@ class Scene:
         arr = self.src.read(uniq, window=inner).astype(np.float32)
         masks = self.src.read_masks(uniq, window=inner)
         ok = np.all(masks > 0, axis=0) & np.all(np.isfinite(arr), axis=0)
+        if self.src_nodata is not None:  # an unflagged collar: every band read holds the value
+            ok &= ~np.all(arr == np.float32(self.src_nodata), axis=0)
         for i, b in enumerate(self.bands):
             data[i, r0 : r0 + ih, c0 : c0 + iw] = arr[uniq.index(b)]
         valid[r0 : r0 + ih, c0 : c0 + iw] = ok
+        if self.aoi is not None:
+            valid &= aoi_mask(self.aoi, (h, w), rasterio.windows.transform(window, self.src.transform))
         return data, valid
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -146,8 +161,8 @@ class Scene:
         return img, valid
 
 
-def _intersects(window: Window, scene: Scene) -> bool:
-    return (window.col_off < scene.width and window.row_off < scene.height
+def _intersects(window: Window, full: Window) -> bool:
+    return (window.col_off < full.width and window.row_off < full.height
             and window.col_off + window.width > 0 and window.row_off + window.height > 0)
 
 
@@ -162,6 +177,8 @@ def compute_norm(scene: Scene, percentile: tuple[float, float] = (2.0, 98.0)) ->
     arr = src.read(uniq, out_shape=(len(uniq), *shape), resampling=Resampling.nearest).astype(np.float64)
     masks = src.read_masks(uniq, out_shape=(len(uniq), *shape), resampling=Resampling.nearest)
     ok = np.all(masks > 0, axis=0) & np.all(np.isfinite(arr), axis=0)
+    if scene.src_nodata is not None:
+        ok &= ~np.all(arr == np.float64(np.float32(scene.src_nodata)), axis=0)
     if not ok.any():
         raise RsWsssError(f"{scene.path}: every pixel is nodata; nothing to segment")
     low, high = [], []
@@ -187,5 +204,7 @@ def _resampled(src, gsd: float):
 
 
 def open_scene(path: str | Path, bands: list[int] | None = None, norm: NormStats | None = None,
-               gsd: float | None = None, percentile: tuple[float, float] = (2.0, 98.0)) -> Scene:
-    return Scene(path, bands, norm, gsd, percentile)
+               gsd: float | None = None, percentile: tuple[float, float] = (2.0, 98.0),
+               extent: Extent | None = None) -> Scene:
+    """Open a scene for reading (see ``Scene``); ``extent`` restricts it to --bounds/--aoi and adds --src-nodata."""
+    return Scene(path, bands, norm, gsd, percentile, extent)
