@@ -33,7 +33,8 @@ from .areas import geometry_areas_m2, pixel_areas_m2, polygon_class_areas, summa
 from .write import NODATA, atomic_output
 
 log = logging.getLogger("rs_wsss")
-STRIP = 2048
+STRIP = 2048  # rows per strip at most ...
+STRIP_PIXELS = 2048 * 2048  # ... and pixels per strip at most, so a very wide raster gets shorter strips
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf", ".parquet": "Parquet"}
 
 
@@ -51,8 +52,9 @@ def mmu_pixels(min_area_m2: float, pixel_area_m2: float) -> int:
 
 
 def _strips(src: Any, conf_src: Any, sieved: np.ndarray | None) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    for top in range(0, src.height, STRIP):
-        win = Window(0, top, src.width, min(STRIP, src.height - top))
+    rows = max(1, min(STRIP, STRIP_PIXELS // max(src.width, 1)))
+    for top in range(0, src.height, rows):
+        win = Window(0, top, src.width, min(rows, src.height - top))
         arr = sieved[top : top + int(win.height)] if sieved is not None else src.read(1, window=win)
         conf = conf_src.read(1, window=win).astype(np.float64) if conf_src is not None else None
         yield top, arr, conf
@@ -89,6 +91,30 @@ class _UnionFind:
             self.parent[max(ri, rj)] = min(ri, rj)
 
 
+def _strip_regions(arr: np.ndarray, conf: np.ndarray | None, top: int
+                   ) -> tuple[list[Any], list[int], list[float], list[int], np.ndarray, np.ndarray]:
+    """One strip's regions: pixel-space polygons (rows offset by ``top``), classes, confidence sums, pixel counts,
+    and the strip-local labels (1-based, 0 = nodata) of its first and last rows."""
+    labels = np.zeros(arr.shape, np.int32)
+    owner: list[int] = []
+    for c in np.unique(arr):
+        if c == NODATA:
+            continue
+        lab, k = ndimage.label(arr == c)
+        labels[lab > 0] = lab[lab > 0] + len(owner)
+        owner.extend([int(c)] * k)
+    if not owner:
+        return [], [], [], [], labels[0].astype(np.int64), labels[-1].astype(np.int64)
+    ids = np.arange(1, len(owner) + 1)
+    counts = ndimage.sum_labels(np.ones(arr.shape), labels, ids)
+    sums = ndimage.sum_labels(conf, labels, ids) if conf is not None else np.zeros(len(owner))
+    geoms: list[Any] = [None] * len(owner)
+    for geom, value in shapes(labels, mask=labels > 0, transform=Affine.translation(0, top)):
+        geoms[int(value) - 1] = shape(geom)
+    return (geoms, owner, [float(v) for v in sums], [int(v) for v in counts], labels[0].astype(np.int64),
+            labels[-1].astype(np.int64))
+
+
 def polygonize(class_tif: str | Path, class_names: Sequence[str], conf_tif: str | Path | None = None,
                min_area: float = 0.0, simplify: float = 0.0) -> gpd.GeoDataFrame:
     """Polygons of a class raster: one per connected region, in the raster's CRS.
@@ -123,33 +149,17 @@ def polygonize(class_tif: str | Path, class_names: Sequence[str], conf_tif: str 
         prev_last: np.ndarray | None = None  # global labels of the previous strip's last row
         prev_cls: np.ndarray | None = None
         for top, arr, conf in _strips(src, conf_src, sieved):
-            labels = np.zeros(arr.shape, np.int64)
-            owner: list[int] = []
-            for c in np.unique(arr):
-                if c == NODATA:
-                    continue
-                lab, k = ndimage.label(arr == c)
-                labels[lab > 0] = lab[lab > 0] + len(owner)
-                owner.extend([int(c)] * k)
             base = len(pieces)
-            ids = np.arange(1, len(owner) + 1)
-            counts = ndimage.sum_labels(np.ones(arr.shape), labels, ids) if len(owner) else []
-            sums = ndimage.sum_labels(conf, labels, ids) if conf is not None and len(owner) else np.zeros(len(owner))
-            geoms: dict[int, Any] = {}
-            for geom, value in shapes(labels.astype(np.int32), mask=labels > 0, transform=Affine.translation(0, top)):
-                geoms[int(value)] = shape(geom)
-            for i in ids:
-                pieces.append(geoms[int(i)])
-                cls.append(owner[i - 1])
-                conf_sum.append(float(sums[i - 1]))
-                count.append(int(counts[i - 1]))
-            glob = np.where(labels > 0, labels + base, 0)
+            geoms, owner, sums, counts, first, last = _strip_regions(arr, conf, top)
+            pieces += geoms
+            cls += owner
+            conf_sum += sums
+            count += counts
             if prev_last is not None:  # 4-connected across the border: same class directly above
-                first, above = glob[0], prev_last
-                join = (first > 0) & (above > 0) & (arr[0] == prev_cls)
-                for a, b in set(zip(above[join].tolist(), first[join].tolist())):
+                join = (first > 0) & (prev_last > 0) & (arr[0] == prev_cls)
+                for a, b in set(zip(prev_last[join].tolist(), (first[join] + base).tolist())):
                     uf.union(a, b)
-            prev_last, prev_cls = glob[-1], arr[-1]
+            prev_last, prev_cls = np.where(last > 0, last + base, 0), arr[-1]
     groups: dict[int, list[int]] = {}
     for i in range(1, len(pieces) + 1):
         groups.setdefault(uf.find(i), []).append(i)
