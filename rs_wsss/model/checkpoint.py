@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic import atomic_path, sweep_stale
 from ..errors import RsWsssError
 
 FORMAT = 1
@@ -66,13 +66,9 @@ def save_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, ste
         "random_weights": "random" in model.clip.identifier,
         "extra": extra or {},
     }
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
+    sweep_stale(path)  # what a save killed by SIGKILL left (its PID is gone)
+    with atomic_path(path) as tmp:  # an interrupted or failed save leaves no half-written file behind
         torch.save(state, tmp)
-        tmp.replace(path)
-    except BaseException:  # an interrupted or failed save leaves no half-written file behind
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

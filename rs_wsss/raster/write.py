@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -14,6 +12,7 @@ from xml.sax.saxutils import escape
 import rasterio
 import rasterio.shutil
 
+from ..atomic import atomic_path, sweep_stale
 from ..errors import RsWsssError
 
 NODATA = 255
@@ -34,23 +33,12 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
 
 @contextlib.contextmanager
 def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds. Temporaries a
+    killed earlier run left for ``path`` are removed first."""
     path = check_output(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-        if aux_path(tmp_path).exists():  # GDAL's sidecar (category names, attribute table) travels with its raster
-            os.replace(aux_path(tmp_path), aux_path(path))
-        elif aux_path(path).exists():  # a replaced raster's stale sidecar would describe the old file
-            aux_path(path).unlink()
-    finally:
-        for leftover in (tmp_path, Path(str(tmp_path) + ".aux.xml")):
-            if leftover.exists():
-                leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
+    sweep_stale(path)
+    with atomic_path(path) as tmp:
+        yield tmp
 
 
 def class_tags(class_names: list[str], meta: dict | None = None) -> dict[str, str]:
