@@ -32,6 +32,7 @@ def vectorize_cmd(class_raster, output, class_set, min_area, simplify, conf_rast
     """
     from pathlib import Path
 
+    from rs_wsss.raster.areas import summary_paths
     from rs_wsss.raster.io import open_dataset
     from rs_wsss.raster.stac import stac_item, stac_path, write_stac_item
     from rs_wsss.raster.vectorize import raster_classes, vector_driver, vectorize
@@ -46,7 +47,8 @@ def vectorize_cmd(class_raster, output, class_set, min_area, simplify, conf_rast
         with open_dataset(conf_raster):
             pass
     out = Path(output)
-    for p in (out, stac_path(out)):
+    csv_path, json_path = summary_paths(out)
+    for p in (out, csv_path, json_path, stac_path(out)):  # refuse before any work
         check_output(p, overwrite)
     names, colors = raster_classes(class_raster)
     if class_set:
@@ -55,8 +57,7 @@ def vectorize_cmd(class_raster, output, class_set, min_area, simplify, conf_rast
         cs = load_class_set(class_set)
         names, colors = cs.names, cs.colors
     n = vectorize(class_raster, out, names or None, conf_raster, min_area, simplify, layer, overwrite, colors,
-                  summary=True)
-    csv_path, json_path = out.with_name(out.stem + "_areas.csv"), out.with_name(out.stem + "_areas.json")
+                  summary=(csv_path, json_path))
     params = {"min_area_m2": min_area, "simplify_m": simplify, "layer": layer, "confidence": conf_raster}
     with open_dataset(class_raster) as ds:
         tags = ds.tags()

@@ -29,7 +29,7 @@ from scipy import ndimage
 from shapely.geometry import shape
 
 from ..errors import RsWsssError
-from .areas import geometry_areas_m2, pixel_areas_m2, polygon_class_areas, summary_paths, write_area_summary
+from .areas import geometry_areas_m2, pixel_areas_m2, polygon_class_areas, write_area_summary
 from .write import NODATA, atomic_output
 
 log = logging.getLogger("rs_wsss")
@@ -224,11 +224,12 @@ def raster_classes(class_tif: str | Path) -> tuple[list[str], list[tuple[int, in
 def vectorize(class_tif: str | Path, out: str | Path, class_names: Sequence[str] | None = None,
               conf_tif: str | Path | None = None, min_area: float = 0.0, simplify: float = 0.0,
               layer: str = "classes", overwrite: bool = False,
-              colors: Sequence[tuple[int, int, int]] | None = None, summary: bool = False) -> int:
+              colors: Sequence[tuple[int, int, int]] | None = None,
+              summary: tuple[str | Path, str | Path] | None = None) -> int:
     """Polygonise ``class_tif`` into ``out`` (.gpkg, .fgb or .parquet) atomically; returns the polygon count.
 
-    ``class_names`` and ``colors`` default to those stored in the raster. With ``summary``, the per-class area summary
-    (OUT_areas.csv, OUT_areas.json) is written beside ``out``."""
+    ``class_names`` and ``colors`` default to those stored in the raster. ``summary`` = (CSV path, JSON path) also
+    writes the per-class polygon counts and areas there (``areas.summary_paths(out)`` names them beside ``out``)."""
     vector_driver(out)
     stored_names, stored_colors = raster_classes(class_tif)
     names = list(class_names or stored_names) or [f"class_{i}" for i in range(NODATA)]
@@ -237,8 +238,7 @@ def vectorize(class_tif: str | Path, out: str | Path, class_names: Sequence[str]
     with atomic_output(out, overwrite=overwrite) as tmp:
         write_polygons(gdf, tmp, layer, colors or stored_colors, names, styled)
     if summary:
-        csv_path, json_path = summary_paths(out)
-        with atomic_output(csv_path, overwrite=True) as tcsv, atomic_output(json_path, overwrite=True) as tjson:
+        with atomic_output(summary[0], overwrite=True) as tcsv, atomic_output(summary[1], overwrite=True) as tjson:
             write_area_summary(polygon_class_areas(gdf, names), tcsv, tjson, gdf.crs, str(class_tif))
     log.debug("%s: %d polygons", out, len(gdf))
     return len(gdf)

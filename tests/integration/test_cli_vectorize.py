@@ -90,3 +90,16 @@ def test_vectorize_cli_refuses_bad_input_in_one_line(shared_data, tmp_path):
         p = run_cli("vectorize", *args)
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and words in p.stderr, p.stderr
     assert not list(tmp_path.glob("o*"))
+
+
+def test_vectorize_cli_reads_gdal_virtual_paths(shared_data, tmp_path):
+    # not a local file name: /vsizip/ here stands for /vsicurl/, https:// and s3://, which need a network
+    import zipfile
+
+    path, arr, _ = _class_raster(shared_data, tmp_path, "spacenet")
+    with zipfile.ZipFile(tmp_path / "classes.zip", "w") as z:
+        z.write(path, "classes.tif")
+    p = run_cli("vectorize", f"/vsizip/{tmp_path / 'classes.zip'}/classes.tif", "-o", tmp_path / "z.fgb")
+    assert p.returncode == 0, p.stderr
+    g = gpd.read_file(tmp_path / "z.fgb")
+    assert np.isclose(g.area_m2.sum(), (arr != 255).sum() * 0.25)  # 0.5 m pixels

@@ -125,7 +125,7 @@ def test_areas_convert_feet_to_metres(tmp_path):
 def test_gpkg_carries_its_style_in_layer_styles(shared_data, tmp_path):
     path, *_ = _naip_classes(shared_data, tmp_path)
     out = tmp_path / "o.gpkg"
-    n = vectorize(path, out, summary=True)
+    n = vectorize(path, out, summary=(tmp_path / "o_areas.csv", tmp_path / "o_areas.json"))
     with sqlite3.connect(out) as db:
         cols = [r[1] for r in db.execute("PRAGMA table_info(layer_styles)")]
         row = db.execute("SELECT f_table_name, f_geometry_column, styleQML, styleSLD, useAsDefault FROM layer_styles"
