@@ -39,6 +39,10 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     sweep_stale(path)
     with atomic_path(path) as tmp:
         yield tmp
+        if aux_path(tmp).exists():  # GDAL's sidecar (category names, attribute table) travels with its raster
+            os.replace(aux_path(tmp), aux_path(path))
+        elif aux_path(path).exists():  # a replaced raster's stale sidecar would describe the old file
+            aux_path(path).unlink()
 
 
 def class_tags(class_names: list[str], meta: dict | None = None) -> dict[str, str]:
