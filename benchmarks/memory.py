@@ -26,7 +26,7 @@ def predict(x, valid):
     g = x.mean(1, keepdims=True)
     return np.concatenate([g, 1 - g] + [np.zeros_like(g)] * 4, 1)
 seg = Segmenter(predict, load_class_set("landcover"), load_config(), {"model": "stand-in"})
-segment_scene(seg, sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), overwrite=True)
+segment_scene(seg, sys.argv[1], Path(sys.argv[2]), tile=int(sys.argv[3]), overlap=float(sys.argv[4]), overwrite=True)
 '''
 
 

@@ -27,9 +27,10 @@ def main() -> None:
     from rs_wsss.priors import build_priors
     from rs_wsss.raster.io import open_scene
     from rs_wsss.raster.tags import TagRow, template_grid
+    from rs_wsss.train.batches import CachedBatches
     from rs_wsss.train.cache import FeatureCache
     from rs_wsss.train.loop import build_optimizer
-    from rs_wsss.training import TileSampler
+    from rs_wsss.train.sampler import TileSampler
 
     cfg = load_config(overrides=[f"train.batch={a.batch}", "train.cache_views=1"])
     cs = load_class_set("landcover")
@@ -39,8 +40,9 @@ def main() -> None:
     model = WSSS(cfg, cs, clip, dino).train()
     opt, _ = build_optimizer(model, cfg.train)
     cache = FeatureCache(Path(tempfile.mkdtemp(prefix="rsw-cache-")))
+    batches = CachedBatches(sampler, cache)
     t = time.perf_counter()
-    sampler.fill_cache(model, cache)
+    batches.fill(model)
     fill = time.perf_counter() - t
 
     def timed(batch_fn) -> float:
@@ -58,18 +60,18 @@ def main() -> None:
 
     def cached(step):
         t0 = time.perf_counter()
-        imgs, tags, feats = sampler.cached_batch(step)
-        return imgs, tags, feats, time.perf_counter() - t0  # loading counts
+        b = batches(step)
+        return b.images, b.tags, b.feats, time.perf_counter() - t0  # loading counts
 
     def recompute(step):
-        imgs, tags, _ = sampler.cached_batch(step)  # the same crops; the backbones run again on them
-        return imgs, tags
+        b = batches(step)  # the same crops; the backbones run again on them
+        return b.images, b.tags
 
     ips_cached = timed(cached)
     ips_recompute = timed(recompute)
     print(machine())
-    print(f"batch {a.batch}, crops 320/308, {len(sampler.cached)} cached views ({cache.size_bytes() / 1e6:.0f} MB, "
-          f"{cache.size_bytes() / 1e6 / max(1, len(sampler.cached)):.1f} MB per view, filled in {fill:.0f} s)")
+    print(f"batch {a.batch}, crops 320/308, {len(batches.views)} cached views ({cache.size_bytes() / 1e6:.0f} MB, "
+          f"{cache.size_bytes() / 1e6 / max(1, len(batches.views)):.1f} MB per view, filled in {fill:.0f} s)")
     print("| mode | it/s | s/it |\n|---|---|---|")
     print(f"| recompute backbones | {ips_recompute:.3f} | {1 / ips_recompute:.2f} |")
     print(f"| frozen-feature cache | {ips_cached:.3f} | {1 / ips_cached:.2f} |")

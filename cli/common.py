@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import click
 
@@ -82,21 +82,8 @@ def parse_value_map(items: tuple[str, ...]) -> dict | None:
     return out or None
 
 
-def parse_scales(value: str | None) -> list[float] | None:
-    from rs_wsss.errors import RsWsssError
-
-    if value is None:
-        return None
-    try:
-        scales = [float(s) for s in value.split(",") if s.strip()]
-    except ValueError:
-        raise RsWsssError(f"--scales '{value}': expected numbers separated by commas, e.g. 0.75,1,1.25") from None
-    if not scales or any(s <= 0 for s in scales):
-        raise RsWsssError(f"--scales '{value}': scales must be positive")
-    return scales
-
-
 def pick_device(name: str) -> str:
+    """``auto`` → cuda when available, else cpu; ``cuda`` without a CUDA device is a user error."""
     import torch
 
     from rs_wsss.errors import RsWsssError
@@ -108,7 +95,8 @@ def pick_device(name: str) -> str:
     return name
 
 
-def check_inputs(paths) -> None:
+def check_inputs(paths: Iterable[str]) -> None:
+    """Every input file exists (a one-line error naming the first missing one)."""
     from pathlib import Path
 
     from rs_wsss.errors import RsWsssError
@@ -116,21 +104,3 @@ def check_inputs(paths) -> None:
     for p in paths:
         if not Path(p).is_file():
             raise RsWsssError(f"input not found: {p} (check the path)")
-
-
-def check_output(path, overwrite: bool):
-    """raster.write.check_output (exists / missing directory) plus a real write probe: permission bits do not tell
-    root about read-only file systems, and a failure after an hour of work is the worst time to find out."""
-    import tempfile
-    from pathlib import Path
-
-    from rs_wsss.errors import RsWsssError
-    from rs_wsss.raster.write import check_output as _check
-
-    path = _check(path, overwrite)
-    try:
-        with tempfile.NamedTemporaryFile(dir=path.parent or Path("."), prefix=".rs-wsss-probe."):
-            pass
-    except OSError as exc:
-        raise RsWsssError(f"output directory is not writable: {path.parent} ({exc.strerror}); choose another -o") from None
-    return path

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
+from .options import overwrite_opt
+
 SCENES = click.argument("scenes", nargs=-1, required=True, type=click.Path())
 OUT = click.option("-o", "--output", required=True, type=click.Path(), help="tags.csv or tags.gpkg")
 TILE = click.option("--tile", default=512, show_default=True, type=click.IntRange(min=32), help="Tile size in pixels.")
-OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 
 
 def _overlap(default: float):
@@ -28,7 +29,7 @@ def tags() -> None:
 @OUT
 @TILE
 @_overlap(0.0)
-@OVERWRITE
+@overwrite_opt
 def template(scenes, output, tile, overlap, overwrite) -> None:
     """An empty grid of tiles (labels blank) to fill in, e.g. in QGIS.
 
@@ -38,7 +39,9 @@ def template(scenes, output, tile, overlap, overwrite) -> None:
       (open tags.gpkg in QGIS, type "building;road" into the labels field of each tile)
     """
     from rs_wsss.raster.tags import template_grid, write_tags
-    from .common import check_inputs, check_output, log
+    from rs_wsss.outputs import check_target as check_output
+
+    from .common import check_inputs, log
 
     check_inputs(scenes)
     check_output(output, overwrite)
@@ -58,7 +61,7 @@ def template(scenes, output, tile, overlap, overwrite) -> None:
 @OUT
 @TILE
 @_overlap(0.0)
-@OVERWRITE
+@overwrite_opt
 def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fraction, output, tile, overlap, overwrite) -> None:
     """Tags from a vector layer in any CRS (reprojected to each scene).
 
@@ -70,7 +73,9 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
     from rs_wsss.classes import load_class_set
     from rs_wsss.errors import RsWsssError
     from rs_wsss.raster.tags import tags_from_vector, write_tags
-    from .common import check_inputs, check_output, log, parse_value_map
+    from rs_wsss.outputs import check_target as check_output
+
+    from .common import check_inputs, log, parse_value_map
 
     if not field and not class_name:
         raise RsWsssError("give --field FIELD (attribute with class names) or --class-name CLASS")
@@ -94,7 +99,7 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
 @OUT
 @TILE
 @_overlap(0.0)
-@OVERWRITE
+@overwrite_opt
 def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile, overlap, overwrite) -> None:
     """Tags from ground-truth class rasters (for benchmarks).
 
@@ -105,7 +110,9 @@ def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile,
     from rs_wsss.classes import load_class_set
     from rs_wsss.errors import RsWsssError
     from rs_wsss.raster.tags import tags_from_raster, write_tags
-    from .common import check_inputs, check_output, log, parse_value_map
+    from rs_wsss.outputs import check_target as check_output
+
+    from .common import check_inputs, log, parse_value_map
 
     check_inputs(scenes)
     check_output(output, overwrite)

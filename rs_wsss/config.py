@@ -254,6 +254,14 @@ def apply_override(cfg: Config, item: str) -> None:
     merge_into(cfg, {section: {name: yaml.safe_load(raw)}}, source=f"--set {item}")
 
 
+def set_value(cfg: Config, key: str, value: Any, source: str = "option") -> None:
+    """Assign a typed value (e.g. from a CLI option) to ``section.key``, with the same checks as a YAML value."""
+    if "." not in key:
+        raise RsWsssError(f"{source}: expected section.key, not '{key}'")
+    section, name = key.split(".", 1)
+    merge_into(cfg, {section: {name: value}}, source=source)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults from ``configs/model.yaml`` and ``configs/train.yaml``, then ``path``, then ``overrides``."""
     cfg = Config()

@@ -1,7 +1,7 @@
 """Segment scenes: join the engine (a model → a numpy predictor) and the raster layer (stitch → COG + qml → GPKG).
 
-``load_segmenter`` builds the predictor once; ``segment_scene`` is a pure function of one scene (and an optional
-block window), so distributed runners can call it anywhere.
+``load_segmenter`` builds the predictor once; ``segment_scene`` is a function of one scene; how its blocks are run
+(this process, a Dask cluster) is a :class:`rs_wsss.raster.blocks.BlockExecutor` passed in.
 """
 
 from __future__ import annotations
@@ -10,23 +10,29 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
 from .classes import ClassSet, class_set_from_dict, load_class_set
-from .config import Config, apply_override, load_config, tiny_config
+from .config import Config, apply_override, load_config, set_value, tiny_config
 from .errors import RsWsssError
+from .outputs import output_paths
+
+if TYPE_CHECKING:
+    from .raster.blocks import BlockExecutor
 
 log = logging.getLogger("rs_wsss")
-# Rasters wider than this are stitched in column blocks of BLOCK px, so memory does not grow with raster width.
-MAX_STRIP_WIDTH = 6144
-BLOCK = 4096
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
 class Segmenter:
+    """A numpy predictor ``predict(batch (B,3,H,W) in [0,1], valid (B,H,W)) → probabilities (B,K+1,H,W)`` with the
+    class set and config it was built for, output metadata, and the training scenes' normalisation statistics."""
+
     predict: Callable[[np.ndarray, np.ndarray], np.ndarray]
     class_set: ClassSet
     cfg: Config
@@ -36,8 +42,21 @@ class Segmenter:
 
 def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: bool, weights: str | None = None,
                    device: str = "cpu", tiny: bool = False, overrides: list[str] | tuple[str, ...] = (),
-                   config_path: str | None = None) -> Segmenter:
-    """A trained checkpoint (decoder inference, no DINO) or zero-shot (TPE → CAM → USR, no training)."""
+                   config_path: str | None = None, settings: dict[str, Any] | None = None) -> Segmenter:
+    """A trained checkpoint (decoder inference, no DINO) or zero-shot (TPE → CAM → USR, no training).
+
+    Args:
+        model_path: a checkpoint from training, or None with ``zero_shot``.
+        class_set: a packaged class set or YAML (required for zero-shot; must match the checkpoint otherwise).
+        zero_shot: text-driven CAM refined by USR, no training.
+        weights: backbone weights directory/file, or "random". device: "cpu", "cuda", "cuda:1" ….
+        tiny: the tiny test architecture (zero-shot). overrides: ``section.key=value`` strings.
+        config_path: a user YAML (zero-shot). settings: typed values by ``section.key`` (from CLI options), applied
+            last. Every argument is JSON-able, so Dask workers rebuild the same model from them.
+
+    Raises:
+        RsWsssError: bad combination of arguments, unknown class set, bad config, missing or wrong weights.
+    """
     import torch
 
     from .model.checkpoint import file_hash, load_checkpoint, restore_model
@@ -54,6 +73,8 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
             raise RsWsssError(f"{model_path} was trained for classes {', '.join(cs.names[1:])}, not '{class_set}'; drop --classes or retrain")
         for item in overrides:
             apply_override(cfg, item)
+        for key, value in (settings or {}).items():
+            set_value(cfg, key, value)
         clip, _ = build_priors(cfg.priors, weights, need_dino=False)
         model = WSSS(cfg, cs, clip, None, dino_width=state["dims"]["dino_width"])
         restore_model(model, state, str(model_path))
@@ -64,6 +85,8 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
             raise RsWsssError("--zero-shot needs --classes SET (a packaged set or a YAML file)")
         cs = load_class_set(class_set)
         cfg = tiny_config(overrides) if tiny else load_config(config_path, overrides)
+        for key, value in (settings or {}).items():
+            set_value(cfg, key, value)
         clip, dino = build_priors(cfg.priors, weights, need_dino=cfg.usr.enabled and cfg.usr.use_dino)
         model = WSSS(cfg, cs, clip, dino)
         model_id, norms = "zero-shot", {}
@@ -87,67 +110,82 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
     return Segmenter(predict, cs, cfg, meta, norms)
 
 
-def output_paths(out: Path, vectorize: bool | None) -> dict[str, Path | None]:
-    """OUT.gpkg → OUT.tif + OUT.qml + OUT.gpkg; OUT.tif → OUT.tif + OUT.qml (+ OUT.gpkg if asked)."""
-    suffix = out.suffix.lower()
-    if suffix not in (".gpkg", ".tif", ".tiff"):
-        raise RsWsssError(f"output must end in .gpkg or .tif (or be a directory for several scenes), not {out.name}")
-    tif = out.with_suffix(".tif") if suffix == ".gpkg" else out
-    want_gpkg = vectorize if vectorize is not None else suffix == ".gpkg"
-    return {"tif": tif, "qml": tif.with_suffix(".qml"), "gpkg": out.with_suffix(".gpkg") if want_gpkg else None}
+def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, tile: int | None = None,
+                  overlap: float | None = None, vectorize: bool | None = None, overwrite: bool = False,
+                  probs: bool = False, min_area: float = 0.0, simplify: float = 0.0, progress: Progress | None = None,
+                  executor: BlockExecutor | None = None, block: int | None = None) -> dict[str, Any]:
+    """Segment one scene into COG + qml (+ GPKG, + confidence).
 
+    Everything is written under temporary names and renamed at the end, so a failure leaves nothing partial and an
+    existing output is untouched.
 
-def segment_scene(seg: Segmenter, scene_path: str, out: Path, tile: int, overlap: float, vectorize: bool | None = None,
-                  overwrite: bool = False, probs: bool = False, min_area: float = 0.0, simplify: float = 0.0,
-                  progress: Callable[[str, int, int], None] | None = None, runner: Callable | None = None) -> dict[str, Any]:
-    """Segment one scene into COG + qml (+ GPKG). Everything is written under temporary names and renamed at the end,
-    so a failure leaves nothing partial and an existing output is untouched.
+    Args:
+        seg: the predictor from :func:`load_segmenter`.
+        scene_path: the input raster.
+        out: ``OUT.gpkg`` or ``OUT.tif`` (see :func:`rs_wsss.outputs.output_paths`).
+        tile: tile side in px (None: ``seg.cfg.raster.tile``). overlap: tile overlap fraction in [0, 1) (None:
+            ``seg.cfg.raster.overlap``).
+        vectorize: write polygons (None: for .gpkg outputs). overwrite: replace existing outputs.
+        probs: also write the per-pixel confidence raster. min_area: drop polygons smaller than this (CRS units²).
+        simplify: polygon simplification tolerance (CRS units). progress: ``progress(stage, done, total)``.
+        executor: stitch in blocks with this executor (e.g. ``rs_wsss.distributed.dask.DaskBlocks``); None: in this
+            process, in column blocks when the raster is wider than ``raster.blocks.MAX_STRIP_WIDTH``.
+        block: block side in px for the executor (None: ``raster.blocks.BLOCK``).
 
-    ``runner(scene, raw_tif, conf_tif)`` produces the uint8 class GeoTIFF (and confidence); the default stitches in
-    this process, ``rs_wsss.distributed.dask`` farms blocks out to a cluster."""
+    Returns:
+        ``{"tif", "qml", ["gpkg"], ["conf"]: path, "polygons": count or None}``.
+
+    Raises:
+        RsWsssError: bad output name, existing output without ``overwrite``, unreadable scene, bad band choice.
+    """
+    from .raster import blocks
+    from .raster.env import raster_env
     from .raster.io import NormStats, open_scene
     from .raster.stitch import stitch
     from .raster.vectorize import vectorize as to_polygons
     from .raster.write import check_output, finalize_class_raster, write_qml
 
-    paths = output_paths(Path(out), vectorize)
-    if probs:
-        paths["conf"] = paths["tif"].with_name(paths["tif"].stem + "_confidence.tif")
+    cs, cfg = seg.class_set, seg.cfg
+    tile = cfg.raster.tile if tile is None else tile
+    overlap = cfg.raster.overlap if overlap is None else overlap
+    paths = output_paths(Path(out), vectorize, probs)
     for p in paths.values():
         if p is not None:
             check_output(p, overwrite)
-    cs, cfg = seg.class_set, seg.cfg
     known = seg.norms.get(Path(scene_path).name)
     temps: dict[str, Path] = {k: p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}") for k, p in paths.items() if p}
-    raw = paths["tif"].with_name(f".{paths['tif'].stem}.{os.getpid()}.raw.tif")
+    tif = paths["tif"]
+    assert tif is not None  # output_paths always names the class raster
+    raw = tif.with_name(f".{tif.stem}.{os.getpid()}.raw.tif")
     conf_tmp = temps.get("conf") if probs else (raw.with_suffix(".conf.tif") if paths["gpkg"] else None)
-    try:
-        with open_scene(scene_path, cfg.raster.bands, NormStats.from_dict(known) if known else None, cfg.raster.gsd,
-                        tuple(cfg.raster.percentile)) as scene:
-            if runner is None and scene.width > MAX_STRIP_WIDTH:  # bound the strip buffer: column blocks
-                from .distributed.dask import local_block_runner
-
-                runner = local_block_runner(seg, tile, overlap, BLOCK, progress)
-            if runner is None:
-                stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress, conf_tmp)
-            else:
-                runner(scene, raw, conf_tmp)
-            crs = scene.crs
-        finalize_class_raster(raw, temps["tif"], cs.names, cs.colors, seg.meta)
-        write_qml(temps["qml"], cs.names, cs.colors)
-        n_poly = None
-        if paths["gpkg"]:
-            if progress:
-                progress("vectorize", 0, 1)
-            n_poly = to_polygons(temps["tif"], temps["gpkg"], cs.names, conf_tmp, min_area, simplify, overwrite=True)
-            if progress:
-                progress("vectorize", 1, 1)
-        for key, tmp in temps.items():
-            os.replace(tmp, paths[key])
-    finally:
-        for p in [raw, *temps.values()] + ([conf_tmp] if conf_tmp else []):
-            for q in (p, Path(str(p) + ".aux.xml")):
-                if q.exists():
-                    q.unlink()
-    log.info("wrote %s%s (CRS %s)", paths["tif"], f" and {paths['gpkg']} ({n_poly} polygons)" if paths["gpkg"] else "", crs)
+    with raster_env():
+        try:
+            with open_scene(scene_path, cfg.raster.bands, NormStats.from_dict(known) if known else None, cfg.raster.gsd,
+                            tuple(cfg.raster.percentile)) as scene:
+                if executor is None and scene.width > blocks.MAX_STRIP_WIDTH:  # bound the strip buffer: column blocks
+                    executor = blocks.LocalBlocks(seg.predict, cs.num_classes + 1, cfg.infer.batch)
+                if executor is None:
+                    stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress, conf_tmp)
+                else:
+                    blocks.stitch_blocks(scene, executor, tile=tile, overlap=overlap, block=block or blocks.BLOCK, raw=raw,
+                                         conf=conf_tmp, progress=progress)
+                crs = scene.crs
+            finalize_class_raster(raw, temps["tif"], cs.names, cs.colors, seg.meta)
+            write_qml(temps["qml"], cs.names, cs.colors)
+            n_poly = None
+            if paths["gpkg"]:
+                if progress:
+                    progress("vectorize", 0, 1)
+                n_poly = to_polygons(temps["tif"], temps["gpkg"], cs.names, conf_tmp, min_area, simplify, overwrite=True)
+                if progress:
+                    progress("vectorize", 1, 1)
+            for key, tmp in temps.items():
+                os.replace(tmp, paths[key])
+        finally:
+            for p in [raw, *temps.values()] + ([conf_tmp] if conf_tmp else []):
+                for q in (p, Path(str(p) + ".aux.xml")):
+                    if q.exists():
+                        q.unlink()
+    gpkg = f" and {paths['gpkg']} ({n_poly} polygons)" if paths["gpkg"] else ""
+    log.info("wrote %s%s (CRS %s)", tif, gpkg, crs)
     return {k: str(v) for k, v in paths.items() if v} | {"polygons": n_poly}

@@ -32,14 +32,30 @@ def init_from_env(device: str) -> tuple[int, int]:
     return world()
 
 
+def rank_slice(global_batch: int) -> slice:
+    """This rank's share of a step's global batch of ``global_batch`` samples (all of it for a single process).
+
+    Raises:
+        RsWsssError: the global batch does not split evenly over the processes.
+    """
+    from ..errors import RsWsssError
+
+    rank, n = world()
+    if global_batch % n:
+        raise RsWsssError(f"train.batch={global_batch} must be a multiple of the {n} processes")
+    k = global_batch // n
+    return slice(rank * k, (rank + 1) * k)
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of ``t`` over all ranks (``t`` itself for a single process)."""
     if world()[1] > 1:
         t = t.clone()
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 
-def wrap(model, device: str):
+def wrap(model: torch.nn.Module, device: str) -> torch.nn.Module:
     """DDP over the trainable modules (the frozen backbones have no gradients and are not synchronised)."""
     from torch.nn.parallel import DistributedDataParallel
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import PriorsConfig
@@ -11,7 +12,7 @@ if TYPE_CHECKING:
     from .clip import ClipPrior
     from .dino import DinoPrior
 
-__all__ = ["RANDOM", "ResolvedWeights", "build_priors", "resolve"]
+__all__ = ["RANDOM", "ResolvedWeights", "build_priors", "check_weights_file", "resolve"]
 
 
 def build_priors(
@@ -44,6 +45,24 @@ def build_priors(
         torch.manual_seed(1)
         dino = _build(DinoPrior, cfg, dino_w, cfg.dino_model) if dino_w is not None else None
     return clip, dino
+
+
+def check_weights_file(path: str | Path, backbone: str, cfg: PriorsConfig) -> int:
+    """Load ``path`` into the ``backbone`` ("clip" or "dino") architecture of ``cfg``; the parameter count.
+
+    Raises:
+        RsWsssError: the file does not exist. WeightsNotFound: it does not load as that backbone (one line).
+    """
+    from ..errors import RsWsssError
+    from .clip import ClipPrior
+    from .dino import DinoPrior
+
+    path = Path(path)
+    if not path.is_file():
+        raise RsWsssError(f"weights file not found: {path}")
+    prior_cls, arch = (ClipPrior, cfg.clip_model) if backbone == "clip" else (DinoPrior, cfg.dino_model)
+    model = _build(prior_cls, cfg, ResolvedWeights(backbone, path, "explicit"), arch)
+    return sum(p.numel() for p in model.parameters())
 
 
 def _build(prior_cls, cfg: PriorsConfig, rw: ResolvedWeights, arch: str):

@@ -59,6 +59,23 @@ def open_dataset(path: str | Path):
         raise RsWsssError(f"cannot read raster {p}: {str(exc).splitlines()[0]}") from None
 
 
+def check_bands(paths: list[str], bands: list[int] | None) -> None:
+    """Open each raster (unreadable ones fail here, before a model is built) and check a band choice against it.
+
+    Args:
+        paths: rasters to check.
+        bands: 1-based band numbers read as R,G,B (1 or 3 of them), or None for the default choice.
+
+    Raises:
+        RsWsssError: a raster cannot be read, or ``bands`` is not 1 or 3 numbers within its band count.
+    """
+    for path in paths:
+        with open_dataset(path) as ds:
+            if bands and (len(bands) not in (1, 3) or not all(1 <= b <= ds.count for b in bands)):
+                given = ",".join(map(str, bands))
+                raise RsWsssError(f"{path}: --bands {given} invalid: give 1 or 3 band numbers in 1..{ds.count}")
+
+
 def default_bands(src) -> list[int]:
     """RGB by colour interpretation, else the first three bands; one band (or grey + alpha) is read as grey (band 1
     repeated). Any other 2-band raster (e.g. SAR VV/VH, two indices) has no natural RGB reading: refused, naming

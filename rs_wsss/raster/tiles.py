@@ -16,9 +16,14 @@ def offsets(length: int, tile: int, stride: int) -> list[int]:
     return offs
 
 
-def tile_windows(width: int, height: int, tile: int, overlap: float) -> list[Window]:
-    """Row-major windows (all ``tile`` × ``tile``); stride = round(tile · (1 − overlap))."""
+def tile_stride(tile: int, overlap: float) -> int:
+    """Pixels between tile origins, round(tile · (1 − overlap)) ≥ 1: the one place this formula lives."""
     if tile <= 0 or not 0 <= overlap < 1:
         raise ValueError(f"tile must be > 0 and overlap in [0, 1), got {tile}, {overlap}")
-    stride = max(1, round(tile * (1 - overlap)))
+    return max(1, round(tile * (1 - overlap)))
+
+
+def tile_windows(width: int, height: int, tile: int, overlap: float) -> list[Window]:
+    """Row-major windows (all ``tile`` × ``tile``) every :func:`tile_stride` px, edge tiles included."""
+    stride = tile_stride(tile, overlap)
     return [Window(c, r, tile, tile) for r in offsets(height, tile, stride) for c in offsets(width, tile, stride)]

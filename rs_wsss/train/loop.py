@@ -13,13 +13,12 @@ import torch
 
 from ..config import TrainConfig
 from ..model.checkpoint import load_checkpoint, restore_model, save_checkpoint, set_rng_state
+from .batches import Batch
 
 log = logging.getLogger("rs_wsss")
 Progress = Callable[[str, int, int], None]
-# A batch is (images (B,3,H,W) in [0,1], tags (B,C)[, cached frozen features dict]).
 # Preferred: a function of the step, so a resumed run sees exactly the batches the uninterrupted one would have seen;
 # a plain iterable of batches is also accepted (a resumed run then simply continues from the iterable's start).
-Batch = tuple
 BatchSource = Callable[[int], Batch] | Iterable[Batch]
 
 
@@ -34,7 +33,7 @@ def poly_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return f
 
 
-def build_optimizer(model, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(model: Any, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (lr, weight decay of Sect. 4.2) over the adapters and decoder only; a backbone parameter is a bug."""
     params = model.trainable_parameters()
     frozen = {id(p) for m in (model.clip, model.dino) if m is not None for p in m.parameters()}
@@ -60,7 +59,7 @@ def _batch_getter(batches: BatchSource) -> Callable[[int], Batch]:
 
 
 def train(
-    model,
+    model: Any,
     batches: BatchSource,
     cfg: TrainConfig,
     out_path: str | Path,
@@ -98,10 +97,11 @@ def train(
     amp = cfg.amp and torch.device(device).type == "cuda"
     for step in range(start, cfg.iters):
         batch = get_batch(step)
-        images, tags = batch[0].to(device), batch[1].to(device)
+        if not isinstance(batch, Batch):
+            raise TypeError(f"batches must give rs_wsss.train.batches.Batch objects, not {type(batch).__name__}")
+        batch = batch.to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            feats = {k: v.to(device) for k, v in batch[2].items()} if len(batch) == 3 else None  # cached
-            out = net(images, tags, feats)
+            out = net(batch.images, batch.tags, batch.feats)  # feats: cached frozen features, or None
         loss = out["loss"]
         value = loss.item()
         if not math.isfinite(value):

@@ -15,7 +15,8 @@ from rs_wsss.priors import build_priors
 from rs_wsss.raster.io import open_scene
 from rs_wsss.raster.tags import tags_from_vector
 from rs_wsss.train.loop import train
-from rs_wsss.training import TileSampler
+from rs_wsss.train.batches import FreshBatches
+from rs_wsss.train.sampler import TileSampler
 
 data = sys.argv[2]
 init_from_env("cpu")
@@ -42,7 +43,7 @@ def on_step(step, m, out):
     record["loss"].append(float(loss))
 
 
-train(model, sampler.batch, cfg.train, f"/tmp/ddp_test_{rank}.pt", on_step=on_step)
+train(model, FreshBatches(sampler), cfg.train, f"/tmp/ddp_test_{rank}.pt", on_step=on_step)
 if rank == 0:
     json.dump(record, open(sys.argv[1], "w"))
 if n > 1:

@@ -41,7 +41,7 @@ def test_dask_blocks_equal_the_single_process_result(shared_data, tmp_path):
 
 
 def test_block_windows_cover_the_raster_on_the_tile_grid():
-    from rs_wsss.distributed.dask import block_windows
+    from rs_wsss.raster.blocks import block_windows
 
     blocks = block_windows(934, 723, 256, 96)
     cover = np.zeros((723, 934), int)

@@ -10,8 +10,9 @@ from rs_wsss.model.wsss import WSSS
 from rs_wsss.priors import build_priors
 from rs_wsss.raster.io import NormStats, open_scene
 from rs_wsss.raster.tags import template_grid
+from rs_wsss.train.batches import CachedBatches
 from rs_wsss.train.cache import FeatureCache
-from rs_wsss.training import TileSampler
+from rs_wsss.train.sampler import TileSampler
 
 
 def _sampler(shared_data, cfg, norm=None):
@@ -29,11 +30,12 @@ def test_cached_features_give_the_same_loss_and_gradients(shared_data, tmp_path)
     clip, dino = build_priors(cfg.priors)
     torch.manual_seed(0)
     model = WSSS(cfg, load_class_set("landcover"), clip, dino)
-    sampler = _sampler(shared_data, cfg)
     cache = FeatureCache(tmp_path / "c")
-    views = sampler.fill_cache(model, cache)
+    cached = CachedBatches(_sampler(shared_data, cfg), cache)
+    views = cached.fill(model)
     assert len(views) == 6 and cache.size_bytes() > 0
-    images, tags, feats = sampler.cached_batch(0)
+    batch = cached(0)
+    images, tags, feats = batch.images, batch.tags, batch.feats
     assert feats["tokens"].shape[:2] == (2, clip.num_blocks) and feats["attn"].shape[1] == clip.num_blocks
     out_c = model.step_from_features(feats, images, tags)
     out_c["loss"].backward()
@@ -48,18 +50,22 @@ def test_cached_features_give_the_same_loss_and_gradients(shared_data, tmp_path)
     assert abs(g_c.norm() / g_r.norm() - 1) < 0.1
     # a second fill reads everything from disk
     misses = cache.misses
-    sampler.fill_cache(model, cache)
+    cached.fill(model)
     assert cache.misses == misses
 
 
-def test_changed_weights_or_normalisation_invalidate_the_cache(shared_data):
+def _keys(shared_data, cfg, tmp_path, norm=None):
+    return CachedBatches(_sampler(shared_data, cfg, norm), FeatureCache(tmp_path / "c"))
+
+
+def test_changed_weights_or_normalisation_invalidate_the_cache(shared_data, tmp_path):
     cfg = tiny_config(["train.cache_views=1"])
-    s1 = _sampler(shared_data, cfg)
+    s1 = _keys(shared_data, cfg, tmp_path)
     k = s1.view_key(0, 0, ["clip:random", "dino:random"])
-    assert k == _sampler(shared_data, cfg).view_key(0, 0, ["clip:random", "dino:random"])
+    assert k == _keys(shared_data, cfg, tmp_path).view_key(0, 0, ["clip:random", "dino:random"])
     assert k != s1.view_key(0, 0, ["clip:other-weights", "dino:random"])
     assert k != s1.view_key(0, 1, ["clip:random", "dino:random"])
-    s2 = _sampler(shared_data, cfg, NormStats([0.0] * 3, [200.0] * 3))
+    s2 = _keys(shared_data, cfg, tmp_path, NormStats([0.0] * 3, [200.0] * 3))
     assert k != s2.view_key(0, 0, ["clip:random", "dino:random"])
-    s3 = _sampler(shared_data, tiny_config(["train.cache_views=1", "priors.clip_size=96"]))
+    s3 = _keys(shared_data, tiny_config(["train.cache_views=1", "priors.clip_size=96"]), tmp_path)
     assert k != s3.view_key(0, 0, ["clip:random", "dino:random"])

@@ -17,6 +17,7 @@ from rs_wsss.errors import RsWsssError
 from rs_wsss.model.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from rs_wsss.model.wsss import WSSS
 from rs_wsss.priors import build_priors
+from rs_wsss.train.batches import Batch
 from rs_wsss.train.loop import build_optimizer, train
 
 
@@ -49,7 +50,7 @@ def test_training_decreases_the_loss_on_a_fixed_real_batch(potsdam_batch, priors
     torch.manual_seed(0)
     model = WSSS(cfg, load_class_set("potsdam"), *priors)
     imgs, tags = potsdam_batch
-    res = train(model, lambda step: (imgs, tags), cfg.train, tmp_path / "m.pt")
+    res = train(model, lambda step: Batch(imgs, tags), cfg.train, tmp_path / "m.pt")
     first, last = np.mean(res["losses"][:3]), np.mean(res["losses"][-3:])
     assert last < 0.7 * first, (first, last)
 
@@ -58,7 +59,7 @@ def test_online_refinement_trains_with_finite_losses_and_seeds_prototypes(potsda
     cfg = tiny_config(["train.iters=15", "train.checkpoint_every=100"])
     model = WSSS(cfg, load_class_set("potsdam"), *priors)
     imgs, tags = potsdam_batch
-    res = train(model, lambda step: (imgs, tags), cfg.train, tmp_path / "m.pt")
+    res = train(model, lambda step: Batch(imgs, tags), cfg.train, tmp_path / "m.pt")
     assert all(np.isfinite(res["losses"]))
     present = [i + 1 for i in range(6) if tags[:, i].any()]
     assert bool(model.proto_init[present].any())  # VPE ran in training, for tagged classes
@@ -70,7 +71,7 @@ def test_checkpoint_roundtrip_gives_identical_logits_and_resume_continues(potsda
     cs = load_class_set("potsdam")
     imgs, tags = potsdam_batch
     model = WSSS(cfg, cs, *priors)
-    train(model, lambda s: (imgs, tags), cfg.train, tmp_path / "m.pt")
+    train(model, lambda s: Batch(imgs, tags), cfg.train, tmp_path / "m.pt")
     state = load_checkpoint(tmp_path / "m.pt")
     assert state["step"] == 4 and "random" in state["backbones"]["clip"] and state["random_weights"]
     fresh = WSSS(cfg, cs, priors[0], None, dino_width=state["dims"]["dino_width"])  # inference needs no DINO
@@ -81,7 +82,7 @@ def test_checkpoint_roundtrip_gives_identical_logits_and_resume_continues(potsda
     # resume to 6: starts at the saved step with the saved optimiser state
     cfg6 = tiny_config(["train.iters=6", "train.checkpoint_every=2"])
     resumed = WSSS(cfg6, cs, *priors)
-    res = train(resumed, lambda s: (imgs, tags), cfg6.train, tmp_path / "m.pt", resume=True)
+    res = train(resumed, lambda s: Batch(imgs, tags), cfg6.train, tmp_path / "m.pt", resume=True)
     assert res["start"] == 4 and len(res["losses"]) == 2 and load_checkpoint(tmp_path / "m.pt")["step"] == 6
     # another class set is refused
     other = WSSS(cfg, load_class_set("landcover"), *priors)

@@ -16,6 +16,7 @@ from rs_wsss.errors import RsWsssError
 from rs_wsss.model.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from rs_wsss.model.wsss import WSSS
 from rs_wsss.priors import build_priors
+from rs_wsss.train.batches import Batch
 from rs_wsss.train.loop import build_optimizer, train
 
 CROPS = [(0, 0), (256, 192)]
@@ -64,7 +65,7 @@ def test_training_decreases_the_loss_on_a_fixed_real_batch(batch, priors, tmp_pa
     cfg = tiny_config(["train.iters=30", "train.checkpoint_every=100", "usr.enabled=false", "vpe.enabled=false"])
     model = _model(cfg, priors)
     imgs, tags = batch
-    res = train(model, [(imgs, tags)] * 30, cfg.train, tmp_path / "m.pt")  # an iterable of batches works too
+    res = train(model, [Batch(imgs, tags)] * 30, cfg.train, tmp_path / "m.pt")  # an iterable of batches works too
     assert len(res["losses"]) == 30 and res["step"] == 30
     first, last = np.mean(res["losses"][:3]), np.mean(res["losses"][-3:])
     assert last < 0.7 * first, (first, last)
@@ -75,7 +76,7 @@ def test_full_pipeline_trains_and_prototypes_move_only_in_training(batch, priors
     cfg = tiny_config(["train.iters=6", "train.checkpoint_every=100"])
     model = _model(cfg, priors)
     imgs, tags = batch
-    res = train(model, lambda step: (imgs, tags), cfg.train, tmp_path / "m.pt")
+    res = train(model, lambda step: Batch(imgs, tags), cfg.train, tmp_path / "m.pt")
     assert all(np.isfinite(res["losses"])) and len(res["losses"]) == 6
     present = [i + 1 for i in range(6) if tags[:, i].any()]
     absent = [k for k in range(7) if k not in present]  # the background too: vpe.background_prototype is off
@@ -98,7 +99,7 @@ def test_checkpoint_roundtrip_gives_identical_logits(batch, priors, tmp_path):
     cs = load_class_set("potsdam")
     imgs, tags = batch
     model = _model(cfg, priors)
-    train(model, lambda s: (imgs, tags), cfg.train, tmp_path / "m.pt", extra={"bands": [1, 2, 3]})
+    train(model, lambda s: Batch(imgs, tags), cfg.train, tmp_path / "m.pt", extra={"bands": [1, 2, 3]})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # atomic write left no temporary file
     raw = torch.load(tmp_path / "m.pt", weights_only=True)  # tensors and plain values only
     state = load_checkpoint(tmp_path / "m.pt")
@@ -121,7 +122,7 @@ def test_checkpoint_roundtrip_gives_identical_logits(batch, priors, tmp_path):
 def test_resume_continues_at_the_saved_step_and_matches_an_uninterrupted_run(batch, priors, tmp_path):
     cfg = tiny_config(["train.iters=6", "train.checkpoint_every=2"])
     imgs, tags = batch
-    steps = lambda s: (imgs, tags * (1 if s % 2 else torch.tensor([1, 1, 1, 1, 1, 0.0])))  # noqa: E731
+    steps = lambda s: Batch(imgs, tags * (1 if s % 2 else torch.tensor([1, 1, 1, 1, 1, 0.0])))  # noqa: E731
 
     full = _model(cfg, priors)
     ref = train(full, steps, cfg.train, tmp_path / "full.pt")

@@ -163,15 +163,15 @@ def test_atomic_output_never_leaves_partial_files(tmp_path):
 
 def test_wide_rasters_are_stitched_in_column_blocks_with_the_same_result(shared_data, tmp_path, monkeypatch):
     from rs_wsss.config import load_config
+    import rs_wsss.raster.blocks as blocks_mod
     from rs_wsss.segment import Segmenter, segment_scene
-    import rs_wsss.segment as segment_mod
 
     seg = Segmenter(colour_model, CS, load_config(overrides=["infer.batch=3"]), {"model": "stand-in"})
     scene = str(shared_data / "naip/m_4709963_se_14_1_20200831.tif")
-    segment_scene(seg, scene, tmp_path / "whole.tif", 128, 0.25, probs=True)
-    monkeypatch.setattr(segment_mod, "MAX_STRIP_WIDTH", 300)  # force 4 column blocks of 288 px
-    monkeypatch.setattr(segment_mod, "BLOCK", 300)
-    segment_scene(seg, scene, tmp_path / "blocks.tif", 128, 0.25, probs=True)
+    segment_scene(seg, scene, tmp_path / "whole.tif", tile=128, overlap=0.25, probs=True)
+    monkeypatch.setattr(blocks_mod, "MAX_STRIP_WIDTH", 300)  # force 4 column blocks of 288 px
+    monkeypatch.setattr(blocks_mod, "BLOCK", 300)
+    segment_scene(seg, scene, tmp_path / "blocks.tif", tile=128, overlap=0.25, probs=True)
     with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "blocks.tif") as b:
         assert a.transform == b.transform and np.array_equal(a.read(1), b.read(1))
     with rasterio.open(tmp_path / "whole_confidence.tif") as a, rasterio.open(tmp_path / "blocks_confidence.tif") as b:

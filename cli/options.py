@@ -1,0 +1,68 @@
+"""Options shared by several commands, declared once (rasterio's ``rio/options.py`` habit): rio's spellings where
+they exist, parsing and validation in callbacks (a bad value is a usage error: exit 2, one line).
+
+Options that set a config value default to None, meaning "the config's" (``rs_wsss/config.py`` holds every default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _band_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[int] | None:
+    """-b 4 -b 3 -b 2 or --bands 4,3,2 → [4, 3, 2]."""
+    try:
+        bands = [int(v) for item in value for v in item.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("band numbers are integers, e.g. --bands 4,3,2 or -b 4 -b 3 -b 2") from None
+    if bands and len(bands) not in (1, 3):
+        raise click.BadParameter(f"give 1 or 3 band numbers, not {len(bands)}")
+    if any(b < 1 for b in bands):
+        raise click.BadParameter("band numbers start at 1")
+    return bands or None
+
+
+def _scale_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
+    """0.75,1,1.25 → [0.75, 1.0, 1.25]."""
+    if value is None:
+        return None
+    try:
+        scales = [float(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"'{value}': expected numbers separated by commas, e.g. 0.75,1,1.25") from None
+    if not scales or any(not s > 0 for s in scales):
+        raise click.BadParameter(f"'{value}': scales must be positive numbers")
+    return scales
+
+
+bands_opt = click.option("-b", "--bidx", "--bands", "bands", multiple=True, metavar="N[,N,N]", callback=_band_list,
+                         help="Bands read as R,G,B, e.g. --bands 4,3,2 (default: by colour interpretation).")
+scales_opt = click.option("--scales", callback=_scale_list, metavar="S[,S…]",
+                          help="Inference scales, e.g. 0.75,1,1.25 (default: the config's infer.scales).")
+tile_opt = click.option("--tile", type=click.IntRange(min=32), default=None,
+                        help="Tile size in px (default: the config's raster.tile).")
+overlap_opt = click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=None,
+                           help="Tile overlap fraction in [0, 1) (default: the config's raster.overlap).")
+overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+device_opt = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                          help="Where the model runs (auto: CUDA when available).")
+weights_opt = click.option("--weights", metavar="DIR|FILE|random",
+                           help="Backbone weights directory or file, or 'random' (explicit, for smoke runs).")
+set_opt = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                       help="Config override, e.g. usr.alpha=2 (repeatable).")
+config_opt = click.option("--config", "config_path", type=click.Path(),
+                          help="A YAML overriding the packaged configs (only the keys that differ).")
+tiny_opt = click.option("--tiny", is_flag=True, help="Tiny test architecture with random weights (tests, smoke runs).")
+
+
+CLASSES_HELP = "Class set: a packaged name (landcover, potsdam, isaid, loveda) or a YAML file."
+
+
+def classes_opt(required: bool = False, help: str = CLASSES_HELP) -> Callable[[F], F]:
+    """``--classes SET``; required or not, depending on the command."""
+    return click.option("--classes", "class_set", required=required, help=help)

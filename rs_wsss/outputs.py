@@ -1,0 +1,117 @@
+"""Output planning for ``segment``: which files each scene writes, checked before any model is built.
+
+OUT.gpkg → OUT.tif + OUT.qml + OUT.gpkg; OUT.tif → OUT.tif + OUT.qml (+ OUT.gpkg if asked); several scenes (or a
+directory) → DIR/<scene stem>.gpkg each. Existing outputs, unwritable directories and clashing names are refused here,
+so an hour of inference never ends in a failed write.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RsWsssError
+
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+def output_paths(out: Path, vectorize: bool | None, probs: bool = False) -> dict[str, Path | None]:
+    """The files one scene writes, keyed ``tif``, ``qml``, ``gpkg`` (None when not written) and ``conf`` (with probs).
+
+    Args:
+        out: the requested output (``.gpkg`` or ``.tif``).
+        vectorize: write polygons; None means "for .gpkg outputs".
+        probs: also write ``OUT_confidence.tif``.
+
+    Raises:
+        RsWsssError: ``out`` is neither a GeoPackage nor a GeoTIFF name.
+    """
+    suffix = out.suffix.lower()
+    if suffix not in (".gpkg", *RASTER_SUFFIXES):
+        raise RsWsssError(f"output must end in .gpkg or .tif (or be a directory for several scenes), not {out.name}")
+    tif = out.with_suffix(".tif") if suffix == ".gpkg" else out
+    want_gpkg = vectorize if vectorize is not None else suffix == ".gpkg"
+    paths: dict[str, Path | None] = {"tif": tif, "qml": tif.with_suffix(".qml"),
+                                     "gpkg": out.with_suffix(".gpkg") if want_gpkg else None}
+    if probs:
+        paths["conf"] = tif.with_name(tif.stem + "_confidence.tif")
+    return paths
+
+
+def check_target(path: str | Path, overwrite: bool) -> Path:
+    """:func:`rs_wsss.raster.write.check_output` (exists / missing directory) plus a real write probe: permission
+    bits do not tell root about read-only file systems, and a failure after an hour of work is the worst time to find
+    out.
+
+    Raises:
+        RsWsssError: the output exists (without ``overwrite``) or its directory is missing or not writable.
+    """
+    from .raster.write import check_output
+
+    path = check_output(path, overwrite)
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent or Path("."), prefix=".rs-wsss-probe."):
+            pass
+    except OSError as exc:
+        raise RsWsssError(f"output directory is not writable: {path.parent} ({exc.strerror}); choose another -o") from None
+    return path
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """(scene, output) pairs, and the directory to create once every check has passed (None: it exists)."""
+
+    targets: list[tuple[str, Path]]
+    new_dir: Path | None = None
+
+    def make_dir(self) -> None:
+        """Create :attr:`new_dir` (call after the model is built, so a failed load leaves no empty directory)."""
+        if self.new_dir is not None:
+            self.new_dir.mkdir()
+
+    def remove_dir_if_empty(self) -> None:
+        """Remove :attr:`new_dir` again if nothing was written into it."""
+        if self.new_dir is not None and self.new_dir.is_dir() and next(self.new_dir.iterdir(), None) is None:
+            self.new_dir.rmdir()
+
+
+def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = None, probs: bool = False,
+                 overwrite: bool = False) -> OutputPlan:
+    """Map scenes to outputs and refuse, before any work, whatever would fail or clobber a file.
+
+    Args:
+        scenes: input rasters.
+        output: ``-o``: a ``.gpkg``/``.tif`` file for one scene, or a directory (existing, or ending in ``/``).
+        vectorize: write polygons (None: for .gpkg outputs). probs: also write confidence rasters.
+        overwrite: replace existing outputs.
+
+    Raises:
+        RsWsssError: a file name given for several scenes, clashing scene names, an existing output, an unwritable
+            directory.
+    """
+    out = Path(output)
+    multi = len(scenes) > 1 or out.is_dir() or output.endswith(("/", "\\"))
+    if not multi:
+        targets = [(scenes[0], out)]
+        new_dir = None
+    else:
+        if out.suffix.lower() in (".gpkg", *RASTER_SUFFIXES):
+            raise RsWsssError(f"several scenes need a directory as -o (one output per scene), not the file {out.name}")
+        if out.exists() and not out.is_dir():
+            raise RsWsssError(f"-o {out} exists and is not a directory; give a directory for several scenes")
+        targets = [(s, out / f"{Path(s).stem}.gpkg") for s in scenes]
+        names = [t.name for _, t in targets]
+        if len(set(names)) != len(names):
+            raise RsWsssError("several scenes share a file name; segment them into different directories")
+        check_target(out, overwrite=True)  # its parent exists and is writable
+        new_dir = None if out.exists() else out
+    if new_dir is None:  # files in a directory created later cannot exist yet
+        for _, t in targets:
+            for p in output_paths(t, vectorize, probs).values():
+                if p is not None:
+                    check_target(p, overwrite)
+    else:
+        for _, t in targets:
+            output_paths(t, vectorize, probs)  # the names are valid
+    return OutputPlan(targets, new_dir)

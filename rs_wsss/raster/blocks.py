@@ -1,0 +1,128 @@
+"""Block stitching: a raster cut into large blocks of the global tile grid, each stitched on its own, then assembled.
+
+Tiles overlapping a block border are predicted by both neighbours, so the weighted blend inside each block (and hence
+every output pixel) equals the whole-raster run. Blocks bound memory on wide rasters (the strip buffer spans a block,
+not the raster) and are the unit of work of distributed runs. Who stitches a block is a :class:`BlockExecutor`:
+:class:`LocalBlocks` here, ``rs_wsss.distributed.dask.DaskBlocks`` on a cluster. The assembly (a VRT of the block
+files copied into one tiled GeoTIFF) is written once, here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import rasterio.shutil
+from rasterio.windows import Window
+
+from .io import Scene
+from .stitch import Predict, stitch
+from .tiles import tile_stride
+from .write import NODATA
+
+Progress = Callable[[str, int, int], None]
+# Rasters wider than this are stitched in column blocks of BLOCK px, so memory does not grow with raster width.
+MAX_STRIP_WIDTH = 6144
+BLOCK = 4096
+
+
+def block_windows(width: int, height: int, block: int, stride: int) -> list[Window]:
+    """Row-major blocks of about ``block`` px (rounded down to a multiple of the tile ``stride``, in px) that
+    partition a ``width`` × ``height`` raster; every block starts on the tile grid."""
+    if block < 1 or stride < 1:
+        raise ValueError(f"block and stride must be ≥ 1, got {block}, {stride}")
+    b = max(stride, block // stride * stride)
+    return [Window(c, r, min(b, width - c), min(b, height - r)) for r in range(0, height, b) for c in range(0, width, b)]
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """One block to stitch: its window in the scene and the GeoTIFF(s) to write (class ids, optional confidence)."""
+
+    window: Window
+    out: Path
+    conf: Path | None
+
+    @property
+    def bounds(self) -> tuple[int, int, int, int]:
+        """(col_off, row_off, width, height) in px, as plain ints (picklable, JSON-able)."""
+        w = self.window
+        return int(w.col_off), int(w.row_off), int(w.width), int(w.height)
+
+
+class BlockExecutor(Protocol):
+    """Stitches every job's block of ``scene`` on the tile grid (``tile`` px, ``overlap`` fraction) into its files;
+    calls ``progress("segment", done, total)``."""
+
+    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float,
+                 progress: Progress | None) -> None: ...
+
+
+@dataclass
+class LocalBlocks:
+    """Stitch the blocks one after another in this process (``batch`` tiles per ``predict`` call)."""
+
+    predict: Predict
+    num_classes: int
+    batch: int
+
+    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float,
+                 progress: Progress | None) -> None:
+        for n, job in enumerate(jobs, start=1):
+            stitch(scene, self.predict, self.num_classes, tile, overlap, job.out, self.batch, None, job.conf,
+                   block=job.window)
+            if progress:
+                progress("segment", n, len(jobs))
+
+
+def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: float, block: int, raw: Path,
+                  conf: Path | None = None, progress: Progress | None = None) -> None:
+    """Stitch ``scene`` block by block with ``executor`` into ``raw`` (uint8 class ids) and ``conf`` (float32).
+
+    Args:
+        scene: the open scene.
+        executor: who stitches each block (:class:`LocalBlocks`, a Dask executor, …).
+        tile: tile side in px; overlap: tile overlap fraction in [0, 1) (they fix the global tile grid).
+        block: block side in px (rounded down to a multiple of the tile stride).
+        raw: the class GeoTIFF to write; conf: the confidence GeoTIFF to write, or None.
+        progress: optional ``progress(stage, done, total)``.
+    """
+    windows = block_windows(scene.width, scene.height, block, tile_stride(tile, overlap))
+    work = Path(tempfile.mkdtemp(prefix=".rs-wsss-blocks-", dir=raw.parent))
+    try:
+        jobs = [BlockJob(w, work / f"block_{int(w.col_off)}_{int(w.row_off)}.tif",
+                         work / f"block_{int(w.col_off)}_{int(w.row_off)}_conf.tif" if conf is not None else None)
+                for w in windows]
+        executor(scene, jobs, tile=tile, overlap=overlap, progress=progress)
+        assemble_blocks(jobs, scene, raw, conf, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def assemble_blocks(jobs: Sequence[BlockJob], scene: Scene, raw: Path, conf: Path | None, work: Path) -> None:
+    """Block GeoTIFFs → one tiled GeoTIFF of class ids and, if asked, one confidence GeoTIFF, through a VRT."""
+    opts = dict(driver="GTiff", tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    rasterio.shutil.copy(_vrt([(j.out, j.bounds) for j in jobs], scene, "uint8", NODATA, work / "c.vrt"), raw, **opts)
+    if conf is not None:
+        parts = [(j.conf, j.bounds) for j in jobs if j.conf is not None]
+        rasterio.shutil.copy(_vrt(parts, scene, "float32", -1.0, work / "p.vrt"), conf, **opts)
+
+
+def _vrt(blocks: list[tuple[Path, tuple[int, int, int, int]]], scene: Scene, dtype: str, nodata: float,
+         path: Path) -> Path:
+    t = scene.transform
+    vrt_type = {"uint8": "Byte", "float32": "Float32"}[dtype]
+    sources = "".join(
+        f'<SimpleSource><SourceFilename relativeToVRT="0">{p}</SourceFilename><SourceBand>1</SourceBand>'
+        f'<SrcRect xOff="0" yOff="0" xSize="{b[2]}" ySize="{b[3]}"/>'
+        f'<DstRect xOff="{b[0]}" yOff="{b[1]}" xSize="{b[2]}" ySize="{b[3]}"/></SimpleSource>' for p, b in blocks)
+    srs = f"<SRS>{scene.crs.to_wkt()}</SRS>" if scene.crs else ""
+    path.write_text(f'<VRTDataset rasterXSize="{scene.width}" rasterYSize="{scene.height}">{srs}'
+                    f"<GeoTransform>{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}</GeoTransform>"
+                    f'<VRTRasterBand dataType="{vrt_type}" band="1"><NoDataValue>{nodata}</NoDataValue>{sources}'
+                    f"</VRTRasterBand></VRTDataset>")
+    return path

@@ -1,0 +1,91 @@
+"""A training run: tag rows + scenes → deterministic batches → the training loop (``rs-wsss train``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..classes import ClassSet
+from ..config import Config
+from ..errors import RsWsssError
+from ..raster.env import ensure_raster_env
+
+log = logging.getLogger("rs_wsss")
+
+
+@ensure_raster_env
+def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Config, out_path: str | Path,
+                 weights: str | None = None, device: str = "cpu", resume: bool = False,
+                 progress: Callable[[str, int, int], None] | None = None,
+                 cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train the adapter + decoder from tile tags and write the checkpoint ``out_path``.
+
+    Args:
+        tags_path: tile tags (.csv or .gpkg). scenes: the rasters the tags refer to.
+        class_set: the classes. cfg: the resolved config. out_path: the checkpoint to write.
+        weights: backbone weights directory/file, or "random". device: "cpu", "cuda" ….
+        resume: continue ``out_path`` from its saved step. progress: ``progress(stage, done, total)``.
+        cache_dir: frozen-feature cache directory (None: run the backbones every step).
+
+    Returns:
+        ``{"start", "step", "losses", "seg", "aff", "params"}``.
+
+    Raises:
+        RsWsssError: the output exists without ``resume``, a resumed checkpoint has other classes, bad tags.
+    """
+    import torch
+
+    from ..distributed.ddp import init_from_env
+    from ..model.checkpoint import load_checkpoint
+    from ..model.wsss import WSSS
+    from ..priors import build_priors
+    from ..raster.io import NormStats, Scene, open_scene
+    from ..raster.tags import read_tags
+    from .batches import Batch, CachedBatches, FreshBatches
+    from .cache import FeatureCache
+    from .loop import train
+    from .sampler import TileSampler
+
+    out_path = Path(out_path)
+    rank, _ = init_from_env(device)
+    if rank > 0:  # one voice in the log
+        log.setLevel(logging.WARNING)
+    if out_path.exists() and not resume:
+        raise RsWsssError(f"output exists: {out_path} (pass --resume to continue it, or choose another -o)")
+    known_norms: dict[str, Any] = {}
+    if resume and out_path.exists():
+        state = load_checkpoint(out_path)
+        if [c["name"] for c in state["class_set"]["classes"]] != [c.name for c in class_set.classes]:
+            raise RsWsssError(f"{out_path} was trained for another class set; use the same --classes to resume")
+        known_norms = state["extra"].get("norms", {})
+    rows = read_tags(tags_path, scenes, class_set)
+    opened: dict[str, Scene] = {}
+    try:
+        for r in rows:
+            if r.image not in opened:
+                prior = known_norms.get(Path(r.image).name)
+                opened[r.image] = open_scene(r.image, cfg.raster.bands, NormStats.from_dict(prior) if prior else None,
+                                             cfg.raster.gsd, tuple(cfg.raster.percentile))
+        sampler = TileSampler(rows, opened, class_set, cfg)
+        torch.manual_seed(cfg.train.seed)  # reproducible adapter/decoder initialisation
+        clip, dino = build_priors(cfg.priors, weights, need_dino=cfg.usr.use_dino)
+        model = WSSS(cfg, class_set, clip, dino).to(device)
+        counts = model.param_counts()
+        log.info("parameters: %.2f M total, %.3f M trainable; %d tagged tiles in %d scenes",
+                 counts["total"] / 1e6, counts["trainable"] / 1e6, len(rows), len(opened))
+        extra = {"norms": {Path(p).name: s.norm.to_dict() for p, s in opened.items()},
+                 "bands": {Path(p).name: list(s.bands) for p, s in opened.items()}}
+        batches: Callable[[int], Batch] = FreshBatches(sampler)
+        if cache_dir:
+            cache = FeatureCache(cache_dir)
+            cached = CachedBatches(sampler, cache)
+            views = cached.fill(model, progress)
+            log.info("feature cache %s: %d views (%.1f MB)", cache_dir, len(views), cache.size_bytes() / 1e6)
+            batches = cached
+        result = train(model, batches, cfg.train, out_path, resume, progress, extra, device)
+    finally:
+        for s in opened.values():
+            s.close()
+    return result | {"params": counts}
