@@ -34,8 +34,12 @@ def wants_rgb(table: dict) -> bool:
 
 
 def read_mask(src, window: Window | None, table: dict) -> np.ndarray:
-    """Read a mask window and decode it to class ids (uint8, 255 = ignore or unknown code)."""
-    if wants_rgb(table):
+    """Read a mask window and decode it to class ids (uint8, 255 = ignore or unknown code).
+
+    A 3-band mask is RGB-coded whenever the table has colour codes, even if it also has index codes (the iSAID set
+    holds both: colours for *_instance_color_RGB.png, devkit ids for index masks)."""
+    rgb_codes = any(isinstance(k, tuple) for k in table)
+    if wants_rgb(table) or (rgb_codes and src.count >= 3):
         if src.count >= 3:
             rgb = src.read([1, 2, 3], window=window)
         else:  # palette PNG: decode through its own palette (the order differs per file)

@@ -90,3 +90,20 @@ def test_stored_image_paths_are_relative_or_absolute_when_no_relative_path_exist
 
     monkeypatch.setattr(tags_mod.os.path, "relpath", other_drive)
     assert tags_mod._stored_path(str(tmp_path / "a" / "s.tif"), tmp_path / "b") == str(tmp_path / "a" / "s.tif")
+
+
+def test_isaid_rgb_masks_decode_by_colour_although_the_set_also_has_index_codes(shared_data):
+    # the iSAID set holds colours and devkit ids; its 3-band *_instance_color_RGB.png masks must decode by colour
+    import numpy as np
+    from PIL import Image
+
+    isaid = load_class_set("isaid")
+    mask = shared_data / "isaid/masks/P0005_instance_color_RGB.png"
+    rows = tags_from_raster([str(shared_data / "isaid/images/P0005.png")], [str(mask)], isaid, 512, 0.0)
+    rgb = np.asarray(Image.open(mask).convert("RGB"))
+    for r in rows:
+        w = r.window
+        win = rgb[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width].reshape(-1, 3)
+        colours = {tuple(int(v) for v in c) for c in np.unique(win, axis=0)}
+        want = {n for n, c in (("small_vehicle", (0, 0, 127)), ("large_vehicle", (0, 127, 127))) if c in colours}
+        assert set(r.labels) == want and want, (w, r.labels)
