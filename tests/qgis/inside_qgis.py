@@ -71,6 +71,31 @@ def run(alg_id, params):
     return result, log
 
 
+# the mask, where the CLI has no --aoi: a VRT cut to the polygons (a triangle over the western half), nodata outside
+from osgeo import gdal, ogr, osr  # noqa: E402
+from rs_wsss_qgis.algorithms.clip import clip_to_vrt  # noqa: E402
+
+ds = gdal.Open(scene)
+x0, dx, _, y0, _, dy = ds.GetGeoTransform()
+x1, y1 = x0 + dx * ds.RasterXSize, y0 + dy * ds.RasterYSize
+srs = osr.SpatialReference(wkt=ds.GetProjection())
+mask_path = os.path.join(work, "mask.gpkg")
+mask_ds = ogr.GetDriverByName("GPKG").CreateDataSource(mask_path)
+mask_layer = mask_ds.CreateLayer("mask", srs, ogr.wkbPolygon)
+feat = ogr.Feature(mask_layer.GetLayerDefn())
+xm = (x0 + x1) / 2
+feat.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({x0} {y0},{xm} {y0},{x0} {y1},{x0} {y0}))"))
+mask_layer.CreateFeature(feat)
+mask_ds = mask_layer = feat = None
+vrt = gdal.Open(clip_to_vrt(scene, None, mask_path))
+band = vrt.GetRasterBand(1)
+facts["mask_vrt"] = {"size": [vrt.RasterXSize, vrt.RasterYSize], "scene": [ds.RasterXSize, ds.RasterYSize],
+                     "nodata": band.GetNoDataValue(),
+                     "inside": float(band.ReadAsArray(2, 2, 1, 1)[0, 0]),
+                     "outside": float(band.ReadAsArray(vrt.RasterXSize - 3, vrt.RasterYSize - 3, 1, 1)[0, 0]),
+                     "src_inside": float(ds.GetRasterBand(1).ReadAsArray(2, 2, 1, 1)[0, 0])}
+vrt = band = None
+
 # 3. tag grid to a temporary output: a real file beside the raster, loaded as labelled outlines with a class list
 result, log = run("rs_wsss:taggrid", {"RASTERS": [scene], "TILE": 256, "CLASSES": 0, "OUTPUT": "TEMPORARY_OUTPUT"})
 grid = [l for l in project.mapLayers().values() if isinstance(l, QgsVectorLayer) and "tag grid" in l.name()]

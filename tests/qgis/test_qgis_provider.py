@@ -157,6 +157,10 @@ def test_inside_qgis_setting_checks_and_the_layers_a_user_sees(qgis_env, shared_
     # checks before running
     assert "web layer" in f["web_layer"] and "Save As" in f["web_layer"]
     assert "Scales '1,x'" in f["bad_scales"]
+    # the mask without the CLI's --aoi: cut to the triangle's bounds, the scene's pixels inside, nodata outside
+    m = f["mask_vrt"]
+    assert m["size"] == [m["scene"][0] // 2, m["scene"][1]]
+    assert m["inside"] == m["src_inside"] != m["nodata"] and m["outside"] == m["nodata"]
     # the tag grid: a real file beside the raster, outlines without fill, labelled, labels picked from a list
     assert f["grid_path"] == str(tmp_path / "scene_tags.gpkg") and (tmp_path / "scene_tags.gpkg").exists()
     grid = gpd.read_file(tmp_path / "scene_tags.gpkg")
