@@ -110,9 +110,19 @@ def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_p
     grid["labels"] = "building"
     grid.to_file(tmp_path / "grid_filled.gpkg", driver="GPKG")
     p = qgis_run(qgis_env, "train", RASTERS=scene, TAGS_FILE=tmp_path / "grid_filled.gpkg", CLASSES=0, ITERS=3,
-                 RANDOM_WEIGHTS="true", TINY="true", OUTPUT=tmp_path / "model.pt")
+                 RANDOM_WEIGHTS="true", TINY="true", OUTPUT="TEMPORARY_OUTPUT")  # what the dialog passes by default
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    assert (tmp_path / "model.pt").stat().st_size > 0
+    assert (tmp_path / "model.pt").stat().st_size > 0  # kept: beside the tags, not in QGIS's temporary folder
+    assert f"OUTPUT:\t{tmp_path / 'model.pt'}" in p.stdout
+    # a model brings its classes: the class set is said to be ignored
+    with rasterio.open(scene) as src:
+        b = src.bounds
+    p = qgis_run(qgis_env, "segment", INPUT=scene, MODEL=tmp_path / "model.pt", CLASSES=1, TILE=128, SCALES="1", CRF=2,
+                 RANDOM_WEIGHTS="true", TINY="true", EXTENT=f"{b.left},{b.left + 64},{b.top - 64},{b.top}",
+                 OUTPUT_RASTER=tmp_path / "m.tif", OUTPUT_VECTOR=tmp_path / "m.gpkg")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "class set parameter is ignored" in p.stdout + p.stderr
+    assert set(gpd.read_file(tmp_path / "m.gpkg").class_name) <= {"background", "building", "road", "vegetation", "water", "bare_land"}
     mask = shared_data / "potsdam/masks/2_10_0_0_512_512.png"
     p = qgis_run(qgis_env, "evaluate", PREDICTION=mask, GROUND_TRUTH=mask, CLASSES=1, OUTPUT=tmp_path / "m.csv")
     assert p.returncode != 0 and "the same layer" in p.stdout + p.stderr
