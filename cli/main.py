@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -72,11 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        _fail("aborted", 130)
+        _fail("aborted", 130, at_once=True)
     except click.ClickException as exc:  # usage errors: unknown option, missing argument …
         _fail(f"{exc.format_message()} (see rs-wsss --help)", 2)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", 130, at_once=True)
     except Exception as exc:  # noqa: BLE001 — the one place that turns exceptions into exit codes
         from rs_wsss.errors import RsWsssError
 
@@ -100,8 +101,15 @@ def _is_raster_error(exc: Exception) -> bool:
     return bool(kinds) and isinstance(exc, kinds)
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, at_once: bool = False) -> None:
     sys.stderr.write(f"rs-wsss: error: {message}\n")
+    if at_once:
+        # Interrupted (Ctrl-C, SIGTERM from QGIS's Cancel): temporary outputs were removed while unwinding; skip the
+        # interpreter's final garbage collection of the model, which takes seconds on a loaded machine and would
+        # outlast the caller's grace period (then SIGKILL).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
