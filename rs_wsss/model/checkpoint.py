@@ -81,7 +81,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise RsWsssError(f"{path} is not an rs-wsss checkpoint ({type(exc).__name__}); retrain or pass the right file") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "trainable" not in state:
         raise RsWsssError(f"{path} is not an rs-wsss checkpoint (format {FORMAT}); retrain or pass the right file")
+    _fill_earlier_behaviour(state.get("config") or {})
     return state
+
+
+# keys added after checkpoints already existed, with the behaviour those checkpoints were trained with (issue 13:
+# one-level DINO adapter, background prototype, AFA's ignore band, affinity labels over all pairs, no warm-up)
+EARLIER = {("adapter", "dino_levels"): 1, ("vpe", "background_prototype"): True, ("pseudo", "rule"): "band",
+           ("loss", "aff_radius"): None, ("usr", "warmup_iters"): 0}
+
+
+def _fill_earlier_behaviour(config: dict[str, Any]) -> None:
+    """A checkpoint's config without a newer key gets the value that reproduces how it was trained, not today's
+    default (which would, e.g., build a 12-level DINO adapter its weights do not fit)."""
+    for (section, key), value in EARLIER.items():
+        if isinstance(config.get(section), dict) and key not in config[section]:
+            config[section][key] = value
 
 
 def file_hash(path: str | Path) -> str:

@@ -66,7 +66,7 @@ def test_each_switch_changes_the_pseudo_label_maps(switch, batch, priors):
     on, off = _model([], priors), _model([f"{switch}=false"], priors)
     a, b = _steps(on, imgs, tags), _steps(off, imgs, tags)
     assert not torch.allclose(a["cam"], b["cam"], atol=1e-4), switch  # the maps the labels are the arg-max of
-    assert a["labels"].shape == b["labels"].shape
+    assert (a["labels"] != b["labels"]).float().mean() > 0.01, switch  # and the pseudo labels themselves
 
 
 @pytest.mark.parametrize("switch", ["tpe.enabled", "usr.enabled", "usr.use_dino"])
@@ -83,6 +83,7 @@ def test_background_prototype_switch(batch, priors):
     assert not plain.proto_init[0] and with_bg.proto_init[0]  # eq 18 for the background only when asked
     assert torch.equal(plain.proto_init[1:], with_bg.proto_init[1:])
     assert not torch.allclose(a["cam"][:, 0], b["cam"][:, 0], atol=1e-4)  # its channel is calibrated (eq 20)
+    assert (a["labels"] != b["labels"]).float().mean() > 0.01
     # untagged classes never get a prototype
     never = [k + 1 for k in range(6) if not tags[:, k].any()]
     assert never and not plain.proto_init[never].any()
@@ -93,6 +94,7 @@ def test_warm_up_holds_back_the_learned_refinement(batch, priors):
     paper, warm = _model([], priors), _model(["usr.warmup_iters=2"], priors)
     a, b = paper.train_step(imgs, tags), warm.train_step(imgs, tags)
     assert not torch.allclose(a["cam"], b["cam"], atol=1e-4)  # step 1: warm-up refines differently
+    assert (a["labels"] != b["labels"]).float().mean() > 0.01
     assert paper.proto_init.any() and not warm.proto_init.any()  # and VPE waits
     warm.train_step(imgs, tags)
     assert not warm.proto_init.any() and warm.steps_done == 2
@@ -248,3 +250,26 @@ def test_zero_shot_honours_infer_flip(batch, priors):
     both = flipped.zero_shot(imgs, tags)
     assert torch.allclose(both, (z + zf) / 2, atol=1e-5)
     assert not torch.allclose(both, z, atol=1e-4)
+
+
+# ---- checkpoints from before these keys ------------------------------------------------------------------------------
+def test_a_checkpoint_without_the_new_keys_loads_with_its_earlier_behaviour(priors, tmp_path):
+    from rs_wsss.config import Config
+    from rs_wsss.model.checkpoint import EARLIER, load_checkpoint, restore_model, save_checkpoint
+
+    old = _model(["adapter.dino_levels=1", "vpe.background_prototype=true", "pseudo.rule=band",
+                  "loss.aff_radius=null"], priors)
+    save_checkpoint(tmp_path / "m.pt", old)
+    raw = torch.load(tmp_path / "m.pt", weights_only=True)
+    for section, key in EARLIER:  # as written before the keys existed
+        del raw["config"][section][key]
+    torch.save(raw, tmp_path / "old.pt")
+    state = load_checkpoint(tmp_path / "old.pt")
+    cfg = Config.from_dict(state["config"])
+    assert (cfg.adapter.dino_levels, cfg.vpe.background_prototype, cfg.pseudo.rule, cfg.loss.aff_radius) == \
+        (1, True, "band", None)
+    clip, dino = priors
+    fresh = WSSS(cfg, load_class_set("potsdam"), clip, dino)
+    restore_model(fresh, state)  # the one-level DINO adapter's weights fit
+    assert torch.equal(fresh.dino_adapter.fuse.weight, old.dino_adapter.fuse.weight)
+    assert Config.from_dict(load_checkpoint(tmp_path / "m.pt")["config"]).adapter.dino_levels == 1
