@@ -70,3 +70,16 @@ def test_config_differences_and_bad_arguments():
     assert diffs["pseudo.rule"] == ("band", "argmax")
     with pytest.raises(RsWsssError, match="either --classes"):
         _run("--tiny")
+
+
+def test_info_of_a_checkpoint_uses_its_config_and_classes(tmp_path):
+    from rs_wsss.model.checkpoint import save_checkpoint
+
+    cfg = tiny_config(["vpe.background_prototype=true", "adapter.dino_levels=1"])
+    clip, dino = build_priors(cfg.priors)
+    model = WSSS(cfg, load_class_set("isaid"), clip, dino)
+    save_checkpoint(tmp_path / "m.pt", model)
+    out = _run("--model", str(tmp_path / "m.pt"))
+    assert "classes isaid: 15 + background" in out and "last 1 blocks" in out
+    assert _number(out, "trainable") == pytest.approx(model.param_counts()["trainable"] / 1e6, abs=0.005)
+    assert "config vpe.background_prototype = True   (default False)" in out
