@@ -10,8 +10,11 @@ import signal
 import subprocess
 
 ENV_KEY = "RS_WSSS_CLI"
-# Windows' CREATE_NEW_PROCESS_GROUP (subprocess only defines the name on Windows)
+# Windows process-creation flags (subprocess defines the names only on Windows)
 CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
+CREATE_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
+# what the engine's environment must not inherit from QGIS: its Python, Qt, and GDAL/PROJ data of another version
+INHERITED_PREFIXES = ("PYTHON", "QGIS_", "QT_", "GDAL_DATA", "GDAL_DRIVER_PATH", "PROJ_LIB", "PROJ_DATA")
 INSTALL_HINT = ("rs-wsss command not found: install rs-wsss in its own environment (git clone …; make install), then "
                 "set its path (…/.venv/bin/rs-wsss, or …\\.venv\\Scripts\\rs-wsss.exe on Windows) under Processing → "
                 "Options → Providers → rs-wsss → 'rs-wsss executable', or in the environment variable RS_WSSS_CLI")
@@ -63,10 +66,21 @@ def find_cli(setting, environ, repo, os_name=None, which=shutil.which):
     return None, INSTALL_HINT
 
 
+def clean_env(environ):
+    """The environment for the CLI: QGIS's Python and Qt setup left out (its numpy would clash with the engine's)."""
+    env = {k: v for k, v in environ.items()
+           if not k.startswith(INHERITED_PREFIXES) and k not in ("LD_LIBRARY_PATH", ENV_KEY)}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def popen_options(os_name=None):
-    """Start the CLI in its own process group so that Cancel reaches it and every child it starts (torchrun, Dask)."""
+    """Start the CLI in its own process group so that Cancel reaches it and every child it starts (torchrun, Dask).
+
+    On Windows also without a console window (QGIS is a GUI program: a console would pop up). Without a console the
+    CTRL_BREAK_EVENT of ``stop`` cannot be delivered, and ``stop`` falls back to ``terminate()``."""
     if (os_name or os.name) == "nt":
-        return {"creationflags": CREATE_NEW_PROCESS_GROUP}
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
     return {"start_new_session": True}
 
 

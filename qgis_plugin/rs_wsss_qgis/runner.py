@@ -7,7 +7,7 @@ import time
 
 from qgis.core import QgsProcessingException, QgsSettings
 
-from .cli_process import ENV_KEY, ProgressLines, find_cli, popen_options, stop
+from .cli_process import ProgressLines, clean_env, find_cli, popen_options, stop
 
 SETTING = "RS_WSSS_CLI"  # Processing → Options → Providers → rs-wsss (processing's Setting, see provider.py)
 SETTING_KEY = "Processing/Configuration/" + SETTING
@@ -27,14 +27,6 @@ def cli_path():
     return path
 
 
-def clean_env():
-    """The subprocess must not inherit QGIS's Python or Qt setup (its numpy would clash with the engine's)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTHON", "QGIS_", "QT_", "GDAL_DRIVER_PATH", "PROJ_LIB")) and k not in ("LD_LIBRARY_PATH", ENV_KEY)}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def run_cli(args, feedback, poll=0.1, grace=5.0, first_stage=ProgressLines.START):
     """Run ``rs-wsss --progress-json ARGS``; progress lines drive the bar, other lines go to the log.
 
@@ -46,7 +38,7 @@ def run_cli(args, feedback, poll=0.1, grace=5.0, first_stage=ProgressLines.START
     if first_stage:
         feedback.setProgressText(first_stage)
         feedback.pushInfo(first_stage)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(os.environ),
                             **popen_options())
     errors, out, lines = [], [], ProgressLines()
 
@@ -98,7 +90,7 @@ def cli_supports(command, option):
     or newer command line than the one it was written with."""
     if command not in _HELP:
         try:
-            p = subprocess.run([cli_path(), command, "--help"], capture_output=True, text=True, env=clean_env(),
+            p = subprocess.run([cli_path(), command, "--help"], capture_output=True, text=True, env=clean_env(os.environ),
                                timeout=60)
             _HELP[command] = p.stdout
         except (OSError, subprocess.SubprocessError):

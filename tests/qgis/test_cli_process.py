@@ -69,8 +69,15 @@ def test_a_wrong_setting_is_reported_not_skipped(tmp_path):
 
 
 def test_process_group_options_per_platform():
-    assert cp.popen_options("nt") == {"creationflags": 0x00000200}
+    assert cp.popen_options("nt") == {"creationflags": 0x00000200 | 0x08000000}  # new group, no console window
     assert cp.popen_options("posix") == {"start_new_session": True}
+
+
+def test_the_cli_environment_leaves_out_qgis_python_qt_and_gdal_data():
+    env = cp.clean_env({"PATH": "/usr/bin", "HOME": "/h", "PYTHONPATH": "/usr/share/qgis/python", "PYTHONHOME": "/q",
+                        "QGIS_PREFIX_PATH": "/usr", "QT_QPA_PLATFORM": "offscreen", "GDAL_DATA": "/q/gdal",
+                        "PROJ_LIB": "/q/proj", "LD_LIBRARY_PATH": "/q/lib", "RS_WSSS_CLI": "/x", "CUDA_VISIBLE_DEVICES": "0"})
+    assert env == {"PATH": "/usr/bin", "HOME": "/h", "CUDA_VISIBLE_DEVICES": "0", "PYTHONUNBUFFERED": "1"}
 
 
 class FakeWindowsProcess:
