@@ -50,8 +50,10 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float,
     """Run a command; return (wall seconds, peak RSS MiB of the child, exit code)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    rc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
-    wall = time.perf_counter() - t0
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall, rc = time.perf_counter() - t0, proc.returncode
+    if rc:
+        print(proc.stderr[-2000:], file=sys.stderr)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return wall, max(peak, before) / 1024, rc
 
@@ -69,3 +71,71 @@ def peak_rss_of(cmd: list[str]) -> tuple[float, float]:
 
 def cli() -> list[str]:
     return [sys.executable, "-m", "rs_wsss_cli.main"]
+
+
+def real_shaped_weights(folder: Path) -> Path:
+    """A random-valued ViT-B/16 (QuickGELU) state dict written in open_clip's published layout, so benchmarks take
+    the real loading path (``--weights DIR``), not the explicit-random one. Timing does not depend on the values."""
+    import torch
+
+    from rs_wsss.config import load_config
+    from rs_wsss.priors import build_priors
+
+    folder.mkdir(parents=True, exist_ok=True)
+    clip, _ = build_priors(load_config().priors, "random", need_dino=False)
+    torch.save(clip.model.state_dict(), folder / "open_clip_vit_b16_openai.bin")
+    return folder
+
+
+def make_checkpoint(path: Path, weights: Path, tiny: bool = False) -> None:
+    """A decoder checkpoint on the CLIP weights in ``weights`` (adapter/decoder untrained: timing only)."""
+    from rs_wsss.classes import load_class_set
+    from rs_wsss.config import load_config, tiny_config
+    from rs_wsss.model.checkpoint import save_checkpoint
+    from rs_wsss.model.wsss import WSSS
+    from rs_wsss.priors import build_priors
+
+    cfg = tiny_config() if tiny else load_config()
+    clip, _ = build_priors(cfg.priors, "random" if tiny else str(weights), need_dino=False)
+    dino_width = 64 if tiny else 768  # DINOv2-B/14 width: the checkpoint keeps its DINO adapter, inference skips it
+    save_checkpoint(path, WSSS(cfg, load_class_set("landcover"), clip, None, dino_width=dino_width))
+
+
+def read_tiles(scene: Path, tile: int, overlap: float) -> list:
+    """The float32 tiles `segment` predicts for ``scene`` (same reader, same windows, same padding)."""
+    import numpy as np
+
+    from rs_wsss.raster.io import open_scene
+    from rs_wsss.raster.stitch import _pad_reflect
+    from rs_wsss.raster.tiles import tile_windows
+
+    with open_scene(scene) as sc:
+        reads = [sc.read(w) for w in tile_windows(sc.width, sc.height, tile, overlap)]
+    return [_pad_reflect(img, valid).astype(np.float32) for img, valid in reads if valid.any()]
+
+
+def bound_visual(clip, grid: int):
+    """open_clip's own ``model.visual`` (a copy) with its positional embedding resized to ``grid`` × ``grid`` once, so
+    its unmodified ``forward`` runs at the tile size: the bound in every speed ratio."""
+    import copy
+
+    import torch
+
+    v = copy.deepcopy(clip.model.visual).float().eval()
+    v.positional_embedding = torch.nn.Parameter(clip._pos_embed(grid, grid).float().clone(), requires_grad=False)
+    return v
+
+
+def cpu_flags() -> str:
+    """CPU model and the instruction-set flags that decide the fast paths (AVX-512, AVX512-BF16, AMX)."""
+    model, flags = platform.processor(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not model.startswith("Intel"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    keep = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_fp16") if f in flags]
+    return f"{model} [{' '.join(keep)}]"

@@ -1,83 +1,139 @@
-"""`rs-wsss segment` overhead over the bare CLIP ViT-B/16 forward on the same tiles (goal ≤ 1.05).
+"""`rs-wsss segment` and the model's own forward ÷ the bound, on the same tiles in the same run.
 
-Real imagery (a VRT mosaic of the NAIP scene), the real ViT-B architectures (random weights: timing does not depend on
-the weight values), a decoder checkpoint, single scale, CRF off; then the extra cost of multi-scale and of the CRF.
-Usage: python benchmarks/segment_overhead.py [--size 2802x2169] [--extras]
+The bound (every ratio's denominator): open_clip's own ViT-B/16 ``model.visual`` forward — float32, its fused attention,
+warm, the same tiles segment predicts, the same batch size and torch threads — timed in this process. Measured in the
+same run, interleaved round by round with:
+
+- ``segment``: the whole ``rs-wsss segment`` process (start-up, weight loading, reads, stitching, COG) on a VRT mosaic
+  of the real NAIP scene, a decoder checkpoint, single scale, no CRF, through the real weights path (a random-valued
+  ViT-B/16 file in open_clip's published layout: timing does not depend on the values);
+- ``model``: the model's own forward as segment runs it (CLIP taps + adapter + decoder, ``WSSS.predict``), warm.
+
+Each row also at ``--precision`` bf16 (or whatever ``--precisions`` lists); the bound stays float32.
+On CUDA the same rows report Mpx/s (tile pixels ÷ seconds).
+Usage: python benchmarks/segment_overhead.py [--size 1868x1446] [--rounds 2] [--precisions fp32,bf16] [--extras]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import NAIP, cli, machine, mosaic_vrt, run_measured
+from _common import NAIP, bound_visual, cli, cpu_flags, machine, make_checkpoint, mosaic_vrt, read_tiles, \
+    real_shaped_weights, run_measured
 
 
-def make_checkpoint(path: Path) -> None:
-    from rs_wsss.classes import load_class_set
-    from rs_wsss.config import load_config
-    from rs_wsss.model.checkpoint import save_checkpoint
-    from rs_wsss.model.wsss import WSSS
-    from rs_wsss.priors import build_priors
-
-    cfg = load_config()
-    clip, dino = build_priors(cfg.priors, "random")
-    save_checkpoint(path, WSSS(cfg, load_class_set("landcover"), clip, dino))
-
-
-def bare_forward(scene: Path, tile: int, overlap: float, batch: int) -> tuple[float, int]:
-    """CLIP ViT-B/16 forward alone over the tiles segment reads (reads excluded from the timing)."""
-    import rasterio
-    import torch
-
-    from rs_wsss.config import load_config
-    from rs_wsss.priors import build_priors
-    from rs_wsss.raster.tiles import tile_windows
-
-    clip, _ = build_priors(load_config().priors, "random", need_dino=False)
-    with rasterio.open(scene) as ds:
-        wins = tile_windows(ds.width, ds.height, tile, overlap)
-        tiles = [ds.read([1, 2, 3], window=w, boundless=True).astype(np.float32) / 255 for w in wins]
-    total = 0.0
-    with torch.inference_mode():
-        clip(torch.from_numpy(np.stack(tiles[:1])))  # warm-up
-        for i in range(0, len(tiles), batch):
-            x = torch.from_numpy(np.stack(tiles[i : i + batch]))
-            t = time.perf_counter()
-            clip(x)
-            total += time.perf_counter() - t
-    return total, len(tiles)
+def _timed(fn, batches) -> float:
+    t = time.perf_counter()
+    for x in batches:
+        fn(x)
+    return time.perf_counter() - t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", default="2802x2169")
+    ap.add_argument("--size", default="1868x1446", help="raster W x H (1868x1446 = 2.7 Mpx; 5600x4300 = 24 Mpx)")
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--overlap", type=float, default=0.25)
-    ap.add_argument("--extras", action="store_true", help="also time multi-scale (0.75,1,1.25) and the CRF")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    ap.add_argument("--no-segment", action="store_true", help="in-process rows only (no whole-process runs)")
+    ap.add_argument("--extras", action="store_true", help="also 3 scales (0.75,1,1.25) and the dense CRF")
     a = ap.parse_args()
+    import torch
+
+    from rs_wsss.classes import load_class_set  # noqa: F401  (imports are not part of any timing below)
+    from rs_wsss.model.checkpoint import load_checkpoint
+    from rs_wsss.runtime import autocast, choose_precision
+    from rs_wsss.segment import load_segmenter
+
     w, h = map(int, a.size.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="rsw-bench-"))
     scene = mosaic_vrt(NAIP, tmp / "mosaic.vrt", w, h)
+    weights = real_shaped_weights(tmp / "weights")
     ckpt = tmp / "model.pt"
-    make_checkpoint(ckpt)
-    base = cli() + ["segment", str(scene), "--model", str(ckpt), "--weights", "random", "--tile", str(a.tile),
-                    "--overlap", str(a.overlap), "--device", "cpu", "--overwrite"]
-    fwd, n = bare_forward(scene, a.tile, a.overlap, 4)
-    runs = {"single scale, no CRF": ["--scales", "1", "--no-crf"]}
+    make_checkpoint(ckpt, weights)
+    tiles = read_tiles(scene, a.tile, a.overlap)
+    dev = torch.device(a.device)
+    batches = [torch.from_numpy(np.stack(tiles[i : i + a.batch])).to(dev) for i in range(0, len(tiles), a.batch)]
+    mpx = len(tiles) * a.tile * a.tile / 1e6
+    precisions = a.precisions.split(",")
+
+    # in-process models: the bound, and the segment model at each precision (loaded exactly as segment loads it)
+    models = {}
+    for p in precisions:
+        seg = load_segmenter(str(ckpt), None, False, str(weights), a.device, overrides=[f"infer.precision={p}",
+                                                                                         "infer.scales=[1.0]"])
+        models[p] = seg.model
+    visual = bound_visual(models[precisions[0]].clip, a.tile // 16).to(dev)
+    assert load_checkpoint(ckpt)["random_weights"] is False  # the real weights path, not --weights random
+
+    def bound(x):
+        with torch.inference_mode():
+            visual(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def ours(p):
+        model, dtype = models[p], choose_precision(p, dev)
+
+        def run(x):
+            with torch.inference_mode(), autocast(dev, dtype):
+                model.predict(x, scales=[1.0], flip=False)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+        return run
+
+    for fn in [bound] + [ours(p) for p in precisions]:  # warm-up: one batch each
+        fn(batches[0])
+    base = cli() + ["segment", str(scene), "--model", str(ckpt), "--weights", str(weights), "--tile", str(a.tile),
+                    "--overlap", str(a.overlap), "--device", a.device, "--overwrite", "--scales", "1", "--no-crf",
+                    "--set", f"infer.batch={a.batch}"]
+    runs = {f"segment, single scale, no CRF, {p}": ["--precision", p] for p in precisions}
     if a.extras:
-        runs |= {"3 scales, no CRF": ["--scales", "0.75,1,1.25", "--no-crf"], "single scale + CRF": ["--scales", "1", "--crf"]}
+        runs |= {"segment, 3 scales, no CRF, fp32": ["--precision", "fp32", "--scales", "0.75,1,1.25"],
+                 "segment, single scale + CRF, fp32": ["--precision", "fp32", "--crf"]}
+    if a.no_segment:
+        runs = {}
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(a.rounds):  # interleaved: every row has a bound measured right beside it
+        for p in precisions:
+            tb = _timed(bound, batches)
+            tm = _timed(ours(p), batches)
+            rows.setdefault(f"model forward (CLIP taps + adapter + decoder), {p}", []).append((tm, tb))
+        for name, extra in runs.items():
+            tb = _timed(bound, batches)
+            wall, _, rc = run_measured(base + ["-o", str(tmp / "out.tif")] + extra)
+            assert rc == 0, f"segment failed ({name})"
+            rows.setdefault(f"{name} (whole process)", []).append((wall, tb))
+
     print(machine())
-    print(f"raster {w}x{h} px (real NAIP imagery mosaic), {n} tiles of {a.tile} px, overlap {a.overlap}")
-    print(f"| run | wall s | ÷ bare CLIP forward ({fwd:.1f} s) |\n|---|---|---|")
-    for name, extra in runs.items():
-        wall, _, rc = run_measured(base + ["-o", str(tmp / "out.tif")] + extra)
-        assert rc == 0, f"segment failed ({name})"
-        print(f"| segment, {name} | {wall:.1f} | {wall / fwd:.3f} |")
+    print(f"CPU: {cpu_flags()}; torch threads {torch.get_num_threads()}")
+    print(f"raster {w}x{h} px = {w * h / 1e6:.1f} Mpx (real NAIP imagery mosaic), {len(tiles)} tiles of {a.tile} px, "
+          f"overlap {a.overlap}, batch {a.batch}, device {a.device}, {a.rounds} interleaved rounds")
+    print("| row | seconds (per round) | bound s (same round) | ÷ bound (median) |" + (" Mpx/s |" if dev.type == "cuda" else ""))
+    print("|---|---|---|---|" + ("---|" if dev.type == "cuda" else ""))
+    for name, vals in rows.items():
+        ratio = statistics.median(t / b for t, b in vals)
+        extra = f" {mpx / statistics.median(t for t, _ in vals):.1f} |" if dev.type == "cuda" else ""
+        print(f"| {name} | {', '.join(f'{t:.1f}' for t, _ in vals)} | {', '.join(f'{b:.1f}' for _, b in vals)} | "
+              f"{ratio:.3f} |{extra}")
+    if dev.type == "cuda":
+        tb = statistics.median(b for v in rows.values() for _, b in v)
+        print(f"bound: {mpx / tb:.1f} Mpx/s")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":

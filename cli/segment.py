@@ -21,6 +21,9 @@ from .options import (bands_opt, classes_opt, config_opt, device_opt, overlap_op
 @click.option("--crf/--no-crf", default=None, help="Dense CRF post-processing (default: the config's infer.crf).")
 @weights_opt
 @device_opt
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
+              help="Numeric precision (default: the config's infer.precision; auto: bf16 on CPUs with AMX or "
+                   "AVX512-BF16, autocast on CUDA, else fp32).")
 @overwrite_opt
 @click.option("--vectorize/--no-vectorize", default=None, help="Write polygons (default: for .gpkg outputs).")
 @click.option("--probs", is_flag=True, help="Also write the per-pixel confidence raster (OUT_confidence.tif).")
@@ -39,7 +42,8 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
                 class_set: str | None, tile: int | None, overlap: float | None, scales: list[float] | None,
                 crf: bool | None, weights: str | None, device: str, overwrite: bool, vectorize: bool | None,
                 probs: bool, min_area: float, simplify: float, bands: list[int] | None, config_path: str | None,
-                overrides: tuple[str, ...], tiny: bool, dask_address: str | None, block_size: int) -> None:
+                overrides: tuple[str, ...], tiny: bool, dask_address: str | None, block_size: int,
+                precision: str | None) -> None:
     """Segment rasters into a georeferenced class raster and polygons.
 
     \b
@@ -59,7 +63,8 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
     if model_path:
         check_inputs([model_path])
     plan = plan_outputs(list(scenes), output, vectorize=vectorize, probs=probs, overwrite=overwrite)
-    settings = {k: v for k, v in {"infer.scales": scales, "infer.crf": crf, "raster.bands": bands,
+    settings = {k: v for k, v in {"infer.scales": scales, "infer.crf": crf, "infer.precision": precision,
+                                  "raster.bands": bands,
                                   "raster.tile": tile, "raster.overlap": overlap}.items() if v is not None}
     spec = dict(model_path=model_path, class_set=class_set, zero_shot=zero_shot, weights=weights,
                 device=pick_device(device), tiny=tiny, overrides=tuple(overrides), config_path=config_path,

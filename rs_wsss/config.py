@@ -184,7 +184,9 @@ class InferConfig:
     crf_bilateral_sxy: float = 50.0
     crf_bilateral_srgb: float = 13.0
     crf_bilateral_compat: float = 10.0
-    batch: int = 4
+    batch: int = 0  # tiles per forward; 0: automatic from tile size and memory (rs_wsss.runtime.auto_batch)
+    # auto: bf16 on CPUs with AMX/AVX512-BF16, autocast bf16 (or fp16) on CUDA, else fp32 (rs_wsss.runtime)
+    precision: str = "auto"
 
 
 @dataclass

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class Segmenter:
     cfg: Config
     meta: dict[str, str]
     norms: dict[str, dict] = field(default_factory=dict)  # scene file name → NormStats dict from training
+    model: Any = None  # the WSSS module behind ``predict`` (benchmarks, introspection)
+    auto_batch: Callable[[int], int] | None = None  # tile px → batch size, when infer.batch is 0 (automatic)
 
 
 def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: bool, weights: str | None = None,
@@ -92,10 +95,26 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
         model_id, norms = "zero-shot", {}
     model.to(device).eval()
     random_weights = "random" in clip.identifier  # build_priors has said so in the log
+    from .runtime import apply_precision, auto_batch, autocast, choose_precision
+
+    dtype = choose_precision(cfg.infer.precision, device)
+    if dtype != torch.float32:
+        apply_precision(model, dtype)
+    # the decoder runs under autocast; zero-shot's CAM/USR arithmetic (cosines, sigmoids, attention powers) stays
+    # float32 on float32 CLIP outputs: only the CLIP tower is in low precision there
+    ctx = (lambda: autocast(device, dtype)) if model_path else contextlib.nullcontext
+    batch_of = None
+    if cfg.infer.batch <= 0:  # resolved now for the config's tile size, again by segment_scene for the one it gets
+
+        def batch_of(tile: int) -> int:
+            return auto_batch(tile, device, clip.width, clip.num_blocks, clip.patch, cfg.infer.scales)
+
+        cfg.infer.batch = batch_of(cfg.raster.tile)
+    log.info("inference: %s, batch %d", str(dtype).replace("torch.", ""), cfg.infer.batch)
 
     def predict(batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(device)
-        with torch.inference_mode():
+        with torch.inference_mode(), ctx():
             probs = (model.predict(x) if model_path else model.zero_shot(x)).float().cpu().numpy()
         if cfg.infer.crf:
             from .model.crf import crf_refine
@@ -107,7 +126,7 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
 
     meta = {"rs_wsss_version": __version__, "model": model_id, "class_set": cs.name,
             "weights": "random-weights" if random_weights else clip.identifier}
-    return Segmenter(predict, cs, cfg, meta, norms)
+    return Segmenter(predict, cs, cfg, meta, norms, model, batch_of)
 
 
 def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, tile: int | None = None,
@@ -152,6 +171,10 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
     for p in paths.values():
         if p is not None:
             check_output(p, overwrite)
+    if seg.auto_batch is not None or cfg.infer.batch <= 0:  # automatic: for this tile size
+        from .runtime import auto_batch
+
+        cfg.infer.batch = seg.auto_batch(tile) if seg.auto_batch is not None else auto_batch(tile, "cpu")
     known = seg.norms.get(Path(scene_path).name)
     temps: dict[str, Path] = {k: p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}") for k, p in paths.items() if p}
     tif = paths["tif"]
