@@ -46,6 +46,18 @@ def mosaic_vrt(src: Path, out: Path, width: int, height: int) -> Path:
     return out
 
 
+def run_cpu(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Run a command to completion; return (wall seconds, CPU seconds user + system of the child and its children)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:4])} … failed: {proc.stderr[-2000:]}")
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
     """Run a command; return (wall seconds, peak RSS MiB of the child, exit code)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -10,7 +10,11 @@ same run, interleaved round by round with:
 - ``model``: the model's own forward as segment runs it (CLIP taps + adapter + decoder, ``WSSS.predict``), warm.
 
 Each row also at ``--precision`` bf16 (or whatever ``--precisions`` lists); the bound stays float32.
-On CUDA the same rows report Mpx/s (tile pixels ÷ seconds).
+
+Seconds are CPU seconds (user + system, all threads; for ``segment`` the whole child process) with ``--threads``
+torch/OpenMP threads everywhere (default 1): on a machine shared with other work, wall time swings by 2-4× between
+two identical passes while CPU time does not; wall seconds are printed beside them. On CUDA the rows report wall
+time and Mpx/s (tile pixels ÷ seconds) instead.
 Usage: python benchmarks/segment_overhead.py [--size 1868x1446] [--rounds 2] [--precisions fp32,bf16] [--extras]
 """
 
@@ -25,14 +29,18 @@ from pathlib import Path
 import numpy as np
 
 from _common import NAIP, bound_visual, cli, cpu_flags, machine, make_checkpoint, mosaic_vrt, read_tiles, \
-    real_shaped_weights, run_measured
+    real_shaped_weights, run_cpu
+
+CUDA = False
 
 
-def _timed(fn, batches) -> float:
-    t = time.perf_counter()
+def _timed(fn, batches) -> tuple[float, float]:
+    """(measure, wall): measure is CPU seconds of this process on CPU, wall seconds on CUDA."""
+    c, t = time.process_time(), time.perf_counter()
     for x in batches:
         fn(x)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    return (wall if CUDA else time.process_time() - c), wall
 
 
 def main() -> None:
@@ -42,12 +50,20 @@ def main() -> None:
     ap.add_argument("--overlap", type=float, default=0.25)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--device", default="cuda" if _cuda() else "cpu")
     ap.add_argument("--no-segment", action="store_true", help="in-process rows only (no whole-process runs)")
     ap.add_argument("--extras", action="store_true", help="also 3 scales (0.75,1,1.25) and the dense CRF")
     a = ap.parse_args()
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)  # the segment children too
     import torch
+
+    global CUDA
+    CUDA = a.device == "cuda"
+    torch.set_num_threads(a.threads)
 
     from rs_wsss.classes import load_class_set  # noqa: F401  (imports are not part of any timing below)
     from rs_wsss.model.checkpoint import load_checkpoint
@@ -102,31 +118,32 @@ def main() -> None:
                  "segment, single scale + CRF, fp32": ["--precision", "fp32", "--crf"]}
     if a.no_segment:
         runs = {}
-    rows: dict[str, list[tuple[float, float]]] = {}
+    rows: dict[str, list[tuple[float, float, float, float]]] = {}  # (ours, ours wall, bound, bound wall)
     for _ in range(a.rounds):  # interleaved: every row has a bound measured right beside it
         for p in precisions:
             tb = _timed(bound, batches)
             tm = _timed(ours(p), batches)
-            rows.setdefault(f"model forward (CLIP taps + adapter + decoder), {p}", []).append((tm, tb))
+            rows.setdefault(f"model forward (CLIP taps + adapter + decoder), {p}", []).append((*tm, *tb))
         for name, extra in runs.items():
             tb = _timed(bound, batches)
-            wall, _, rc = run_measured(base + ["-o", str(tmp / "out.tif")] + extra)
-            assert rc == 0, f"segment failed ({name})"
-            rows.setdefault(f"{name} (whole process)", []).append((wall, tb))
+            wall, cpu = run_cpu(base + ["-o", str(tmp / "out.tif")] + extra)
+            rows.setdefault(f"{name} (whole process)", []).append((wall if CUDA else cpu, wall, *tb))
 
     print(machine())
     print(f"CPU: {cpu_flags()}; torch threads {torch.get_num_threads()}")
     print(f"raster {w}x{h} px = {w * h / 1e6:.1f} Mpx (real NAIP imagery mosaic), {len(tiles)} tiles of {a.tile} px, "
           f"overlap {a.overlap}, batch {a.batch}, device {a.device}, {a.rounds} interleaved rounds")
-    print("| row | seconds (per round) | bound s (same round) | ÷ bound (median) |" + (" Mpx/s |" if dev.type == "cuda" else ""))
-    print("|---|---|---|---|" + ("---|" if dev.type == "cuda" else ""))
+    unit = "wall s" if CUDA else f"CPU s ({a.threads} thread{'s' * (a.threads > 1)})"
+    print(f"| row | {unit} per round | bound {unit}, same round | ÷ bound (median) | wall s: row / bound |"
+          + (" Mpx/s |" if CUDA else ""))
+    print("|---|---|---|---|---|" + ("---|" if CUDA else ""))
     for name, vals in rows.items():
-        ratio = statistics.median(t / b for t, b in vals)
-        extra = f" {mpx / statistics.median(t for t, _ in vals):.1f} |" if dev.type == "cuda" else ""
-        print(f"| {name} | {', '.join(f'{t:.1f}' for t, _ in vals)} | {', '.join(f'{b:.1f}' for _, b in vals)} | "
-              f"{ratio:.3f} |{extra}")
-    if dev.type == "cuda":
-        tb = statistics.median(b for v in rows.values() for _, b in v)
+        ratio = statistics.median(t / b for t, _, b, _ in vals)
+        extra = f" {mpx / statistics.median(v[1] for v in vals):.1f} |" if CUDA else ""
+        print(f"| {name} | {', '.join(f'{v[0]:.1f}' for v in vals)} | {', '.join(f'{v[2]:.1f}' for v in vals)} | "
+              f"{ratio:.3f} | {', '.join(f'{v[1]:.0f}/{v[3]:.0f}' for v in vals)} |{extra}")
+    if CUDA:
+        tb = statistics.median(v[3] for vals in rows.values() for v in vals)
         print(f"bound: {mpx / tb:.1f} Mpx/s")
 
 

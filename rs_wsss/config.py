@@ -187,6 +187,7 @@ class InferConfig:
     batch: int = 0  # tiles per forward; 0: automatic from tile size and memory (rs_wsss.runtime.auto_batch)
     # auto: bf16 on CPUs with AMX/AVX512-BF16, autocast bf16 (or fp16) on CUDA, else fp32 (rs_wsss.runtime)
     precision: str = "auto"
+    crf_workers: int = 0  # processes refining a batch's tiles in parallel; 0: one per two cores (1: in-process)
 
 
 @dataclass

@@ -117,11 +117,10 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
         with torch.inference_mode(), ctx():
             probs = (model.predict(x) if model_path else model.zero_shot(x)).float().cpu().numpy()
         if cfg.infer.crf:
-            from .model.crf import crf_refine
+            from .model.crf import crf_refine_batch, crf_workers
 
-            for i in range(len(probs)):
-                rgb = (batch[i].transpose(1, 2, 0) * 255).round().astype(np.uint8)
-                probs[i] = crf_refine(rgb, probs[i], cfg.infer)
+            rgb = (batch.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+            probs = crf_refine_batch(rgb, probs, cfg.infer, crf_workers(cfg.infer.crf_workers, len(probs)))
         return probs
 
     meta = {"rs_wsss_version": __version__, "model": model_id, "class_set": cs.name,

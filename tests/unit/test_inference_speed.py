@@ -104,3 +104,20 @@ def test_automatic_batch_size_shrinks_with_the_tile():
     assert auto_batch(512, "cpu") == 4  # CPU: small batches, the cores are busy at batch 1
     assert auto_batch(2048, "cpu") < auto_batch(1024, "cpu") <= 4
     assert auto_batch(2048, "cpu", scales=[1.5]) <= auto_batch(2048, "cpu") and auto_batch(8192, "cpu") == 1
+
+
+def test_crf_in_worker_processes_gives_the_in_process_result(shared_data):
+    from rs_wsss.config import InferConfig
+    from rs_wsss.model import crf
+
+    x = _potsdam(shared_data, 96)
+    rgb = (x.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+    g = x.mean(1, keepdims=True)
+    probs = np.concatenate([g, 1 - g, np.full_like(g, 0.1)], 1).astype(np.float32)
+    probs /= probs.sum(1, keepdims=True)
+    cfg = InferConfig(crf_iters=3)
+    serial = crf.crf_refine_batch(rgb, probs, cfg, workers=1)
+    pooled = crf.crf_refine_batch(rgb, probs, cfg, workers=2)
+    assert crf._pool_size == 2  # the pool ran it
+    assert np.array_equal(serial, pooled) and not np.allclose(serial, probs, atol=1e-3)  # the CRF changed something
+    assert crf.crf_workers(0, 4) >= 1 and crf.crf_workers(3, 4) == 3
