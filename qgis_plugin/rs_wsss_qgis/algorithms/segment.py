@@ -181,7 +181,7 @@ class SegmentAlgorithm(RsWsssAlgorithm):
                                                              "gpkg", feedback)
         extra = []
         if extent and cli_supports("segment", "--bounds"):
-            extra += ["--bounds", ",".join(repr(v) for v in extent)]
+            extra += ["--bounds=" + ",".join(repr(v) for v in extent)]  # one token: a value may start with '-'
             extent = None
         if mask and cli_supports("segment", "--aoi"):
             extra += ["--aoi", mask]
