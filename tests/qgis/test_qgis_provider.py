@@ -75,12 +75,12 @@ def test_segment_algorithm_on_a_real_geotiff_with_bands_extent_and_confidence(qg
     # the western half, on the pixel grid (xmin,xmax,ymin,ymax as QGIS writes extents)
     xmid = b.left + round((b.right - b.left) / 2 / res) * res
     p = qgis_run(qgis_env, "segment", INPUT=scene, CLASSES=0, TILE=256, RANDOM_WEIGHTS="true", TINY="true",
-                 BANDS=[4, 1, 2], SCALES="1", CRF=2, MIN_AREA=4, EXTENT=f"{b.left},{xmid},{b.bottom},{b.top}",
+                 BANDS=[4, 1, 2], SCALES="1", CRF=2, MIN_AREA=4, PRECISION=2, EXTENT=f"{b.left},{xmid},{b.bottom},{b.top}",
                  OUTPUT_RASTER=tmp_path / "classes.tif", OUTPUT_VECTOR=tmp_path / "polys.gpkg",
                  OUTPUT_CONFIDENCE=tmp_path / "conf.tif")
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     command = next(l for l in p.stdout.splitlines() if l.startswith("$ "))
-    for opt in ("--bands 4,1,2", "--scales 1.0", "--no-crf", "--min-area 4.0", "--probs"):
+    for opt in ("--bands 4,1,2", "--scales 1.0", "--no-crf", "--min-area 4.0", "--probs", "--precision fp32"):
         assert opt in command
     assert "--crf " not in command and "--overlap" not in command  # unset options stay the CLI's defaults
     assert n_bands == 4

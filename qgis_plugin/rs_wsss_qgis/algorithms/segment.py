@@ -14,6 +14,7 @@ from .clip import clip_to_vrt, raster_identity
 
 DEVICES = ["auto", "cpu", "cuda"]
 CRF_CHOICES = ["as configured (on in the paper's configuration)", "on", "off"]
+PRECISIONS = ["as configured (auto: bf16 on CPUs with AMX/AVX512-BF16, autocast on CUDA)", "auto", "fp32", "bf16", "fp16"]
 
 
 def parse_scales(text):
@@ -75,6 +76,7 @@ class SegmentAlgorithm(RsWsssAlgorithm):
                                                        QgsProcessingParameterNumber.Double, minValue=0.0, maxValue=0.9,
                                                        optional=True))
         self.add_advanced(QgsProcessingParameterEnum("DEVICE", self.tr("Device"), DEVICES, defaultValue=0))
+        self.add_advanced(QgsProcessingParameterEnum("PRECISION", self.tr("Numeric precision"), PRECISIONS, defaultValue=0))
         if test_mode():
             self.add_advanced(QgsProcessingParameterBoolean("RANDOM_WEIGHTS", self.tr("Random backbone weights (testing only)"),
                                                             defaultValue=False))
@@ -144,6 +146,9 @@ class SegmentAlgorithm(RsWsssAlgorithm):
                                  ("SIMPLIFY", "--simplify", self.parameterAsDouble)):
             if parameters.get(key) not in (None, ""):
                 args += [opt, as_num(parameters, key, context)]
+        precision = self.parameterAsEnum(parameters, "PRECISION", context)
+        if precision:
+            args += ["--precision", PRECISIONS[precision]]
         if conf_out:
             args += ["--probs"]
         if test_mode() and self.parameterAsBool(parameters, "RANDOM_WEIGHTS", context):
