@@ -184,9 +184,8 @@ def _intersects(window: Window, full: Window) -> bool:
 
 
 def compute_norm(scene: Scene, percentile: tuple[float, float] = (2.0, 98.0)) -> NormStats:
-    """8-bit data: 0–255 as is. Other types: per-band percentiles of the valid pixels of a decimated read."""
-    if scene.dtype == "uint8":
-        return NormStats([0.0] * 3, [255.0] * 3)
+    """8-bit data: 0–255 as is. Other types: per-band percentiles of the valid pixels of a decimated read. A scene
+    without a valid pixel is refused (for 8-bit data too: its output would be nodata only)."""
     src = scene.src
     f = max(1.0, max(src.width, src.height) / DECIMATED)
     shape = (max(1, int(src.height / f)), max(1, int(src.width / f)))
@@ -198,6 +197,8 @@ def compute_norm(scene: Scene, percentile: tuple[float, float] = (2.0, 98.0)) ->
         ok &= ~np.all(arr == np.float64(np.float32(scene.src_nodata)), axis=0)
     if not ok.any():
         raise RsWsssError(f"{scene.path}: every pixel is nodata; nothing to segment")
+    if scene.dtype == "uint8":
+        return NormStats([0.0] * 3, [255.0] * 3)
     low, high = [], []
     for b in scene.bands:
         lo, hi = np.percentile(arr[uniq.index(b)][ok], list(percentile))
