@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_SCALE = 8.0  # a 512-px tile at ×8 is 4096 px: beyond that a scale is a typo, not a choice
 
 
 def _band_list(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[int] | None:
@@ -35,8 +36,8 @@ def _scale_list(ctx: click.Context, param: click.Parameter, value: str | None) -
         scales = [float(s) for s in value.split(",") if s.strip()]
     except ValueError:
         raise click.BadParameter(f"'{value}': expected numbers separated by commas, e.g. 0.75,1,1.25") from None
-    if not scales or any(not s > 0 for s in scales):
-        raise click.BadParameter(f"'{value}': scales must be positive numbers")
+    if not scales or any(not 0 < s <= MAX_SCALE for s in scales):  # also refuses nan and inf
+        raise click.BadParameter(f"'{value}': scales must be numbers in (0, {MAX_SCALE:g}], e.g. 0.75,1,1.25")
     return scales
 
 

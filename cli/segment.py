@@ -52,6 +52,8 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
       rs-wsss segment scene.tif -o out.gpkg --zero-shot --classes landcover --scales 1 --no-crf
       rs-wsss segment ortho/*.tif -o results/ --model model.pt
     """
+    import os
+
     from rs_wsss.outputs import plan_outputs
     from rs_wsss.raster.io import check_bands
     from rs_wsss.segment import load_segmenter, segment_scene
@@ -62,7 +64,9 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
     check_bands(list(scenes), bands)  # unreadable rasters and impossible band choices fail before a model is built
     if model_path:
         check_inputs([model_path])
-    plan = plan_outputs(list(scenes), output, vectorize=vectorize, probs=probs, overwrite=overwrite)
+    reads = [model_path, config_path, weights, class_set]  # never written to, whatever -o says
+    plan = plan_outputs(list(scenes), output, vectorize=vectorize, probs=probs, overwrite=overwrite,
+                        inputs=[p for p in reads if p and os.path.isfile(p)])
     settings = {k: v for k, v in {"infer.scales": scales, "infer.crf": crf, "infer.precision": precision,
                                   "raster.bands": bands,
                                   "raster.tile": tile, "raster.overlap": overlap}.items() if v is not None}

@@ -39,12 +39,12 @@ def template(scenes, output, tile, overlap, overwrite) -> None:
       (open tags.gpkg in QGIS, type "building;road" into the labels field of each tile)
     """
     from rs_wsss.raster.tags import template_grid, write_tags
-    from rs_wsss.outputs import check_target as check_output
+    from rs_wsss.outputs import check_target as check_output, input_files
 
     from .common import check_inputs, log
 
     check_inputs(scenes)
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=input_files(list(scenes)))
     rows = template_grid(list(scenes), tile, overlap)
     write_tags(rows, output, overwrite)
     log.info("wrote %d empty tiles to %s", len(rows), output)
@@ -73,14 +73,14 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
     from rs_wsss.classes import load_class_set
     from rs_wsss.errors import RsWsssError
     from rs_wsss.raster.tags import tags_from_vector, write_tags
-    from rs_wsss.outputs import check_target as check_output
+    from rs_wsss.outputs import check_target as check_output, input_files
 
     from .common import check_inputs, log, parse_value_map
 
     if not field and not class_name:
         raise RsWsssError("give --field FIELD (attribute with class names) or --class-name CLASS")
     check_inputs(scenes)
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=[vector, class_set, *input_files(list(scenes))])
     cs = load_class_set(class_set)
     if class_name:
         cs.index(class_name)
@@ -110,15 +110,15 @@ def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile,
     from rs_wsss.classes import load_class_set
     from rs_wsss.errors import RsWsssError
     from rs_wsss.raster.tags import tags_from_raster, write_tags
-    from rs_wsss.outputs import check_target as check_output
+    from rs_wsss.outputs import check_target as check_output, input_files
 
     from .common import check_inputs, log, parse_value_map
 
     check_inputs(scenes)
-    check_output(output, overwrite)
     files = sorted(str(p) for p in Path(masks).iterdir() if p.is_file()) if Path(masks).is_dir() else sorted(glob.glob(masks))
     if not files:
         raise RsWsssError(f"--masks {masks}: no files found")
+    check_output(output, overwrite, inputs=[class_set, *files, *input_files(list(scenes))])
     rows = tags_from_raster(list(scenes), files, load_class_set(class_set), tile, overlap, min_fraction,
                             parse_value_map(value_map))
     write_tags(rows, output, overwrite)

@@ -46,14 +46,18 @@ def train_cmd(ctx: click.Context, scenes: tuple[str, ...], tags_path: str, outpu
         raise SystemExit(relaunch_under_torchrun(nproc, without_option(sys.argv[1:], "--nproc")))
     from rs_wsss.classes import load_class_set
     from rs_wsss.config import load_config, set_value, tiny_config
-    from rs_wsss.outputs import check_target
+    import os
+
+    from rs_wsss.outputs import check_target, input_files
     from rs_wsss.raster.io import check_bands
     from rs_wsss.train.run import run_training
 
     from .common import check_inputs, log, pick_device, progress_of
 
     check_inputs(scenes)
-    check_target(output, overwrite=True)  # directory exists and is writable; an existing file is run_training's call
+    reads = [tags_path, config_path, weights, class_set, *input_files(list(scenes))]  # -o may be none of them
+    check_target(output, overwrite=True, inputs=[p for p in reads if p and os.path.isfile(p)])  # an existing -o:
+    # run_training's call (refused unless --resume)
     check_bands(list(scenes), bands)
     cs = load_class_set(class_set)
     cfg = tiny_config(overrides) if tiny else load_config(config_path, overrides)

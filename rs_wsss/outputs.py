@@ -7,6 +7,7 @@ so an hour of inference never ends in a failed write.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +40,19 @@ def output_paths(out: Path, vectorize: bool | None, probs: bool = False) -> dict
     return paths
 
 
-def check_target(path: str | Path, overwrite: bool) -> Path:
+def check_target(path: str | Path, overwrite: bool, inputs: list[str | Path | None] = ()) -> Path:
     """:func:`rs_wsss.raster.write.check_output` (exists / missing directory) plus a real write probe: permission
     bits do not tell root about read-only file systems, and a failure after an hour of work is the worst time to find
     out.
 
     Raises:
-        RsWsssError: the output exists (without ``overwrite``) or its directory is missing or not writable.
+        RsWsssError: the output is one of ``inputs``, exists (without ``overwrite``) or its directory is missing or
+            not writable.
     """
     from .raster.write import check_output
 
+    if inputs:
+        guard_outputs([path], list(inputs), check=False)
     path = check_output(path, overwrite)
     try:
         with tempfile.NamedTemporaryFile(dir=path.parent or Path("."), prefix=".rs-wsss-probe."):
@@ -77,17 +81,18 @@ class OutputPlan:
 
 
 def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = None, probs: bool = False,
-                 overwrite: bool = False) -> OutputPlan:
+                 overwrite: bool = False, inputs: list[str | Path | None] = ()) -> OutputPlan:
     """Map scenes to outputs and refuse, before any work, whatever would fail or clobber a file.
 
     Args:
         scenes: input rasters.
         output: ``-o``: a ``.gpkg``/``.tif`` file for one scene, or a directory (existing, or ending in ``/``).
         vectorize: write polygons (None: for .gpkg outputs). probs: also write confidence rasters.
-        overwrite: replace existing outputs.
+        overwrite: replace existing outputs. inputs: the other files the run reads (checkpoint, class set, config,
+            weights); the scenes and the files their datasets are made of (VRT sources) are added here.
 
     Raises:
-        RsWsssError: a file name given for several scenes, clashing scene names, an existing output, an unwritable
+        RsWsssError: an output that is an input (with or without ``overwrite``), a file name given for several scenes, clashing scene names, an existing output, an unwritable
             directory.
     """
     out = Path(output)
@@ -106,12 +111,56 @@ def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = Non
             raise RsWsssError("several scenes share a file name; segment them into different directories")
         check_target(out, overwrite=True)  # its parent exists and is writable
         new_dir = None if out.exists() else out
-    if new_dir is None:  # files in a directory created later cannot exist yet
-        for _, t in targets:
-            for p in output_paths(t, vectorize, probs).values():
-                if p is not None:
-                    check_target(p, overwrite)
-    else:
-        for _, t in targets:
-            output_paths(t, vectorize, probs)  # the names are valid
+    planned = [p for _, t in targets for p in output_paths(t, vectorize, probs).values()]
+    # files in a directory created later cannot exist yet: only the "is an input / twice" checks apply there
+    guard_outputs(planned, [*inputs, *input_files(scenes)], overwrite, check=new_dir is None)
     return OutputPlan(targets, new_dir)
+
+
+def input_files(rasters: list[str | Path]) -> list[Path]:
+    """The rasters and every file GDAL reads for them (a VRT's sources, overviews, sidecars)."""
+    from .raster.io import open_dataset
+
+    files: list[Path] = []
+    for r in rasters:
+        files.append(Path(r))
+        try:
+            with open_dataset(r) as ds:
+                files += [Path(f) for f in ds.files if not str(f).startswith("/vsi")]
+        except RsWsssError:
+            continue  # unreadable rasters are refused by the caller's own checks
+    return files
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same path after resolving symlinks and ``..``, or the same inode (hard links, bind mounts)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): only the path comparison applies
+        return False
+
+
+def guard_outputs(outputs: list[str | Path | None], inputs: list[str | Path | None], overwrite: bool = False,
+                  check: bool = True) -> list[Path]:
+    """The one check of every file a command is about to write, before any work: none may be an input (scene, its
+    VRT sources, tags, checkpoint, mask, config, class set, weights), with or without ``overwrite``; no two outputs
+    may be the same file; each passes :func:`check_target` (unless ``check`` is False: a folder yet to be made).
+    Commands pass the full list of planned outputs (every sibling: .qml, .gpkg, confidence, sidecars, reports: what
+    :func:`output_paths` registers), so a sibling added there is covered.
+
+    Raises:
+        RsWsssError: an output is an input or another output, exists (without ``overwrite``) or cannot be written.
+    """
+    outs = [Path(o) for o in outputs if o is not None]
+    ins = [Path(i) for i in inputs if i is not None]
+    for k, out in enumerate(outs):
+        for inp in ins:
+            if _same_file(out, inp):
+                raise RsWsssError(f"output {out} is the input {inp}: inputs are never overwritten (not even with "
+                                  "--overwrite); choose another -o")
+        for other in outs[:k]:
+            if _same_file(out, other):
+                raise RsWsssError(f"two outputs are the same file ({other} and {out}); choose another -o")
+    return [check_target(o, overwrite) for o in outs] if check else outs

@@ -38,7 +38,7 @@ class Segmenter:
     class_set: ClassSet
     cfg: Config
     meta: dict[str, str]
-    norms: dict[str, dict] = field(default_factory=dict)  # scene file name → NormStats dict from training
+    norms: dict[str, dict] = field(default_factory=dict)  # scene_key(file) → NormStats dict from training
     model: Any = None  # the WSSS module behind ``predict`` (benchmarks, introspection)
     auto_batch: Callable[[int], int] | None = None  # tile px → batch size, when infer.batch is 0 (automatic)
 
@@ -158,31 +158,33 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
     """
     from .raster import blocks
     from .raster.env import raster_env
-    from .raster.io import NormStats, open_scene
+    from .atomic import remove_quietly, sweep_stale, temp_path
+    from .outputs import guard_outputs, input_files
+    from .raster.io import known_norm, open_scene
     from .raster.stitch import stitch
     from .raster.vectorize import vectorize as to_polygons
-    from .raster.write import check_output, finalize_class_raster, write_qml
+    from .raster.write import finalize_class_raster, write_qml
 
     cs, cfg = seg.class_set, seg.cfg
     tile = cfg.raster.tile if tile is None else tile
     overlap = cfg.raster.overlap if overlap is None else overlap
     paths = output_paths(Path(out), vectorize, probs)
+    guard_outputs(list(paths.values()), list(input_files([scene_path])), overwrite)  # never an input, any sibling
     for p in paths.values():
         if p is not None:
-            check_output(p, overwrite)
+            sweep_stale(p)  # temporaries of a killed earlier run (their PID is gone)
     if seg.auto_batch is not None or cfg.infer.batch <= 0:  # automatic: for this tile size
         from .runtime import auto_batch
 
         cfg.infer.batch = seg.auto_batch(tile) if seg.auto_batch is not None else auto_batch(tile, "cpu")
-    known = seg.norms.get(Path(scene_path).name)
-    temps: dict[str, Path] = {k: p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}") for k, p in paths.items() if p}
+    temps: dict[str, Path] = {k: temp_path(p) for k, p in paths.items() if p}
     tif = paths["tif"]
     assert tif is not None  # output_paths always names the class raster
-    raw = tif.with_name(f".{tif.stem}.{os.getpid()}.raw.tif")
-    conf_tmp = temps.get("conf") if probs else (raw.with_suffix(".conf.tif") if paths["gpkg"] else None)
+    raw = temp_path(tif, "raw")
+    conf_tmp = temps.get("conf") if probs else (temp_path(tif, "rawconf") if paths["gpkg"] else None)
     with raster_env():
         try:
-            with open_scene(scene_path, cfg.raster.bands, NormStats.from_dict(known) if known else None, cfg.raster.gsd,
+            with open_scene(scene_path, cfg.raster.bands, known_norm(seg.norms, scene_path), cfg.raster.gsd,
                             tuple(cfg.raster.percentile)) as scene:
                 if executor is None and scene.width > blocks.MAX_STRIP_WIDTH:  # bound the strip buffer: column blocks
                     executor = blocks.LocalBlocks(seg.predict, cs.num_classes + 1, cfg.infer.batch)
@@ -204,10 +206,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             for key, tmp in temps.items():
                 os.replace(tmp, paths[key])
         finally:
-            for p in [raw, *temps.values()] + ([conf_tmp] if conf_tmp else []):
-                for q in (p, Path(str(p) + ".aux.xml")):
-                    if q.exists():
-                        q.unlink()
+            remove_quietly(raw, conf_tmp, *temps.values())
     gpkg = f" and {paths['gpkg']} ({n_poly} polygons)" if paths["gpkg"] else ""
     log.info("wrote %s%s (CRS %s)", tif, gpkg, crs)
     return {k: str(v) for k, v in paths.items() if v} | {"polygons": n_poly}

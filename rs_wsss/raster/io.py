@@ -67,13 +67,15 @@ def check_bands(paths: list[str], bands: list[int] | None) -> None:
         bands: 1-based band numbers read as R,G,B (1 or 3 of them), or None for the default choice.
 
     Raises:
-        RsWsssError: a raster cannot be read, or ``bands`` is not 1 or 3 numbers within its band count.
+        RsWsssError: a raster cannot be read, ``bands`` is not 1 or 3 numbers within its band count, or there is no
+            default choice (2 bands without alpha).
     """
     for path in paths:
         with open_dataset(path) as ds:
             if bands and (len(bands) not in (1, 3) or not all(1 <= b <= ds.count for b in bands)):
                 given = ",".join(map(str, bands))
                 raise RsWsssError(f"{path}: --bands {given} invalid: give 1 or 3 band numbers in 1..{ds.count}")
+            select_bands(ds, list(bands) if bands else None, path)  # the default choice may refuse (2 bands)
 
 
 def default_bands(src) -> list[int]:
@@ -226,3 +228,31 @@ def open_scene(path: str | Path, bands: list[int] | None = None, norm: NormStats
                extent: Extent | None = None) -> Scene:
     """Open a scene for reading (see ``Scene``); ``extent`` restricts it to --bounds/--aoi and adds --src-nodata."""
     return Scene(path, bands, norm, gsd, percentile, extent)
+
+
+def scene_key(path: str | Path) -> str:
+    """A file's identity for per-scene statistics stored in checkpoints: its size and a hash of its first and last
+    MiB. Two scenes that share a base name (``a/x.tif``, ``b/x.tif``) get different keys; a scene moved or renamed
+    keeps its key. Paths GDAL reads virtually (``/vsizip/…``, URLs) are keyed by the path itself."""
+    import hashlib
+
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            h = hashlib.sha256(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), 2)
+                h.update(fh.read(1 << 20))
+    except OSError:
+        return f"path:{path}"
+    return f"id:{size}:{h.hexdigest()[:20]}"
+
+
+def known_norm(norms: dict[str, Any], path: str | Path) -> NormStats | None:
+    """The statistics stored for ``path`` by :func:`scene_key`; checkpoints written before keys were identities
+    (base-name keys) are still read by base name."""
+    found = norms.get(scene_key(path))
+    if found is None and not any(k.startswith(("id:", "path:")) for k in norms):
+        found = norms.get(Path(path).name)
+    return NormStats.from_dict(found) if found else None

@@ -132,34 +132,3 @@ def write_qml(path: str | Path, class_names: list[str], colors: list[tuple[int, 
 </qgis>
 """)
 
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Same path after resolving symlinks and ``..``, or the same inode (hard links, bind mounts)."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet): only the path comparison applies
-        return False
-
-
-def guard_outputs(outputs: list[str | Path], inputs: list[str | Path], overwrite: bool = False) -> list[Path]:
-    """The one check of every file a command is about to write, before any work: none may be an input (scene, its
-    VRT sources, tags, checkpoint, mask, config, class set, weights), with or without ``overwrite``; no two outputs
-    may be the same file; each passes :func:`check_output`. Commands pass the full list of planned outputs (every
-    sibling: .qml, .gpkg, confidence, sidecars, reports), so a sibling registered by the planner is covered.
-
-    Raises:
-        RsWsssError: an output is an input or another output, exists (without ``overwrite``) or cannot be written.
-    """
-    outs = [Path(o) for o in outputs if o is not None]
-    ins = [Path(i) for i in inputs if i is not None]
-    for k, out in enumerate(outs):
-        for inp in ins:
-            if _same_file(out, inp):
-                raise RsWsssError(f"output {out} is the input {inp}: inputs are never overwritten (not even with "
-                                  "--overwrite); choose another -o")
-        for other in outs[:k]:
-            if _same_file(out, other):
-                raise RsWsssError(f"two outputs are the same file ({other} and {out}); choose another -o")
-    return [check_output(o, overwrite) for o in outs]

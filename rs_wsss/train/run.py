@@ -41,7 +41,7 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     from ..model.checkpoint import load_checkpoint
     from ..model.wsss import WSSS
     from ..priors import build_priors
-    from ..raster.io import NormStats, Scene, open_scene
+    from ..raster.io import Scene, known_norm, open_scene, scene_key
     from ..raster.tags import read_tags
     from .batches import Batch, CachedBatches, FreshBatches
     from .cache import FeatureCache
@@ -65,8 +65,7 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     try:
         for r in rows:
             if r.image not in opened:
-                prior = known_norms.get(Path(r.image).name)
-                opened[r.image] = open_scene(r.image, cfg.raster.bands, NormStats.from_dict(prior) if prior else None,
+                opened[r.image] = open_scene(r.image, cfg.raster.bands, known_norm(known_norms, r.image),
                                              cfg.raster.gsd, tuple(cfg.raster.percentile))
         sampler = TileSampler(rows, opened, class_set, cfg)
         torch.manual_seed(cfg.train.seed)  # reproducible adapter/decoder initialisation
@@ -75,8 +74,8 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
         counts = model.param_counts()
         log.info("parameters: %.2f M total, %.3f M trainable; %d tagged tiles in %d scenes",
                  counts["total"] / 1e6, counts["trainable"] / 1e6, len(rows), len(opened))
-        extra = {"norms": {Path(p).name: s.norm.to_dict() for p, s in opened.items()},
-                 "bands": {Path(p).name: list(s.bands) for p, s in opened.items()}}
+        extra = {"norms": {scene_key(p): s.norm.to_dict() for p, s in opened.items()},  # by file identity
+                 "bands": {scene_key(p): list(s.bands) for p, s in opened.items()}}
         batches: Callable[[int], Batch] = FreshBatches(sampler)
         if cache_dir:
             cache = FeatureCache(cache_dir)

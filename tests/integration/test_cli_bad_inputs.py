@@ -59,7 +59,6 @@ CASES = [
     ("two band numbers", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--bands", "1,2"], "bands"),
     ("band text", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--bands", "r,g,b"], "bands"),
     ("2-band raster without --bands", ["segment", "{T}/twoband.tif", "-o", "{T}/o.gpkg", *ZS], "--bands 1,1,2"),
-    ("all-nodata raster", ["segment", "{T}/nodata.tif", "-o", "{T}/o.gpkg", *ZS], "nodata"),
     ("tile too small for segment", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--tile", "8"], "--tile"),
     ("overlap of one", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--overlap", "1"], "--overlap"),
     ("unknown device", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--device", "tpu"], "--device"),
@@ -118,7 +117,7 @@ CASES = [
     ("confidence sibling is the scene", ["segment", "{T}/o_confidence.tif", "-o", "{T}/o.tif", *ZS, "--probs", "--overwrite"], "is the input"),
     ("several scenes into their own folder", ["segment", "{T}/multi/a.tif", "{T}/multi/b.tif", "-o", "{T}/multi", *ZS, "--overwrite"], "is the input"),
     ("output sibling is the checkpoint", ["segment", "{T}/scene.tif", "-o", "{T}/ck.gpkg", "--model", "{T}/ck.tif", "--overwrite"], "is the input"),
-    ("train output is the tags file", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{T}/good.csv", "--classes", "landcover", "--tiny", "--overwrite"], "is the input"),
+    ("train output is the tags file", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{T}/good.csv", "--classes", "landcover", "--tiny"], "is the input"),
     ("tags output is the vector layer", ["tags", "from-vector", "{T}/scene.tif", "--labels", "{T}/labels.gpkg", "--class-name", "building", "--classes", "landcover", "-o", "{T}/labels.gpkg", "--overwrite"], "is the input"),
 ]
 

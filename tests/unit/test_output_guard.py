@@ -7,7 +7,7 @@ import os
 import pytest
 
 from rs_wsss.errors import RsWsssError
-from rs_wsss.raster.write import guard_outputs
+from rs_wsss.outputs import guard_outputs
 
 
 @pytest.fixture

@@ -51,3 +51,12 @@ def test_grey_plus_alpha_is_grey_with_the_alpha_as_mask(tmp_path):
         assert sc.bands == [1, 1, 1]
         assert not valid[:, :10].any() and valid[:, 10:].all()
         assert np.allclose(img[0, :, 10:] * 255, data[0, :, 10:], atol=1e-3)
+
+
+def test_an_all_nodata_8bit_scene_is_refused(tmp_path):
+    path = tmp_path / "empty.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=30, height=20, count=3, dtype="uint8", nodata=0,
+                       transform=from_origin(0, 20, 1, 1), crs="EPSG:32614") as ds:
+        ds.write(np.zeros((3, 20, 30), np.uint8))
+    with pytest.raises(RsWsssError, match="every pixel is nodata"):
+        open_scene(path)
