@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 
-from qgis.core import (Qgis, QgsApplication, QgsMessageLog, QgsProcessingContext, QgsProcessingFeedback, QgsProject,
+from qgis.core import (QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProject,
                        QgsRasterLayer, QgsSettings, QgsVectorLayer)
 
 QgsApplication.setPrefixPath("/usr", True)

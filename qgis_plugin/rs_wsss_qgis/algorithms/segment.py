@@ -1,7 +1,7 @@
 import os
 import shutil
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterBand,
+from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingParameterBand,
                        QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterFile, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
@@ -87,6 +87,7 @@ class SegmentAlgorithm(RsWsssAlgorithm):
                                                                   type=QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_CONFIDENCE", self.tr("Confidence raster"),
                                                                   optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputHtml("REPORT", self.tr("Report (areas per class, parameters, quicklook)")))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         ok, msg = super().checkParameterValues(parameters, context)
@@ -172,6 +173,9 @@ class SegmentAlgorithm(RsWsssAlgorithm):
         result = {"OUTPUT_RASTER": raster_out, "OUTPUT_VECTOR": vector_out}
         if conf_out:
             result["OUTPUT_CONFIDENCE"] = conf_out
+        if os.path.isfile(base + "_report.html"):  # the CLI's report, where it writes one: opens from Results Viewer
+            result["REPORT"] = base + "_report.html"
+            feedback.pushInfo(f"report: {result['REPORT']}")
         return result
 
     def area_args(self, parameters, context, layer, scene, feedback):

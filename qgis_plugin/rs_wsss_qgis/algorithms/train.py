@@ -1,7 +1,7 @@
 import csv
 import os
 
-from qgis.core import (QgsProcessing, QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
+from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterVectorLayer, QgsVectorLayer)
@@ -68,6 +68,7 @@ class TrainAlgorithm(RsWsssAlgorithm):
             self.add_advanced(QgsProcessingParameterBoolean("TINY", self.tr("Tiny test architecture (testing only)"), defaultValue=False))
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", self.tr("Checkpoint (default: model.pt beside the tags)"),
                                                                 "rs-wsss checkpoint (*.pt)"))
+        self.addOutput(QgsProcessingOutputHtml("REPORT", self.tr("Training report (loss curves, previews)")))
 
     def tags_inputs(self, parameters, context):
         tags_file = self.parameterAsFile(parameters, "TAGS_FILE", context)
@@ -113,4 +114,9 @@ class TrainAlgorithm(RsWsssAlgorithm):
         if test_mode() and self.parameterAsBool(parameters, "TINY", context):
             args += ["--tiny"]
         run_cli(args, feedback)
-        return {"OUTPUT": out}
+        result = {"OUTPUT": out}
+        report = os.path.splitext(out)[0] + ".report.html"
+        if os.path.isfile(report):  # the CLI's training report, where it writes one: opens from Results Viewer
+            result["REPORT"] = report
+            feedback.pushInfo(f"report: {report}")
+        return result
