@@ -102,5 +102,7 @@ def check_inputs(paths: Iterable[str]) -> None:
     from rs_wsss.errors import RsWsssError
 
     for p in paths:
+        if str(p).startswith("/vsi") or "://" in str(p):  # GDAL virtual paths and URLs: GDAL checks them on open
+            continue
         if not Path(p).is_file():
             raise RsWsssError(f"input not found: {p} (check the path)")

@@ -41,6 +41,41 @@ def _scale_list(ctx: click.Context, param: click.Parameter, value: str | None) -
     return scales
 
 
+def _key_values(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    """--co COMPRESS=ZSTD --co level=9 → {"COMPRESS": "ZSTD", "LEVEL": "9"} (GDAL option names are upper case)."""
+    out = {}
+    for item in value:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"'{item}': expected NAME=VALUE, e.g. --co COMPRESS=ZSTD")
+        out[key.strip().upper()] = val.strip()
+    return out
+
+
+def _bounds(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """xmin,ymin,xmax,ymax → four floats, min < max."""
+    if value is None:
+        return None
+    try:
+        b = tuple(float(v) for v in value.replace(" ", ",").split(",") if v.strip())
+    except ValueError:
+        b = ()
+    if len(b) != 4 or not (b[0] < b[2] and b[1] < b[3]):
+        raise click.BadParameter(f"'{value}': expected xmin,ymin,xmax,ymax with xmin < xmax and ymin < ymax")
+    return b
+
+
+creation_opt = click.option("--co", "--profile", "creation_options", multiple=True, metavar="NAME=VALUE",
+                            callback=_key_values,
+                            help="GDAL creation option of the output COGs, e.g. --co COMPRESS=ZSTD (repeatable).")
+bounds_opt = click.option("--bounds", callback=_bounds, metavar="XMIN,YMIN,XMAX,YMAX",
+                          help="Segment only this box (in the scene's CRS, or --bounds-crs); the output grid stays "
+                               "aligned to the input pixels.")
+bounds_crs_opt = click.option("--bounds-crs", metavar="CRS", help="CRS of --bounds, e.g. EPSG:4326.")
+aoi_opt = click.option("--aoi", type=click.Path(), metavar="FILE",
+                       help="Segment only inside these polygons (any vector file with a CRS); outside is nodata.")
+src_nodata_opt = click.option("--src-nodata", type=float, metavar="V",
+                              help="Treat pixels whose every band equals V as nodata (an unflagged black collar).")
 bands_opt = click.option("-b", "--bidx", "--bands", "bands", multiple=True, metavar="N[,N,N]", callback=_band_list,
                          help="Bands read as R,G,B, e.g. --bands 4,3,2 (default: by colour interpretation).")
 scales_opt = click.option("--scales", callback=_scale_list, metavar="S[,S…]",

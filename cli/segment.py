@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from .options import (bands_opt, classes_opt, config_opt, device_opt, overlap_opt, overwrite_opt, scales_opt, set_opt,
-                      tile_opt, tiny_opt, weights_opt)
+from .options import (aoi_opt, bands_opt, bounds_crs_opt, bounds_opt, classes_opt, config_opt, creation_opt, device_opt,
+                      overlap_opt, overwrite_opt, scales_opt, set_opt, src_nodata_opt, tile_opt, tiny_opt, weights_opt)
 
 
 @click.command("segment")
 @click.argument("scenes", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(),
-              help="OUT.gpkg (also writes OUT.tif), OUT.tif, or a directory for several scenes.")
+              help="OUT.gpkg, OUT.fgb or OUT.parquet (polygons; also writes OUT.tif), OUT.tif, or a directory for "
+                   "several scenes.")
 @click.option("--model", "model_path", type=click.Path(), help="A checkpoint from rs-wsss train.")
 @click.option("--zero-shot", is_flag=True, help="No training: text-driven CAM refined by USR.")
 @classes_opt(help="Class set (required with --zero-shot): a packaged name or a YAML file.")
@@ -27,9 +28,15 @@ from .options import (bands_opt, classes_opt, config_opt, device_opt, overlap_op
 @overwrite_opt
 @click.option("--vectorize/--no-vectorize", default=None, help="Write polygons (default: for .gpkg outputs).")
 @click.option("--probs", is_flag=True, help="Also write the per-pixel confidence raster (OUT_confidence.tif).")
-@click.option("--min-area", type=click.FloatRange(min=0), default=0.0, help="Drop polygons smaller than this (CRS units²).")
-@click.option("--simplify", type=click.FloatRange(min=0), default=0.0,
-              help="Simplify polygons with this tolerance (CRS units).")
+@click.option("--min-area", type=click.FloatRange(min=0), default=0.0, metavar="M2",
+              help="Minimum mapping unit in m²: smaller regions merge into their largest neighbour (no holes).")
+@click.option("--simplify", type=click.FloatRange(min=0), default=0.0, metavar="METRES",
+              help="Coverage-preserving polygon simplification tolerance in metres (shared edges stay shared).")
+@bounds_opt
+@bounds_crs_opt
+@aoi_opt
+@src_nodata_opt
+@creation_opt
 @bands_opt
 @config_opt
 @set_opt
@@ -43,7 +50,8 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
                 crf: bool | None, weights: str | None, device: str, overwrite: bool, vectorize: bool | None,
                 probs: bool, min_area: float, simplify: float, bands: list[int] | None, config_path: str | None,
                 overrides: tuple[str, ...], tiny: bool, dask_address: str | None, block_size: int,
-                precision: str | None) -> None:
+                precision: str | None, bounds: tuple[float, float, float, float] | None, bounds_crs: str | None,
+                aoi: str | None, src_nodata: float | None, creation_options: dict[str, str]) -> None:
     """Segment rasters into a georeferenced class raster and polygons.
 
     \b
@@ -51,17 +59,28 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
       rs-wsss segment scene.tif -o out.gpkg --model model.pt
       rs-wsss segment scene.tif -o out.gpkg --zero-shot --classes landcover --scales 1 --no-crf
       rs-wsss segment ortho/*.tif -o results/ --model model.pt
+      rs-wsss segment /vsicurl/https://example.com/cog.tif -o out.fgb --model model.pt --bounds 500100,4200000,500600,4200400
+      rs-wsss segment scene.tif -o out.parquet --model model.pt --aoi field.gpkg --min-area 100 --co COMPRESS=ZSTD
     """
     import os
 
     from rs_wsss.outputs import plan_outputs
-    from rs_wsss.raster.io import check_bands
+    from rs_wsss.raster.extent import Extent
+    from rs_wsss.raster.io import check_bands, check_extent
     from rs_wsss.segment import load_segmenter, segment_scene
 
     from .common import check_inputs, log, pick_device, progress_of
 
     check_inputs(scenes)
+    if aoi:
+        check_inputs([aoi])
+    if bounds_crs and not bounds:
+        from rs_wsss.errors import RsWsssError
+
+        raise RsWsssError("--bounds-crs needs --bounds xmin,ymin,xmax,ymax")
+    extent = Extent(bounds, bounds_crs, aoi, src_nodata) if (bounds or aoi or src_nodata is not None) else None
     check_bands(list(scenes), bands)  # unreadable rasters and impossible band choices fail before a model is built
+    check_extent(list(scenes), extent)
     if model_path:
         check_inputs([model_path])
     reads = [model_path, config_path, weights, class_set]  # never written to, whatever -o says
@@ -87,5 +106,6 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
     for scene, target in plan.targets:
         res = segment_scene(seg, scene, target, vectorize=vectorize, overwrite=overwrite, probs=probs,
                             min_area=min_area, simplify=simplify, progress=progress, executor=executor,
-                            block=block_size if executor else None)
+                            block=block_size if executor else None, extent=extent,
+                            creation_options=creation_options)
         log.info("%s → %s", scene, ", ".join(str(v) for k, v in res.items() if k != "polygons" and v))

@@ -1,6 +1,7 @@
 """Output planning for ``segment``: which files each scene writes, checked before any model is built.
 
-OUT.gpkg → OUT.tif + OUT.qml + OUT.gpkg; OUT.tif → OUT.tif + OUT.qml (+ OUT.gpkg if asked); several scenes (or a
+OUT.gpkg (.fgb, .parquet) → OUT.tif + OUT.qml + OUT.gpkg; OUT.tif → OUT.tif + OUT.qml (+ OUT.gpkg if asked); each
+with OUT_areas.csv/.json (per-class areas) and OUT_stac.json (provenance); several scenes (or a
 directory) → DIR/<scene stem>.gpkg each. Existing outputs, unwritable directories and clashing names are refused here,
 so an hour of inference never ends in a failed write.
 """
@@ -15,26 +16,33 @@ from pathlib import Path
 from .errors import RsWsssError
 
 RASTER_SUFFIXES = (".tif", ".tiff")
+VECTOR_SUFFIXES = (".gpkg", ".fgb", ".parquet")
 
 
 def output_paths(out: Path, vectorize: bool | None, probs: bool = False) -> dict[str, Path | None]:
-    """The files one scene writes, keyed ``tif``, ``qml``, ``gpkg`` (None when not written) and ``conf`` (with probs).
+    """The files one scene writes, keyed ``tif``, ``qml``, ``gpkg`` (the polygons in any vector format; None when not
+    written), ``areas_csv``, ``areas_json``, ``stac`` and ``conf`` (with probs).
 
     Args:
-        out: the requested output (``.gpkg`` or ``.tif``).
-        vectorize: write polygons; None means "for .gpkg outputs".
+        out: the requested output (``.gpkg``, ``.fgb``, ``.parquet`` or ``.tif``).
+        vectorize: write polygons; None means "for vector outputs".
         probs: also write ``OUT_confidence.tif``.
 
     Raises:
-        RsWsssError: ``out`` is neither a GeoPackage nor a GeoTIFF name.
+        RsWsssError: ``out`` is neither a vector (.gpkg/.fgb/.parquet) nor a GeoTIFF name.
     """
     suffix = out.suffix.lower()
-    if suffix not in (".gpkg", *RASTER_SUFFIXES):
-        raise RsWsssError(f"output must end in .gpkg or .tif (or be a directory for several scenes), not {out.name}")
-    tif = out.with_suffix(".tif") if suffix == ".gpkg" else out
-    want_gpkg = vectorize if vectorize is not None else suffix == ".gpkg"
-    paths: dict[str, Path | None] = {"tif": tif, "qml": tif.with_suffix(".qml"),
-                                     "gpkg": out.with_suffix(".gpkg") if want_gpkg else None}
+    if suffix not in (*VECTOR_SUFFIXES, *RASTER_SUFFIXES):
+        raise RsWsssError(f"output must end in .gpkg, .fgb, .parquet or .tif (or be a directory for several scenes), "
+                          f"not {out.name}")
+    tif = out.with_suffix(".tif") if suffix in VECTOR_SUFFIXES else out
+    want_gpkg = vectorize if vectorize is not None else suffix in VECTOR_SUFFIXES
+    polygons = out if suffix in VECTOR_SUFFIXES else out.with_suffix(".gpkg")
+    # "gpkg" names the polygon file whatever its format (.gpkg, .fgb FlatGeobuf, .parquet GeoParquet)
+    paths: dict[str, Path | None] = {"tif": tif, "qml": tif.with_suffix(".qml"), "gpkg": polygons if want_gpkg else None,
+                                     "areas_csv": tif.with_name(tif.stem + "_areas.csv"),
+                                     "areas_json": tif.with_name(tif.stem + "_areas.json"),
+                                     "stac": tif.with_name(tif.stem + "_stac.json")}
     if probs:
         paths["conf"] = tif.with_name(tif.stem + "_confidence.tif")
     return paths
@@ -101,7 +109,7 @@ def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = Non
         targets = [(scenes[0], out)]
         new_dir = None
     else:
-        if out.suffix.lower() in (".gpkg", *RASTER_SUFFIXES):
+        if out.suffix.lower() in (*VECTOR_SUFFIXES, *RASTER_SUFFIXES):
             raise RsWsssError(f"several scenes need a directory as -o (one output per scene), not the file {out.name}")
         if out.exists() and not out.is_dir():
             raise RsWsssError(f"-o {out} exists and is not a directory; give a directory for several scenes")

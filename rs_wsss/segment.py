@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .outputs import output_paths
 
 if TYPE_CHECKING:
     from .raster.blocks import BlockExecutor
+    from .raster.extent import Extent
 
 log = logging.getLogger("rs_wsss")
 Progress = Callable[[str, int, int], None]
@@ -131,39 +133,46 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
 def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, tile: int | None = None,
                   overlap: float | None = None, vectorize: bool | None = None, overwrite: bool = False,
                   probs: bool = False, min_area: float = 0.0, simplify: float = 0.0, progress: Progress | None = None,
-                  executor: BlockExecutor | None = None, block: int | None = None) -> dict[str, Any]:
-    """Segment one scene into COG + qml (+ GPKG, + confidence).
+                  executor: BlockExecutor | None = None, block: int | None = None, extent: Extent | None = None,
+                  creation_options: dict[str, str] | None = None) -> dict[str, Any]:
+    """Segment one scene into COG + qml (+ polygons, + confidence COG), a per-class area summary and a STAC Item.
 
     Everything is written under temporary names and renamed at the end, so a failure leaves nothing partial and an
     existing output is untouched.
 
     Args:
         seg: the predictor from :func:`load_segmenter`.
-        scene_path: the input raster.
-        out: ``OUT.gpkg`` or ``OUT.tif`` (see :func:`rs_wsss.outputs.output_paths`).
+        scene_path: the input raster: any path GDAL opens (local, /vsicurl/, https://, s3://).
+        out: ``OUT.gpkg``/``.fgb``/``.parquet`` or ``OUT.tif`` (see :func:`rs_wsss.outputs.output_paths`).
         tile: tile side in px (None: ``seg.cfg.raster.tile``). overlap: tile overlap fraction in [0, 1) (None:
             ``seg.cfg.raster.overlap``).
-        vectorize: write polygons (None: for .gpkg outputs). overwrite: replace existing outputs.
-        probs: also write the per-pixel confidence raster. min_area: drop polygons smaller than this (CRS units²).
-        simplify: polygon simplification tolerance (CRS units). progress: ``progress(stage, done, total)``.
+        vectorize: write polygons (None: for vector outputs). overwrite: replace existing outputs.
+        probs: also write the per-pixel confidence raster. min_area: minimum mapping unit in m² (raster sieve:
+            smaller regions merge into their neighbours). simplify: coverage-preserving simplification tolerance in
+            metres. progress: ``progress(stage, done, total)``.
         executor: stitch in blocks with this executor (e.g. ``rs_wsss.distributed.dask.DaskBlocks``); None: in this
             process, in column blocks when the raster is wider than ``raster.blocks.MAX_STRIP_WIDTH``.
         block: block side in px for the executor (None: ``raster.blocks.BLOCK``).
+        extent: --bounds/--aoi (a pixel-aligned part of the scene) and --src-nodata.
+        creation_options: GDAL creation options of the COGs (``--co KEY=VALUE``).
 
     Returns:
-        ``{"tif", "qml", ["gpkg"], ["conf"]: path, "polygons": count or None}``.
+        ``{"tif", "qml", ["gpkg"], ["conf"], "areas_csv", "areas_json", "stac": path, "polygons": count or None}``.
 
     Raises:
-        RsWsssError: bad output name, existing output without ``overwrite``, unreadable scene, bad band choice.
+        RsWsssError: bad output name, existing output without ``overwrite``, unreadable scene, bad band choice,
+            bounds/AOI outside the scene.
     """
     from .raster import blocks
+    from .raster.areas import raster_class_areas, write_area_summary
     from .raster.env import raster_env
     from .atomic import remove_quietly, sweep_stale, temp_path
     from .outputs import guard_outputs, input_files
     from .raster.io import known_norm, open_scene
+    from .raster.stac import stac_item, write_stac_item
     from .raster.stitch import stitch
     from .raster.vectorize import vectorize as to_polygons
-    from .raster.write import finalize_class_raster, write_qml
+    from .raster.write import aux_path, finalize_class_raster, finalize_confidence_raster, write_qml
 
     cs, cfg = seg.class_set, seg.cfg
     tile = cfg.raster.tile if tile is None else tile
@@ -181,11 +190,11 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
     tif = paths["tif"]
     assert tif is not None  # output_paths always names the class raster
     raw = temp_path(tif, "raw")
-    conf_tmp = temps.get("conf") if probs else (temp_path(tif, "rawconf") if paths["gpkg"] else None)
+    conf_tmp = temp_path(tif, "rawconf") if probs or paths["gpkg"] else None
     with raster_env():
         try:
             with open_scene(scene_path, cfg.raster.bands, known_norm(seg.norms, scene_path), cfg.raster.gsd,
-                            tuple(cfg.raster.percentile)) as scene:
+                            tuple(cfg.raster.percentile), extent) as scene:
                 if executor is None and scene.width > blocks.MAX_STRIP_WIDTH:  # bound the strip buffer: column blocks
                     executor = blocks.LocalBlocks(seg.predict, cs.num_classes + 1, cfg.infer.batch)
                 if executor is None:
@@ -194,16 +203,31 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
                     blocks.stitch_blocks(scene, executor, tile=tile, overlap=overlap, block=block or blocks.BLOCK, raw=raw,
                                          conf=conf_tmp, progress=progress)
                 crs = scene.crs
-            finalize_class_raster(raw, temps["tif"], cs.names, cs.colors, seg.meta)
+            finalize_class_raster(raw, temps["tif"], cs.names, cs.colors, seg.meta, creation_options)
+            if probs:
+                finalize_confidence_raster(conf_tmp, temps["conf"], creation_options)
             write_qml(temps["qml"], cs.names, cs.colors)
             n_poly = None
+            summary = (temps["areas_csv"], temps["areas_json"])
             if paths["gpkg"]:
                 if progress:
                     progress("vectorize", 0, 1)
-                n_poly = to_polygons(temps["tif"], temps["gpkg"], cs.names, conf_tmp, min_area, simplify, overwrite=True)
+                n_poly = to_polygons(temps["tif"], temps["gpkg"], cs.names, conf_tmp, min_area, simplify, overwrite=True,
+                                     colors=cs.colors, summary=summary)
                 if progress:
                     progress("vectorize", 1, 1)
+            else:
+                write_area_summary(raster_class_areas(temps["tif"], cs.names), *summary, crs, str(scene_path))
+            params = {"tile_px": tile, "overlap": overlap, "scales": list(cfg.infer.scales), "crf": cfg.infer.crf,
+                      "bands": cfg.raster.bands, "gsd": cfg.raster.gsd, "min_area_m2": min_area,
+                      "simplify_m": simplify, "extent": dataclasses.asdict(extent) if extent else None,
+                      "creation_options": creation_options or {}}
+            item = stac_item(temps["tif"], str(scene_path), {k: v for k, v in paths.items() if v and k != "stac"},
+                             params, seg.meta, item_id=tif.stem, base=tif.parent, class_names=cs.names)
+            write_stac_item(item, temps["stac"])
             for key, tmp in temps.items():
+                if aux_path(tmp).exists():  # the class COG's categories and attribute table travel with it
+                    os.replace(aux_path(tmp), aux_path(paths[key]))
                 os.replace(tmp, paths[key])
         finally:
             remove_quietly(raw, conf_tmp, *temps.values())

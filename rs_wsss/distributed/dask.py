@@ -8,6 +8,8 @@ Workers need the same rs-wsss install, weights and access to the input and outpu
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import os
@@ -61,7 +63,8 @@ def _segmenter(spec: dict[str, Any]) -> Any:
 
 
 def segment_block(spec: dict[str, Any], scene_path: str, norm: dict[str, Any], bounds: tuple[int, int, int, int],
-                  tile: int, overlap: float, out: str, conf: str | None) -> tuple[str, str | None]:
+                  tile: int, overlap: float, out: str, conf: str | None,
+                  extent: dict[str, Any] | None = None) -> tuple[str, str | None]:
     """One block (col_off, row_off, width, height) → ``out`` (+ ``conf``). Idempotent: a retried task is harmless."""
     from ..raster.env import raster_env
     from ..raster.io import NormStats, open_scene
@@ -72,8 +75,10 @@ def segment_block(spec: dict[str, Any], scene_path: str, norm: dict[str, Any], b
     out_p, conf_p = Path(out), Path(conf) if conf else None
     tmp = out_p.with_name(f".{out_p.stem}.{os.getpid()}.tif")
     tmp_conf = conf_p.with_name(f".{conf_p.stem}.{os.getpid()}.tif") if conf_p else None
+    from ..raster.extent import Extent
+
     with raster_env(), open_scene(scene_path, cfg.raster.bands, NormStats.from_dict(norm), cfg.raster.gsd,
-                                  tuple(cfg.raster.percentile)) as sc:
+                                  tuple(cfg.raster.percentile), Extent(**extent) if extent else None) as sc:
         stitch(sc, seg.predict, seg.class_set.num_classes + 1, tile, overlap, tmp, cfg.infer.batch, None, tmp_conf,
                block=Window(*bounds))
     os.replace(tmp, out_p)  # a worker lost mid-block leaves only a temp file; the retry rewrites the block
@@ -99,6 +104,7 @@ class DaskBlocks:
         stem = Path(scene.path).stem
         futures = [self.client.submit(segment_block, self.spec, str(scene.path), scene.norm.to_dict(), j.bounds,
                                       tile, overlap, str(j.out), str(j.conf) if j.conf else None,
+                                      dataclasses.asdict(scene.extent),
                                       key=f"rs-wsss-block-{os.getpid()}-{stem}-{j.bounds[0]}-{j.bounds[1]}", retries=2)
                    for j in jobs]
         for n, fut in enumerate(as_completed(futures), start=1):

@@ -123,3 +123,4 @@ def aoi_window(src: Any, geoms: Sequence[Any]) -> Window:
 def aoi_mask(geoms: Sequence[Any], shape: tuple[int, int], transform: Affine) -> np.ndarray:
     """True where a pixel centre is inside the AOI (GDAL's rasterisation rule)."""
     return geometry_mask(geoms, out_shape=shape, transform=transform, invert=True)
+

@@ -78,6 +78,15 @@ def check_bands(paths: list[str], bands: list[int] | None) -> None:
             select_bands(ds, list(bands) if bands else None, path)  # the default choice may refuse (2 bands)
 
 
+def check_extent(paths: list[str], extent: Extent | None) -> None:
+    """Refuse, before a model is built, bounds or an AOI that miss a scene, or an AOI file that cannot be used."""
+    if extent is None or not (extent.bounds or extent.aoi):
+        return
+    for path in paths:
+        with open_dataset(path) as ds:
+            extent.window(ds, read_aoi(extent.aoi, ds.crs) if extent.aoi else None)
+
+
 def default_bands(src) -> list[int]:
     """RGB by colour interpretation, else the first three bands; one band (or grey + alpha) is read as grey (band 1
     repeated). Any other 2-band raster (e.g. SAR VV/VH, two indices) has no natural RGB reading: refused, naming

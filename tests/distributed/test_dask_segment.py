@@ -35,7 +35,7 @@ def test_dask_blocks_equal_the_single_process_result(shared_data, tmp_path):
         assert np.allclose(a.read(1), b.read(1), atol=1e-6)
     ga, gb = gpd.read_file(tmp_path / "single.gpkg"), gpd.read_file(tmp_path / "dask.gpkg")
     assert len(ga) == len(gb)
-    area_a, area_b = ga.groupby("class_name").area.sum(), gb.groupby("class_name").area.sum()
+    area_a, area_b = ga.groupby("class_name").area_m2.sum(), gb.groupby("class_name").area_m2.sum()
     assert area_a.index.equals(area_b.index) and np.allclose(area_a.values, area_b.values)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # block files and temporaries are gone
 
