@@ -2,10 +2,11 @@
 
 import xml.etree.ElementTree as ET
 
-from qgis.core import (QgsCategorizedSymbolRenderer, QgsEditorWidgetSetup, QgsFillSymbol, QgsPalLayerSettings,
-                       QgsPalettedRasterRenderer, QgsProcessingContext, QgsProcessingLayerPostProcessorInterface, QgsProject,
-                       QgsRendererCategory, QgsSingleSymbolRenderer, QgsTextBufferSettings, QgsTextFormat,
-                       QgsVectorLayerSimpleLabeling)
+from qgis.core import (QgsCategorizedSymbolRenderer, QgsColorRampShader, QgsEditorWidgetSetup, QgsFillSymbol,
+                       QgsPalettedRasterRenderer, QgsPalLayerSettings, QgsProcessingContext,
+                       QgsProcessingLayerPostProcessorInterface, QgsProject, QgsRasterShader, QgsRendererCategory,
+                       QgsSingleBandPseudoColorRenderer, QgsSingleSymbolRenderer, QgsTextBufferSettings,
+                       QgsTextFormat, QgsVectorLayerSimpleLabeling)
 from qgis.PyQt.QtGui import QColor
 
 OPACITY = 0.6  # results sit over the imagery, which must stay visible
@@ -32,17 +33,30 @@ def style_classes_raster(layer, qml):
 
 
 def style_classes_vector(layer, qml):
-    """One category per class (filled, no outline); background drawn as nothing; partial opacity."""
+    """One category per class drawn as its outline in the class colour (the class raster beneath gives the fill, and
+    the imagery stays visible inside); background drawn as nothing."""
     cats = []
     for _value, label, color in palette(qml):
-        sym = QgsFillSymbol.createSimple({"color": color, "outline_style": "no"})
+        sym = QgsFillSymbol.createSimple({"style": "no", "outline_color": color, "outline_width": "0.4"})
         cats.append(QgsRendererCategory(label, sym, label, label != "background"))
     layer.setRenderer(QgsCategorizedSymbolRenderer("class_name", cats))
     layer.setOpacity(OPACITY)
 
 
 def style_confidence(layer):
-    layer.renderer().setOpacity(OPACITY)
+    """Low confidence red, high green, over the 0–1 range the CLI writes (-1, uncovered, is nodata)."""
+    shader_fn = QgsColorRampShader(0.0, 1.0)
+    shader_fn.setColorRampType(QgsColorRampShader.Interpolated)
+    shader_fn.setColorRampItemList([QgsColorRampShader.ColorRampItem(0.0, QColor("#d7191c"), "0 (unsure)"),
+                                    QgsColorRampShader.ColorRampItem(0.5, QColor("#ffffbf"), "0.5"),
+                                    QgsColorRampShader.ColorRampItem(1.0, QColor("#1a9641"), "1 (sure)")])
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(shader_fn)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(0.0)
+    renderer.setClassificationMax(1.0)
+    renderer.setOpacity(OPACITY)
+    layer.setRenderer(renderer)
 
 
 def label_choices(class_names, limit=64):

@@ -127,7 +127,12 @@ for l in project.mapLayers().values():
                                    "alphas": {c.label: c.color.alpha() for c in r.classes()}}
     elif l.name().endswith("· polygons"):
         cats = l.renderer().categories()
-        facts["polygons"] = {"opacity": l.opacity(), "background_shown": [c.renderState() for c in cats if c.value() == "background"]}
+        facts["polygons"] = {"opacity": l.opacity(), "background_shown": [c.renderState() for c in cats if c.value() == "background"],
+                             "fill_alpha": max(c.symbol().symbolLayer(0).fillColor().alpha() * (c.symbol().symbolLayer(0).brushStyle() != 0) for c in cats)}
+    elif l.name().endswith("· confidence"):
+        r = l.renderer()
+        facts["confidence"] = {"type": r.type(), "min": r.classificationMin(), "max": r.classificationMax(),
+                               "opacity": r.opacity()}
 
 # 5. tags from vector and evaluate load their tables
 labels = os.path.join(work, "labels.geojson")

@@ -188,6 +188,9 @@ def test_inside_qgis_setting_checks_and_the_layers_a_user_sees(qgis_env, shared_
     r = f["classes_raster"]
     assert r["type"] == "paletted" and 0 < r["opacity"] < 1 and r["alphas"]["background"] == 0 and r["alphas"]["building"] == 255
     assert 0 < f["polygons"]["opacity"] < 1 and f["polygons"]["background_shown"] == [False]
+    assert f["polygons"]["fill_alpha"] == 0  # class outlines only: the raster gives the fill
+    c = f["confidence"]
+    assert c["type"] == "singlebandpseudocolor" and (c["min"], c["max"]) == (0.0, 1.0) and 0 < c["opacity"] < 1
     # tags-from-vector's CSV and evaluate's table load as tables
     tables = dict(f["tables"])
     assert tables["tags (tile tags)"] == 16 and tables["metrics classes vs gt"] == 7
