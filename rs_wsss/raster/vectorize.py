@@ -202,7 +202,10 @@ def write_polygons(gdf: gpd.GeoDataFrame, out: str | Path, layer: str = "classes
     if driver == "Parquet":
         gdf.to_parquet(out, index=False)  # GeoParquet (pyarrow), with the CRS as PROJJSON
         return
-    gdf.to_file(out, driver=driver, layer=layer if driver == "GPKG" else None, engine="pyogrio")
+    # GeoPackage 1.2, not GDAL 3.10's default 1.4: QGIS 3.22 LTR's GDAL 3.6 warns on 1.4 files
+    options = {"VERSION": "1.2"} if driver == "GPKG" else {}
+    gdf.to_file(out, driver=driver, layer=layer if driver == "GPKG" else None, engine="pyogrio",
+                dataset_options=options)
     if driver == "GPKG" and colors:
         from .styles import write_gpkg_style
 

@@ -1,0 +1,70 @@
+"""Outputs open styled in a real QGIS without the plugin (GeoPackage ``layer_styles``), and GDAL itself reads the class
+COG's category names and attribute table (Debian's QGIS and its GDAL Python bindings, headless)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from rs_wsss.classes import load_class_set
+from rs_wsss.raster.vectorize import vectorize
+from rs_wsss.raster.write import finalize_class_raster
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+if not Path("/usr/bin/qgis_process.bin").exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("QGIS is not installed (CI installs it in .ci/run: apt-get install qgis)")
+    pytest.skip("QGIS not installed here (apt-get install -y qgis); CI installs it and runs these", allow_module_level=True)
+
+pytestmark = pytest.mark.qgis
+
+SCRIPT = r"""
+import json, sys
+from osgeo import gdal
+from qgis.core import QgsApplication, QgsVectorLayer
+app = QgsApplication([], False); app.initQgis()
+lyr = QgsVectorLayer(sys.argv[1] + "|layername=classes", "classes", "ogr")
+r = lyr.renderer()
+out = {"valid": lyr.isValid(), "renderer": r.type(), "attr": r.classAttribute() if hasattr(r, "classAttribute") else None,
+       "categories": [[c.value(), c.label(), c.symbol().color().name()] for c in r.categories()]
+                     if hasattr(r, "categories") else []}
+ds = gdal.Open(sys.argv[2])  # kept: a band outlives a dropped dataset only as a dangling pointer
+band = ds.GetRasterBand(1)
+rat = band.GetDefaultRAT()
+out["gdal_categories"] = band.GetCategoryNames()
+out["rat_names"] = [rat.GetValueAsString(i, 1) for i in range(rat.GetRowCount())] if rat else None
+print(json.dumps(out), flush=True)
+import os
+os._exit(0)  # QGIS 3.22's exitQgis can crash at teardown; the answer is out
+"""
+
+
+def test_gpkg_opens_categorized_and_cog_has_categories(shared_data, tmp_path):
+    cs = load_class_set("landcover")
+    with rasterio.open(shared_data / "spacenet/sample_fp_mask_from_geojson.tif") as m, \
+            rasterio.open(shared_data / "spacenet/sample_geotiff.tif") as src:
+        arr = np.where(m.read(1) > 0, 1, 3).astype(np.uint8)  # building / vegetation on SpaceNet's grid
+        profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8", nodata=255,
+                       crs=src.crs, transform=src.transform, tiled=True)
+    with rasterio.open(tmp_path / "raw.tif", "w", **profile) as dst:
+        dst.write(arr, 1)
+    finalize_class_raster(tmp_path / "raw.tif", tmp_path / "c.tif", cs.names, cs.colors)
+    vectorize(tmp_path / "c.tif", tmp_path / "c.gpkg")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path))
+    (tmp_path / "run.py").write_text(SCRIPT)
+    p = subprocess.run([str(SYSTEM_PYTHON), str(tmp_path / "run.py"), str(tmp_path / "c.gpkg"), str(tmp_path / "c.tif")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["valid"] and out["renderer"] == "categorizedSymbol" and out["attr"] == "class_id"
+    cats = {int(v): (label, colour) for v, label, colour in out["categories"]}
+    assert cats[1] == ("building", "#{:02x}{:02x}{:02x}".format(*cs.colors[1]))
+    assert [cats[i][0] for i in sorted(cats)] == cs.names
+    assert out["gdal_categories"] == cs.names and out["rat_names"] == cs.names
