@@ -108,6 +108,14 @@ if grid:
                      "labels_on": g.labelsEnabled(), "label_field": g.labeling().settings().fieldName,
                      "widget": widget.type(), "choices": [list(m.keys())[0] for m in widget.config().get("map", [])]}
 
+    # labels typed but not saved: rs-wsss reads the file, so training is refused until they are saved
+    g.startEditing()
+    g.changeAttributeValue(next(g.getFeatures()).id(), g.fields().indexOf("labels"), "building")
+    train_params = {"RASTERS": [scene], "TAGS_LAYER": g.id(), "CLASSES": 0, "OUTPUT": "TEMPORARY_OUTPUT"}
+    facts["unsaved_edits"] = check("rs_wsss:train", train_params)
+    g.commitChanges()
+    facts["saved_edits"] = check("rs_wsss:train", train_params)
+
 # 4. segment, zero-shot, random tiny weights, extent = the north-west quarter: grouped, named, see-through
 e = QgsRasterLayer(scene, "s").extent()
 extent = f"{e.xMinimum()},{(e.xMinimum() + e.xMaximum()) / 2},{(e.yMinimum() + e.yMaximum()) / 2},{e.yMaximum()}"

@@ -177,6 +177,7 @@ def test_inside_qgis_setting_checks_and_the_layers_a_user_sees(qgis_env, shared_
     assert set(grid["image"]) == {"scene.tif"}  # relative to the grid: both can move together
     g = f["grid"]
     assert g["fill_alpha"] == 0 and g["brush"] == 0 and g["labels_on"] and g["label_field"] == "labels"
+    assert "unsaved edits" in f["unsaved_edits"] and f["saved_edits"] == ""  # one tile labelled and saved: accepted
     assert g["widget"] == "ValueMap" and {"building", "road", "building;road", "(background only)"} <= set(g["choices"])
     # segment: progress log one line per stage; layers grouped, named after scene and model, see-through
     log = f["segment_log"]

@@ -74,11 +74,13 @@ class RsWsssAlgorithm(QgsProcessingAlgorithm):
 
     def kept_output(self, path, beside, stem, ext, feedback):
         """What the user keeps (a checkpoint, a tag grid to edit) goes to a real file: a temporary output is replaced by
-        ``stem + ext`` in ``beside``'s folder (the user's data), or the home folder if that is not writable."""
+        ``stem + ext`` in the folder of the first of ``beside`` (the user's data) that is a real, writable place, else
+        in ~/rs-wsss. Nothing existing is overwritten."""
         if path and not is_temporary(path):
             return path
-        folder = os.path.dirname(os.path.abspath(beside)) if beside else ""
-        if not folder or not os.access(folder, os.W_OK):
+        folders = [os.path.dirname(os.path.abspath(b)) for b in beside if b and not is_temporary(b)]
+        folder = next((f for f in folders if os.access(f, os.W_OK)), None)
+        if folder is None:
             folder = os.path.join(os.path.expanduser("~"), "rs-wsss")
             os.makedirs(folder, exist_ok=True)
         kept = unique_path(folder, stem, ext)

@@ -21,7 +21,7 @@ def class_names(class_set, feedback):
     """The class names of a set (background excluded), from ``rs-wsss kb show``; [] if they cannot be read."""
     try:
         out = run_cli(["kb", "show", "--classes", class_set], feedback, first_stage=None)
-    except Exception:  # noqa: BLE001: the picking list is a convenience; typing the labels still works
+    except Exception:  # noqa: BLE001 (the picking list is a convenience; typing the labels still works)
         return []
     return [m.group(1) for m in map(CLASS_LINE.match, out.splitlines()) if m]
 
@@ -58,7 +58,7 @@ class TagGridAlgorithm(RsWsssAlgorithm):
         rasters = _rasters(self, parameters, context, feedback)
         asked = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         stem = os.path.splitext(os.path.basename(rasters[0]))[0] + "_tags"
-        out = self.kept_output(asked, rasters[0], stem, ".gpkg", feedback)
+        out = self.kept_output(asked, rasters, stem, ".gpkg", feedback)
         if not out.lower().endswith(".gpkg"):
             out = out.rsplit(".", 1)[0] + ".gpkg"
         run_cli(["tags", "template", *rasters, "-o", out, "--overwrite",

@@ -87,6 +87,10 @@ class TrainAlgorithm(RsWsssAlgorithm):
             return False, self.tr(NO_TAGS)
         if tags_file and not os.path.isfile(tags_file):
             return False, self.tr(f"tags file not found: {tags_file}")
+        if not tags_file and layer.isEditable() and layer.isModified():
+            # rs-wsss reads the file: labels typed but not saved would be silently missing
+            return False, self.tr(f"the tag grid '{layer.name()}' has unsaved edits: save them (Toggle Editing → Save "
+                                  "Layer Edits), then run again")
         labels = tag_labels(tags_file, None if tags_file else layer)
         if labels is None:
             return False, self.tr("the tags have no 'labels' field: make them with 'Create tag grid' or 'Tags from "
@@ -102,7 +106,8 @@ class TrainAlgorithm(RsWsssAlgorithm):
         tags, layer = self.tags_inputs(parameters, context)
         if not tags:
             tags = self.parameterAsCompatibleSourceLayerPath(parameters, "TAGS_LAYER", context, ["gpkg"], "gpkg", feedback)
-        out = self.kept_output(self.parameterAsFileOutput(parameters, "OUTPUT", context), tags, "model", ".pt", feedback)
+        out = self.kept_output(self.parameterAsFileOutput(parameters, "OUTPUT", context), [tags, *rasters], "model",
+                               ".pt", feedback)
         args = ["train", "--tags", tags, *rasters, "-o", out, "--classes",
                 CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)],
                 "--device", DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]]
