@@ -59,7 +59,8 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
       rs-wsss segment scene.tif -o out.gpkg --model model.pt
       rs-wsss segment scene.tif -o out.gpkg --zero-shot --classes landcover --scales 1 --no-crf
       rs-wsss segment ortho/*.tif -o results/ --model model.pt
-      rs-wsss segment /vsicurl/https://example.com/cog.tif -o out.fgb --model model.pt --bounds 500100,4200000,500600,4200400
+      rs-wsss segment /vsicurl/https://example.com/cog.tif -o out.fgb --model model.pt \
+          --bounds=-84.48,33.63,-84.47,33.64 --bounds-crs EPSG:4326
       rs-wsss segment scene.tif -o out.parquet --model model.pt --aoi field.gpkg --min-area 100 --co COMPRESS=ZSTD
     """
     import os

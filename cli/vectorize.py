@@ -1,4 +1,4 @@
-"""``rs-wsss vectorize``: an existing class raster → polygons (.gpkg / .fgb / .parquet), area summary, STAC sidecar."""
+"""``rs-wsss vectorize``: a class raster → polygons (.gpkg / .fgb / .parquet), area summary, STAC sidecar."""
 
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ def output_paths(out: Path, vectorize: bool | None, probs: bool = False) -> dict
     want_gpkg = vectorize if vectorize is not None else suffix in VECTOR_SUFFIXES
     polygons = out if suffix in VECTOR_SUFFIXES else out.with_suffix(".gpkg")
     # "gpkg" names the polygon file whatever its format (.gpkg, .fgb FlatGeobuf, .parquet GeoParquet)
-    paths: dict[str, Path | None] = {"tif": tif, "qml": tif.with_suffix(".qml"), "gpkg": polygons if want_gpkg else None,
+    paths: dict[str, Path | None] = {"tif": tif, "qml": tif.with_suffix(".qml"),
+                                     "gpkg": polygons if want_gpkg else None,
                                      "areas_csv": tif.with_name(tif.stem + "_areas.csv"),
                                      "areas_json": tif.with_name(tif.stem + "_areas.json"),
                                      "stac": tif.with_name(tif.stem + "_stac.json")}

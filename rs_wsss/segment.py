@@ -212,8 +212,8 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             if paths["gpkg"]:
                 if progress:
                     progress("vectorize", 0, 1)
-                n_poly = to_polygons(temps["tif"], temps["gpkg"], cs.names, conf_tmp, min_area, simplify, overwrite=True,
-                                     colors=cs.colors, summary=summary)
+                n_poly = to_polygons(temps["tif"], temps["gpkg"], cs.names, conf_tmp, min_area, simplify,
+                                     overwrite=True, colors=cs.colors, summary=summary)
                 if progress:
                     progress("vectorize", 1, 1)
             else:

@@ -120,11 +120,13 @@ def raster_class_areas(class_tif: str | Path, class_names: Sequence[str] | None 
 
 
 def polygon_class_areas(gdf: Any, class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Per-class polygon counts and areas from a layer with class_id and area_m2 columns."""
+    """Per-class polygon counts, pixels and areas from a layer with class_id, pixels and area_m2 columns."""
     if len(gdf) == 0:
         return []
-    grouped = gdf.groupby("class_id")["area_m2"].agg(["count", "sum"]).sort_index()
-    return summary_rows(list(grouped.index), list(grouped["sum"]), class_names, polygons=list(grouped["count"]))
+    grouped = gdf.groupby("class_id").agg(polygons=("area_m2", "count"), area=("area_m2", "sum"),
+                                          pixels=("pixels", "sum")).sort_index()
+    return summary_rows(list(grouped.index), list(grouped["area"]), class_names, polygons=list(grouped["polygons"]),
+                        pixels=list(grouped["pixels"]))
 
 
 def summary_paths(out: str | Path) -> tuple[Path, Path]:

@@ -88,7 +88,8 @@ def stac_item(grid_raster: str | Path, source: str, assets: Mapping[str, str | P
         "type": "Feature", "stac_version": "1.0.0", "stac_extensions": EXTENSIONS,
         "id": item_id or Path(grid_raster).stem, "geometry": geometry, "properties": props,
         "links": [{"rel": "derived_from", "href": str(source)}],
-        "assets": {key: {"href": _rel(p, base), "type": MEDIA_TYPES.get(Path(p).suffix.lower(), "application/octet-stream"),
+        "assets": {key: {"href": _rel(p, base),
+                         "type": MEDIA_TYPES.get(Path(p).suffix.lower(), "application/octet-stream"),
                          "roles": ["data"] if key in ("classes", "polygons") else ["metadata"]}
                    for key, p in assets.items()},
     }

@@ -69,15 +69,21 @@ def vector_sld(layer: str, class_names: Sequence[str], colors: Sequence[Sequence
         label = escape(class_names[c] if c < len(class_names) else str(c))
         rules.append(f"""      <se:Rule>
         <se:Name>{label}</se:Name>
-        <ogc:Filter><ogc:PropertyIsEqualTo><ogc:PropertyName>{field}</ogc:PropertyName><ogc:Literal>{c}</ogc:Literal></ogc:PropertyIsEqualTo></ogc:Filter>
+        <ogc:Filter><ogc:PropertyIsEqualTo>
+          <ogc:PropertyName>{field}</ogc:PropertyName><ogc:Literal>{c}</ogc:Literal>
+        </ogc:PropertyIsEqualTo></ogc:Filter>
         <se:PolygonSymbolizer>
           <se:Fill><se:SvgParameter name="fill">{_hex(rgb)}</se:SvgParameter></se:Fill>
-          <se:Stroke><se:SvgParameter name="stroke">#232323</se:SvgParameter><se:SvgParameter name="stroke-width">0.5</se:SvgParameter></se:Stroke>
+          <se:Stroke>
+            <se:SvgParameter name="stroke">#232323</se:SvgParameter>
+            <se:SvgParameter name="stroke-width">0.5</se:SvgParameter>
+          </se:Stroke>
         </se:PolygonSymbolizer>
       </se:Rule>""")
     nl = "\n"
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<StyledLayerDescriptor xmlns="http://www.opengis.net/sld" xmlns:ogc="http://www.opengis.net/ogc" xmlns:se="http://www.opengis.net/se" version="1.1.0">
+<StyledLayerDescriptor xmlns="http://www.opengis.net/sld" xmlns:ogc="http://www.opengis.net/ogc"
+    xmlns:se="http://www.opengis.net/se" version="1.1.0">
   <NamedLayer>
     <se:Name>{escape(layer)}</se:Name>
     <UserStyle>

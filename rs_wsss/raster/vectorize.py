@@ -127,7 +127,7 @@ def polygonize(class_tif: str | Path, class_names: Sequence[str], conf_tif: str 
         simplify: coverage simplification tolerance in metres (ground distance); 0 keeps pixel edges.
 
     Returns:
-        GeoDataFrame with class_id, class_name, area_m2, area_ha (and mean_confidence).
+        GeoDataFrame with class_id, class_name, pixels, area_m2, area_ha (and mean_confidence).
     """
     with ExitStack() as stack:
         src = stack.enter_context(rasterio.open(class_tif))
@@ -176,13 +176,14 @@ def polygonize(class_tif: str | Path, class_names: Sequence[str], conf_tif: str 
     data: dict[str, Any] = {
         "class_id": np.array([r[0] for r in rows], np.int32),
         "class_name": [class_names[r[0]] if r[0] < len(class_names) else str(r[0]) for r in rows],
+        "pixels": np.array([r[2] for r in rows], np.int64),  # raster pixels of the region (after the sieve)
     }
     if conf_tif:
         data["mean_confidence"] = [r[1] / r[2] if r[2] else float("nan") for r in rows]
     gdf = gpd.GeoDataFrame(data, geometry=list(world), crs=crs)
     gdf["area_m2"] = geometry_areas_m2(gdf.geometry)
     gdf["area_ha"] = gdf["area_m2"] / 1e4
-    cols = ["class_id", "class_name", "area_m2", "area_ha"] + (["mean_confidence"] if conf_tif else [])
+    cols = ["class_id", "class_name", "pixels", "area_m2", "area_ha"] + (["mean_confidence"] if conf_tif else [])
     return gdf[cols + ["geometry"]].sort_values(["class_id"], kind="stable").reset_index(drop=True)
 
 

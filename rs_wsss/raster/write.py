@@ -79,8 +79,8 @@ def write_class_aux(path: str | Path, class_names: Sequence[str], colors: Sequen
     fields = [("Value", 0, 5), ("Class", 2, 2), ("Red", 0, 6), ("Green", 0, 7), ("Blue", 0, 8), ("Alpha", 0, 9)]
     defs = "".join(f'<FieldDefn index="{i}"><Name>{n}</Name><Type>{t}</Type><Usage>{u}</Usage></FieldDefn>'
                    for i, (n, t, u) in enumerate(fields))
-    rows = "".join(f'<Row index="{i}"><F>{i}</F><F>{escape(n)}</F><F>{c[0]}</F><F>{c[1]}</F><F>{c[2]}</F><F>255</F></Row>'
-                   for i, (n, c) in enumerate(zip(class_names, colors)))
+    rows = "".join(f'<Row index="{i}"><F>{i}</F><F>{escape(n)}</F>' + "".join(f"<F>{v}</F>" for v in (*c[:3], 255))
+                   + "</Row>" for i, (n, c) in enumerate(zip(class_names, colors)))
     aux_path(path).write_text(f"""<PAMDataset>
   <PAMRasterBand band="1">
     <CategoryNames>{cats}</CategoryNames>

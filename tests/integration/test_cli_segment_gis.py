@@ -1,5 +1,6 @@
 """``rs-wsss segment`` GIS outputs through the command line: --bounds/--bounds-crs, --aoi, --src-nodata, --co, vector
-format by extension, confidence COG, class categories, area summary and STAC sidecars (tiny zero-shot, random weights)."""
+format by extension, confidence COG, class categories, area summary and STAC sidecars (tiny zero-shot, random
+weights)."""
 
 from __future__ import annotations
 

@@ -66,10 +66,13 @@ def test_vectorize_cli_writes_a_clean_coverage_with_sidecars(shared_data, tmp_pa
     assert union.symmetric_difference(footprint).area < 1e-9 * footprint.area  # no gaps
     assert set(g.class_name) <= set(CS.names) and (g.class_id.map(lambda i: CS.names[i]) == g.class_name).all()
     summary = json.loads((tmp_path / "out_areas.json").read_text())
-    assert np.isclose(summary["total_area_m2"], g.area_m2.sum()) and sum(c["polygons"] for c in summary["classes"]) == len(g)
+    assert np.isclose(summary["total_area_m2"], g.area_m2.sum())
+    assert sum(c["polygons"] for c in summary["classes"]) == len(g) == len(g.pixels)
+    assert sum(c["pixels"] for c in summary["classes"]) == (arr != 255).sum() == g.pixels.sum()
     item = json.loads((tmp_path / "out_stac.json").read_text())
     assert item["type"] == "Feature" and item["assets"]["polygons"]["href"] == out.name
-    assert item["properties"]["rs_wsss:parameters"]["min_area_m2"] == 200.0 and item["properties"]["proj:shape"] == list(arr.shape)
+    assert item["properties"]["rs_wsss:parameters"]["min_area_m2"] == 200.0
+    assert item["properties"]["proj:shape"] == list(arr.shape)
     lon, lat = shapely.geometry.shape(item["geometry"]).centroid.coords[0]
     assert -180 <= lon <= 180 and -90 <= lat <= 90 and item["bbox"][0] <= lon <= item["bbox"][2]
     if kind == "4326":  # geographic CRS: true ground areas

@@ -1,4 +1,4 @@
-"""Class raster → polygons: seam-free strips, sieve (MMU in m²), coverage simplification, areas in m², formats, styles."""
+"""Class raster → polygons: seam-free strips, sieve (MMU in m²), coverage simplification, m² areas, formats, styles."""
 
 from __future__ import annotations
 
