@@ -88,11 +88,13 @@ _HELP = {}
 def cli_supports(command, option):
     """Whether this rs-wsss has ``option`` for ``command`` (read once from its --help): the plugin may meet an older
     or newer command line than the one it was written with."""
-    if command not in _HELP:
+    key = (cli_path(), command)  # the setting may change within a session
+    if key not in _HELP:
         try:
-            p = subprocess.run([cli_path(), command, "--help"], capture_output=True, text=True, env=clean_env(os.environ),
+            p = subprocess.run([key[0], command, "--help"], capture_output=True, text=True, env=clean_env(os.environ),
                                timeout=60)
-            _HELP[command] = p.stdout
+            _HELP[key] = p.stdout
         except (OSError, subprocess.SubprocessError):
-            _HELP[command] = ""
-    return f"{option} " in _HELP[command] or f"{option}," in _HELP[command] or f"{option}\n" in _HELP[command]
+            _HELP[key] = ""
+    text = _HELP[key]
+    return f"{option} " in text or f"{option}," in text or f"{option}\n" in text
