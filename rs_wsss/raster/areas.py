@@ -145,6 +145,7 @@ def write_area_summary(rows: list[dict[str, Any]], csv_path: str | Path, json_pa
     total = float(sum(r["area_m2"] for r in rows))
     c = _crs(crs)
     doc = {"source": source, "crs": c.to_string() if c else None,
-           "area_method": "planar" if planar_factor(crs) is not None else "local Lambert azimuthal equal-area",
+           "area_method": ("no CRS: grid units², not m²" if c is None else "planar" if planar_factor(crs) is not None
+                           else "local Lambert azimuthal equal-area"),
            "total_area_m2": total, "total_area_ha": total / 1e4, "classes": rows}
     Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
