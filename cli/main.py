@@ -66,8 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
-    if hasattr(signal, "SIGBREAK"):  # Windows: QGIS's Cancel sends CTRL_BREAK_EVENT to the CLI's process group
+    if hasattr(signal, "SIGBREAK"):  # Windows consoles: Ctrl-Break unwinds the same way
         signal.signal(signal.SIGBREAK, _terminate)
+    if "--progress-json" in (argv if argv is not None else sys.argv[1:]):
+        _cancel_on_stdin()
     try:
         cli.main(args=argv, prog_name="rs-wsss", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -99,6 +101,25 @@ def _is_raster_error(exc: Exception) -> bool:
     errors, err = sys.modules.get("rasterio.errors"), sys.modules.get("rasterio._err")
     kinds = tuple(k for k in (getattr(errors, "RasterioError", None), getattr(err, "CPLE_BaseError", None)) if k)
     return bool(kinds) and isinstance(exc, kinds)
+
+
+def _cancel_on_stdin() -> None:
+    """A driver without signals (QGIS on Windows, whose CLI runs without a console) writes ``cancel`` on stdin: the
+    run then unwinds like Ctrl-C, removing its temporary outputs."""
+    import _thread
+    import threading
+
+    def watch() -> None:
+        try:
+            for line in sys.stdin:
+                if line.strip() == "cancel":
+                    _thread.interrupt_main()
+                    return
+        except (OSError, ValueError):  # stdin closed or not readable: nothing to watch
+            return
+
+    if sys.stdin is not None:
+        threading.Thread(target=watch, name="rs-wsss-cancel", daemon=True).start()
 
 
 def _fail(message: str, code: int, at_once: bool = False) -> None:

@@ -77,27 +77,24 @@ def clean_env(environ):
 def popen_options(os_name=None):
     """Start the CLI in its own process group so that Cancel reaches it and every child it starts (torchrun, Dask).
 
-    On Windows also without a console window (QGIS is a GUI program: a console would pop up). Without a console the
-    CTRL_BREAK_EVENT of ``stop`` cannot be delivered, and ``stop`` falls back to ``terminate()``."""
+    On Windows also without a console window (QGIS is a GUI program: a console would pop up); ``stop`` then asks
+    through stdin, which the caller opens as a pipe."""
     if (os_name or os.name) == "nt":
         return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
     return {"start_new_session": True}
 
 
-def stop(proc, grace, os_name=None, kill=None, killpg=None):
+def stop(proc, grace, os_name=None, killpg=None):
     """Ask the CLI to stop (it removes its temporary outputs), then force it after ``grace`` seconds.
 
-    POSIX: SIGTERM, then SIGKILL, to the whole process group. Windows: CTRL_BREAK_EVENT to the process group (the
-    CLI turns SIGBREAK into the same clean unwinding as SIGTERM), then ``terminate()`` (TerminateProcess)."""
+    POSIX: SIGTERM, then SIGKILL, to the whole process group. Windows, where QGIS has no console to send Ctrl-Break
+    through: the line ``cancel`` on the CLI's stdin (it unwinds as on Ctrl-C), then ``terminate()``."""
     if (os_name or os.name) == "nt":
-        kill = kill or os.kill
         try:
-            kill(proc.pid, getattr(signal, "CTRL_BREAK_EVENT", 1))
+            proc.stdin.write("cancel\n")
+            proc.stdin.flush()
             proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            proc.wait()
-        except OSError:  # already gone, or no console to send the event to
+        except (subprocess.TimeoutExpired, OSError, ValueError, AttributeError):
             proc.terminate()
             proc.wait()
         return

@@ -38,7 +38,8 @@ def run_cli(args, feedback, poll=0.1, grace=5.0, first_stage=ProgressLines.START
     if first_stage:
         feedback.setProgressText(first_stage)
         feedback.pushInfo(first_stage)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(os.environ),
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env(os.environ),
                             **popen_options())
     errors, out, lines = [], [], ProgressLines()
 
@@ -68,14 +69,14 @@ def run_cli(args, feedback, poll=0.1, grace=5.0, first_stage=ProgressLines.START
             stop(proc, grace)
             for t in threads:
                 t.join(timeout=5)
-            proc.stdout.close()
-            proc.stderr.close()
+            for f in (proc.stdin, proc.stdout, proc.stderr):
+                f.close()
             raise QgsProcessingException("cancelled: rs-wsss was stopped and left no output")
         time.sleep(poll)
     for t in threads:
         t.join(timeout=5)
-    proc.stdout.close()
-    proc.stderr.close()
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        f.close()
     if proc.returncode != 0:
         msg = next((e for e in reversed(errors) if "error" in e), errors[-1] if errors else f"exit code {proc.returncode}")
         raise QgsProcessingException(msg)

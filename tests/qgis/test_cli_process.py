@@ -4,7 +4,6 @@ and the progress lines the QGIS log gets."""
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -80,13 +79,27 @@ def test_the_cli_environment_leaves_out_qgis_python_qt_and_gdal_data():
     assert env == {"PATH": "/usr/bin", "HOME": "/h", "CUDA_VISIBLE_DEVICES": "0", "PYTHONUNBUFFERED": "1"}
 
 
+class FakeStdin:
+    def __init__(self, broken: bool = False):
+        self.written, self.broken = [], broken
+
+    def write(self, text):
+        if self.broken:
+            raise OSError("broken pipe")
+        self.written.append(text)
+
+    def flush(self):
+        pass
+
+
 class FakeWindowsProcess:
-    def __init__(self, stops_on_break: bool):
-        self.pid, self.calls, self.stops_on_break = 4242, [], stops_on_break
+    def __init__(self, stops_on_cancel: bool, broken_stdin: bool = False):
+        self.pid, self.calls, self.stops_on_cancel = 4242, [], stops_on_cancel
+        self.stdin = FakeStdin(broken_stdin)
 
     def wait(self, timeout=None):
         self.calls.append(("wait", timeout))
-        if timeout is not None and not self.stops_on_break:
+        if timeout is not None and not self.stops_on_cancel:
             raise subprocess.TimeoutExpired("rs-wsss", timeout)
         return 0
 
@@ -94,21 +107,43 @@ class FakeWindowsProcess:
         self.calls.append(("terminate",))
 
 
-def test_windows_stop_sends_ctrl_break_then_terminates_after_the_grace_period():
-    sent = []
-    polite = FakeWindowsProcess(stops_on_break=True)
-    cp.stop(polite, 3.0, os_name="nt", kill=lambda pid, sig: sent.append((pid, sig)))
-    assert sent == [(4242, getattr(signal, "CTRL_BREAK_EVENT", 1))] and polite.calls == [("wait", 3.0)]
-    stubborn = FakeWindowsProcess(stops_on_break=False)
-    cp.stop(stubborn, 0.5, os_name="nt", kill=lambda pid, sig: None)
+def test_windows_stop_asks_through_stdin_then_terminates_after_the_grace_period():
+    def no_signals(pid, sig):
+        raise AssertionError("no POSIX signals on Windows")
+
+    polite = FakeWindowsProcess(stops_on_cancel=True)
+    cp.stop(polite, 3.0, os_name="nt", killpg=no_signals)
+    assert polite.stdin.written == ["cancel\n"] and polite.calls == [("wait", 3.0)]
+    stubborn = FakeWindowsProcess(stops_on_cancel=False)
+    cp.stop(stubborn, 0.5, os_name="nt", killpg=no_signals)
     assert stubborn.calls == [("wait", 0.5), ("terminate",), ("wait", None)]
-    gone = FakeWindowsProcess(stops_on_break=True)
+    gone = FakeWindowsProcess(stops_on_cancel=True, broken_stdin=True)  # already exited: its stdin is closed
+    cp.stop(gone, 1.0, os_name="nt", killpg=no_signals)
+    assert gone.calls == [("terminate",), ("wait", None)]
 
-    def no_console(pid, sig):
-        raise OSError("no console")
 
-    cp.stop(gone, 1.0, os_name="nt", kill=no_console)
-    assert ("terminate",) in gone.calls
+def test_the_cli_unwinds_on_cancel_from_stdin_and_leaves_no_output(shared_data, tmp_path):
+    """What Windows relies on, run for real here: 'cancel' on stdin stops rs-wsss cleanly (exit 130, no files)."""
+    cli = Path(sys.executable).with_name("rs-wsss")
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [str(cli), "--progress-json", "segment", str(shared_data / "spacenet/sample_geotiff.tif"), "-o",
+           str(out / "long.gpkg"), "--zero-shot", "--classes", "landcover", "--tiny", "--weights", "random",
+           "--tile", "64", "--overlap", "0.75"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for line in proc.stderr:
+        if line.startswith('{"stage": "segment"'):
+            break
+    t0 = time.perf_counter()
+    cp.stop(proc, 10.0, os_name="nt")  # the Windows path: stdin first, terminate only after the grace period
+    took = time.perf_counter() - t0
+    rest = proc.stderr.read()
+    proc.stderr.close()
+    proc.stdin.close()
+    assert proc.returncode == 130, rest[-500:]  # unwound (terminate() would only come after the 10 s grace)
+    assert "rs-wsss: error: " in rest and took < 10.0
+    assert list(out.iterdir()) == []
 
 
 def alive(pid: int) -> bool:
