@@ -16,6 +16,7 @@ COMMANDS = {
     "evaluate": ("rs_wsss_cli.evaluate", "evaluate_cmd", "Per-class IoU, mIoU, OA, F1 against ground truth."),
     "kb": ("rs_wsss_cli.kb", "kb", "Show or pre-encode a class set's description knowledge base."),
     "weights": ("rs_wsss_cli.weights", "weights_cmd", "Where the backbone weights resolve from."),
+    "config": ("rs_wsss_cli.config", "config", "Show the resolved configuration as YAML (defaults + overrides)."),
     "info": ("rs_wsss_cli.info", "info_cmd", "Model size as the paper reports it: parameters, GFLOPs, classes."),
 }
 

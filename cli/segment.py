@@ -42,14 +42,14 @@ from .options import (aoi_opt, bands_opt, bounds_crs_opt, bounds_opt, classes_op
 @set_opt
 @tiny_opt
 @click.option("--dask", "dask_address", help="Run on Dask: a scheduler address (tcp://host:8786) or local:N workers.")
-@click.option("--block-size", type=click.IntRange(min=256), default=4096, show_default=True,
-              help="Pixels per Dask block side.")
+@click.option("--block-size", type=click.IntRange(min=256), default=None,
+              help="Pixels per Dask block side (default: rs_wsss.raster.blocks.BLOCK, 4096).")
 @click.pass_context
 def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_path: str | None, zero_shot: bool,
                 class_set: str | None, tile: int | None, overlap: float | None, scales: list[float] | None,
                 crf: bool | None, weights: str | None, device: str, overwrite: bool, vectorize: bool | None,
                 probs: bool, min_area: float, simplify: float, bands: list[int] | None, config_path: str | None,
-                overrides: tuple[str, ...], tiny: bool, dask_address: str | None, block_size: int,
+                overrides: tuple[str, ...], tiny: bool, dask_address: str | None, block_size: int | None,
                 precision: str | None, bounds: tuple[float, float, float, float] | None, bounds_crs: str | None,
                 aoi: str | None, src_nodata: float | None, creation_options: dict[str, str]) -> None:
     """Segment rasters into a georeferenced class raster and polygons.
@@ -107,6 +107,5 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
     for scene, target in plan.targets:
         res = segment_scene(seg, scene, target, vectorize=vectorize, overwrite=overwrite, probs=probs,
                             min_area=min_area, simplify=simplify, progress=progress, executor=executor,
-                            block=block_size if executor else None, extent=extent,
-                            creation_options=creation_options)
+                            block=block_size, extent=extent, creation_options=creation_options)
         log.info("%s → %s", scene, ", ".join(str(v) for k, v in res.items() if k != "polygons" and v))

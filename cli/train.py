@@ -45,9 +45,9 @@ def train_cmd(ctx: click.Context, scenes: tuple[str, ...], tags_path: str, outpu
 
         raise SystemExit(relaunch_under_torchrun(nproc, without_option(sys.argv[1:], "--nproc")))
     from rs_wsss.classes import load_class_set
-    from rs_wsss.config import load_config, set_value, tiny_config
     import os
 
+    from rs_wsss.config import load_config
     from rs_wsss.outputs import check_target, input_files
     from rs_wsss.raster.io import check_bands
     from rs_wsss.train.run import run_training
@@ -60,10 +60,9 @@ def train_cmd(ctx: click.Context, scenes: tuple[str, ...], tags_path: str, outpu
     # run_training's call (refused unless --resume)
     check_bands(list(scenes), bands)
     cs = load_class_set(class_set)
-    cfg = tiny_config(overrides) if tiny else load_config(config_path, overrides)
-    for key, value in {"train.iters": iters, "train.batch": batch, "raster.bands": bands}.items():
-        if value is not None:
-            set_value(cfg, key, value, source=f"--{key.split('.')[1]}")
+    settings = {k: v for k, v in {"train.iters": iters, "train.batch": batch, "raster.bands": bands}.items()
+                if v is not None}
+    cfg = load_config(config_path, overrides, tiny=tiny, settings=settings)
     res = run_training(tags_path, list(scenes), cs, cfg, output, weights, pick_device(device), resume,
                        progress_of(ctx), cache_dir)
     losses = res["losses"]

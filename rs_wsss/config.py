@@ -1,8 +1,10 @@
 """One place for configuration: typed dataclasses whose defaults are the paper's (Sect. 3, 4.2).
 
-The YAML files in ``configs/`` (packaged as ``rs_wsss_configs``) hold the same keys; ``load_config`` layers
-``model.yaml`` + ``train.yaml`` + an optional user YAML + ``--set key=value`` overrides on top of the dataclass
-defaults. Values the paper does not state are marked "not in paper" with the reason for the choice.
+The dataclass defaults below are the ONLY place a default lives. ``load_config`` layers, on top of them, the packaged
+``configs/tiny.yaml`` (with ``tiny``), an optional user YAML holding only what differs, and ``--set section.key=value``
+overrides. Every value is checked against its field's type (int, float, bool, str, lists, ``Literal`` choices) and
+range when it is loaded, so a bad value fails at once with one line naming the key. Values the paper does not state
+are marked "not in paper" with the reason for the choice. ``rs-wsss config show`` prints the resolved config.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from .errors import RsWsssError
+from .config_check import check_value, ranged, ranged_list
+from .errors import ConfigError
+
+# Keys that existed once: a user file naming one gets the reason; an old checkpoint's copy is dropped silently.
+REMOVED_KEYS = {"train.tile": "training tiles are the tag windows (set them with rs-wsss tags ... --tile)"}
 
 
 @dataclass
@@ -24,9 +30,9 @@ class PriorsConfig:
 
     clip_model: str = "ViT-B-16-quickgelu"  # OpenAI weights were trained with QuickGELU
     clip_pretrained: str = "openai"  # open_clip pretrained tag used for the hub cache
-    clip_size: int = 320
+    clip_size: int = ranged(320, ge=14)
     dino_model: str = "vit_base_patch14_dinov2"
-    dino_size: int = 308
+    dino_size: int = ranged(308, ge=14)
     weights: str | None = None  # None: resolve (path → $RS_WSSS_WEIGHTS_DIR → hub cache); "random": explicit
     tiny: bool = False  # small architectures of the same classes, for tests only (implies random weights)
 
@@ -37,10 +43,10 @@ class TPEConfig:
 
     enabled: bool = True
     template: str = "an overhead satellite image of {}."
-    n_clusters: int = 8  # B, eq 2 (paper default, Table 5)
-    topk: int = 3  # K, eq 3 — not in paper; 3 of 8 keeps the closest prototypes only
-    lam: float = 0.5  # λ, eq 4 — not in paper
-    seed: int = 0  # KMeans seed, so the enriched embeddings are reproducible
+    n_clusters: int = ranged(8, ge=1)  # B, eq 2 (paper default, Table 5)
+    topk: int = ranged(3, ge=1)  # K, eq 3 — not in paper; 3 of 8 keeps the closest prototypes only
+    lam: float = ranged(0.5, ge=0, le=1)  # λ, eq 4 — not in paper
+    seed: int = ranged(0, ge=0)  # KMeans seed, so the enriched embeddings are reproducible
 
 
 @dataclass
@@ -51,31 +57,31 @@ class AdapterConfig:
     Widths are not in the paper; they are chosen so that the trainable count for iSAID's classes with the real ViT-B
     shapes is the paper's 16.45 M (16.55 M here; README "Choices where the paper is silent" has the arithmetic)."""
 
-    hidden_dim: int = 768  # width of the 2-layer 1×1 MLP (W_fc^2) — not in paper (= the CLIP width)
-    dim: int = 256  # d of F_clip — not in paper (WeCLIP uses 256)
-    dino_hidden_dim: int = 256  # — not in paper; was 768 with one level (13.46 M trainable)
-    dino_dim: int = 256  # F_cd has dim + dino_dim channels (2d in the paper, so dino_dim = d)
-    dino_levels: int = 12  # last n DINO blocks fed to the DINO adapter (all 12 of ViT-B/14); 1 = last block only
-    fuse_kernel: int = 1  # kernel of the fusing Conv in eq 6
+    hidden_dim: int = ranged(768, ge=1)  # width of the 2-layer 1×1 MLP (W_fc^2) — not in paper (= the CLIP width)
+    dim: int = ranged(256, ge=1)  # d of F_clip — not in paper (WeCLIP uses 256)
+    dino_hidden_dim: int = ranged(256, ge=1)  # — not in paper; was 768 with one level (13.46 M trainable)
+    dino_dim: int = ranged(256, ge=1)  # F_cd has dim + dino_dim channels (2d in the paper, so dino_dim = d)
+    dino_levels: int = ranged(12, ge=1)  # last n DINO blocks fed to the DINO adapter (all 12 of ViT-B/14); 1 = last block only
+    fuse_kernel: int = ranged(1, ge=1)  # kernel of the fusing Conv in eq 6
 
 
 @dataclass
 class DecoderConfig:
     """Transformer decoder, eqs 7–8: D=3 layers, 8 heads (Sect. 4.2)."""
 
-    layers: int = 3
-    heads: int = 8
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
+    layers: int = ranged(3, ge=1)
+    heads: int = ranged(8, ge=1)
+    mlp_ratio: float = ranged(4.0, gt=0)
+    dropout: float = ranged(0.0, ge=0, lt=1)
 
 
 @dataclass
 class CAMConfig:
     """Initial CAM, eq 9, and its background channel (the paper does not say how it is formed)."""
 
-    bg_rule: str = "power"  # "power": bg = (1 - max_c M_c)^bg_power ; "constant": bg = bg_score
-    bg_power: float = 1.0
-    bg_score: float = 0.45
+    bg_rule: Literal["power", "constant"] = "power"  # "power": bg = (1 - max_c M_c)^bg_power ; "constant": bg = bg_score
+    bg_power: float = ranged(1.0, gt=0)
+    bg_score: float = ranged(0.45, ge=0, le=1)
 
 
 @dataclass
@@ -84,14 +90,14 @@ class USRConfig:
 
     enabled: bool = True
     use_dino: bool = True  # False: F_cd = F_clip only (ablation of the DINO prior)
-    n0: int = 6  # N0, first block (1-based) of the threshold/average in eqs 13–14 — not in paper
-    alpha: int = 3  # α, eq 15 (paper default, Table 6)
+    n0: int = ranged(6, ge=1)  # N0, first block (1-based) of the threshold/average in eqs 13–14 — not in paper
+    alpha: int = ranged(3, ge=1)  # α, eq 15 (paper default, Table 6)
     # eq 11 on raw F_cd as the paper writes it (False) or on L2-normalised tokens (True) — see usr.joint_affinity
     normalize_affinity: bool = False
     # training steps before the learned relations are used (not in paper, which refines from the first step: 0).
     # During warm-up USR diffuses with the mean frozen CLIP attention of blocks ≥ N0 only (no A_cd, no filter) and
     # VPE neither updates nor calibrates — WeCLIP's branch before its iteration 15000 (model_attn_aff_voc.py, forward)
-    warmup_iters: int = 0
+    warmup_iters: int = ranged(0, ge=0)
 
 
 @dataclass
@@ -99,8 +105,8 @@ class VPEConfig:
     """Visual Prototype-aware Enrichment, eqs 16–20."""
 
     enabled: bool = True
-    topk_percent: float = 0.3  # k%, eq 17 — not in paper
-    momentum: float = 0.9  # τ, eq 18 — not in paper
+    topk_percent: float = ranged(0.3, gt=0, le=1)  # k%, eq 17 — not in paper
+    momentum: float = ranged(0.9, ge=0, le=1)  # τ, eq 18 — not in paper
     # prototypes exist "for each class" of an image labelled c (eqs 18–19): tagged foreground classes only. True also
     # gives the background channel seeds and a prototype (the previous behaviour); without one its S_0 is 1 in eq 20
     background_prototype: bool = False
@@ -111,9 +117,9 @@ class PARConfig:
     """Pixel-adaptive refinement of the CAM on the image (Ru et al. 2022, AFA)."""
 
     enabled: bool = True
-    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 12, 24])
-    iters: int = 10
-    scale: float = 0.5  # PAR runs at this fraction of the crop size (AFA's down_scale=2)
+    dilations: list[int] = ranged_list([1, 2, 4, 8, 12, 24], ge=1)
+    iters: int = ranged(10, ge=0)
+    scale: float = ranged(0.5, gt=0, le=1)  # PAR runs at this fraction of the crop size (AFA's down_scale=2)
 
 
 @dataclass
@@ -123,87 +129,88 @@ class PseudoConfig:
     ``rule``: "argmax" (WeCLIP: arg-max over the background and the tagged classes, no ignored pixels) or "band"
     (AFA: confident foreground above ``high``, background below ``low``, ignored in between)."""
 
-    rule: str = "argmax"
-    high: float = 0.55  # rule "band" only: above, confident foreground (AFA's value)
-    low: float = 0.35  # rule "band" only: below, confident background (AFA's value)
-    ignore_index: int = 255
+    rule: Literal["argmax", "band"] = "argmax"
+    high: float = ranged(0.55, ge=0, le=1)  # rule "band" only: above, confident foreground (AFA's value)
+    low: float = ranged(0.35, ge=0, le=1)  # rule "band" only: below, confident background (AFA's value)
+    ignore_index: int = ranged(255, ge=0, le=255)
 
 
 @dataclass
 class LossConfig:
     """Eq 21: L = λ1·L_seg + λ2·L_aff."""
 
-    seg_weight: float = 1.0  # λ1
-    aff_weight: float = 0.1  # λ2 — not in paper (AFA's weight)
+    seg_weight: float = ranged(1.0, ge=0)  # λ1
+    aff_weight: float = ranged(0.1, ge=0)  # λ2 — not in paper (AFA's weight)
     # what L_aff supervises: "joint" = A_cd of eq 11 (trains both adapters' relations; the DINO adapter gets no other
     # gradient), "decoder" = the decoder's last self-attention (AFA's reading of "affinity within the MHSA")
-    aff_on: str = "joint"
+    aff_on: Literal["joint", "decoder"] = "joint"
     # affinity labels only for token pairs within this Chebyshev radius on the token grid, the rest ignored (AFA and
     # WeCLIP: get_mask_by_radius, --radius default 8, scripts/dist_train_voc.py / scripts/dist_clip_voc.py);
     # null = all hw² pairs (the previous behaviour)
-    aff_radius: int | None = 8
+    aff_radius: int | None = ranged(8, ge=1)
 
 
 @dataclass
 class TrainConfig:
     """Sect. 4.2: AdamW, lr 2e-3, wd 1e-3, poly schedule, batch 4, 40 000 iterations."""
 
-    iters: int = 40000
-    batch: int = 4
-    lr: float = 2e-3
-    weight_decay: float = 1e-3
-    poly_power: float = 0.9
-    warmup_iters: int = 0
-    checkpoint_every: int = 1000
-    log_every: int = 20
-    seed: int = 0
-    tile: int = 512  # training tiles are read at this size, then cropped for CLIP (320) / DINO (308)
+    iters: int = ranged(40000, ge=1)
+    batch: int = ranged(4, ge=1)
+    lr: float = ranged(2e-3, gt=0)
+    weight_decay: float = ranged(1e-3, ge=0)
+    poly_power: float = ranged(0.9, ge=0)
+    warmup_iters: int = ranged(0, ge=0)
+    checkpoint_every: int = ranged(1000, ge=1)
+    log_every: int = ranged(20, ge=1)
+    seed: int = ranged(0, ge=0)
     hflip: bool = True  # random horizontal flip augmentation
     amp: bool = False  # bf16/fp16 autocast on CUDA
     # frozen-feature cache (--cache-features): each tagged tile keeps this many fixed crops/flips, instead of the
     # paper's fresh random crop every iteration; the backbones then run once per view, not once per step
-    cache_views: int = 4
+    cache_views: int = ranged(4, ge=1)
     # the training report (not in paper): previews of fixed tiles, validation (--val-masks / --val-tags) and the
     # best checkpoint every report_every steps; the CSV log and curves are rewritten then too
-    report_every: int = 500
-    preview_tiles: int = 4  # tag rows shown in the previews (tagged rows first, spread over the file)
-    val_tiles: int = 16  # validation windows at most (spread evenly), so a validation costs seconds, not minutes
-    val_min_fraction: float = 0.02  # --val-tags: a class is "predicted" on a tile from this share of its pixels
+    report_every: int = ranged(500, ge=1)
+    preview_tiles: int = ranged(4, ge=0)  # tag rows shown in the previews (tagged rows first, spread over the file)
+    val_tiles: int = ranged(16, ge=1)  # validation windows at most (spread evenly), so a validation costs seconds, not minutes
+    val_min_fraction: float = ranged(0.02, ge=0, le=1)  # --val-tags: a class is "predicted" on a tile from this share of its pixels
 
 
 @dataclass
 class InferConfig:
     """Inference: multi-scale averaging and dense CRF (Sect. 4.2)."""
 
-    scales: list[float] = field(default_factory=lambda: [0.75, 1.0, 1.25])
+    scales: list[float] = ranged_list([0.75, 1.0, 1.25], gt=0)
     flip: bool = False
     crf: bool = True
-    crf_iters: int = 10
-    crf_gauss_sxy: float = 3.0
-    crf_gauss_compat: float = 3.0
-    crf_bilateral_sxy: float = 50.0
-    crf_bilateral_srgb: float = 13.0
-    crf_bilateral_compat: float = 10.0
-    batch: int = 0  # tiles per forward; 0: automatic from tile size and memory (rs_wsss.runtime.auto_batch)
+    crf_iters: int = ranged(10, ge=0)
+    crf_gauss_sxy: float = ranged(3.0, gt=0)
+    crf_gauss_compat: float = ranged(3.0, ge=0)
+    crf_bilateral_sxy: float = ranged(50.0, gt=0)
+    crf_bilateral_srgb: float = ranged(13.0, gt=0)
+    crf_bilateral_compat: float = ranged(10.0, ge=0)
+    batch: int = ranged(0, ge=0)  # tiles per forward; 0: automatic from tile size and memory (rs_wsss.runtime.auto_batch)
     # auto: bf16 on CPUs with AMX/AVX512-BF16, autocast bf16 (or fp16) on CUDA, else fp32 (rs_wsss.runtime)
-    precision: str = "auto"
-    crf_workers: int = 0  # processes refining a batch's tiles in parallel; 0: one per two cores (1: in-process)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    crf_workers: int = ranged(0, ge=0)  # processes refining a batch's tiles in parallel; 0: one per two cores (1: in-process)
 
 
 @dataclass
 class RasterConfig:
     """Reading and tiling of rasters."""
 
-    tile: int = 512
-    overlap: float = 0.25
-    bands: list[int] | None = None  # 1-based; None: RGB by colour interpretation, else the first three
-    percentile: list[float] = field(default_factory=lambda: [2.0, 98.0])  # stretch for non-8-bit data
-    max_nodata_fraction: float = 0.5  # training tiles with more nodata are skipped
-    gsd: float | None = None  # resample to this ground sample distance (CRS units/pixel)
+    tile: int = ranged(512, ge=32)  # segment: tile side in px
+    overlap: float = ranged(0.25, ge=0, lt=1)  # segment: share of a tile overlapping its neighbour
+    bands: list[int] | None = ranged_list(None, ge=1)  # 1-based; None: RGB by colour interpretation, else the first three
+    percentile: list[float] = ranged_list([2.0, 98.0], ge=0, le=100)  # stretch for non-8-bit data
+    max_nodata_fraction: float = ranged(0.5, ge=0, le=1)  # training tiles with more nodata are skipped
+    gsd: float | None = ranged(None, gt=0)  # resample to this ground sample distance (CRS units/pixel)
 
 
 @dataclass
 class Config:
+    """Every setting of rs-wsss, by section (YAML: ``section: {key: value}``; CLI: ``--set section.key=value``)."""
+
     priors: PriorsConfig = field(default_factory=PriorsConfig)
     tpe: TPEConfig = field(default_factory=TPEConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
@@ -219,13 +226,31 @@ class Config:
     raster: RasterConfig = field(default_factory=RasterConfig)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML- and checkpoint-safe)."""
         return dataclasses.asdict(self)
 
+    def to_yaml(self) -> str:
+        """The resolved config as YAML, sections in dataclass order."""
+        return dump_yaml(self.to_dict())
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Config:
+    def from_dict(cls, data: dict[str, Any], source: str = "checkpoint") -> Config:
+        """A config from a stored dict (a checkpoint's): defaults for keys it lacks, removed keys dropped."""
         cfg = cls()
-        merge_into(cfg, data)
+        merge_into(cfg, data, source=source, drop_removed=True)
         return cfg
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block mappings, but lists on one line (``scales: [0.75, 1.0, 1.25]``), as a person writes a config."""
+
+
+_Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """``data`` as config-style YAML (block sections, inline lists, keys in their order)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def packaged_config(name: str) -> Path:
@@ -233,64 +258,122 @@ def packaged_config(name: str) -> Path:
     return Path(str(resources.files("rs_wsss_configs").joinpath(name)))
 
 
-def merge_into(cfg: Config, data: dict[str, Any], source: str = "config") -> None:
-    """Overlay a nested dict onto ``cfg``; unknown sections or keys are an error, not silently ignored."""
+def merge_into(cfg: Config, data: dict[str, Any], source: str = "config", drop_removed: bool = False) -> None:
+    """Overlay a nested dict onto ``cfg``, checking every value's type and range; unknown sections or keys fail.
+
+    Raises:
+        ConfigError: unknown section or key, a section that is not a mapping, a value of the wrong type or range.
+    """
     for section, values in (data or {}).items():
         if not hasattr(cfg, section) or not dataclasses.is_dataclass(getattr(cfg, section)):
-            raise RsWsssError(f"{source}: unknown section '{section}' (known: {', '.join(_sections())})")
+            raise ConfigError(f"{source}: unknown section '{section}' (known: {', '.join(_sections())})")
         sub = getattr(cfg, section)
         if not isinstance(values, dict):
-            raise RsWsssError(f"{source}: section '{section}' must be a mapping")
-        names = {f.name for f in dataclasses.fields(sub)}
+            raise ConfigError(f"{source}: section '{section}' must be a mapping of keys, e.g. '{section}: {{key: value}}'")
+        fields = {f.name: f for f in dataclasses.fields(sub)}
         for key, value in values.items():
-            if key not in names:
-                raise RsWsssError(f"{source}: unknown key '{section}.{key}' (known: {', '.join(sorted(names))})")
-            setattr(sub, key, value)
+            name = f"{section}.{key}"
+            if name in REMOVED_KEYS:
+                if drop_removed:
+                    continue
+                raise ConfigError(f"{source}: '{name}' was removed: {REMOVED_KEYS[name]}")
+            if key not in fields:
+                raise ConfigError(f"{source}: unknown key '{name}' (known: {', '.join(sorted(fields))})")
+            setattr(sub, key, check_value(type(sub), fields[key], name, value, source))
 
 
 def apply_override(cfg: Config, item: str) -> None:
-    """Apply one ``section.key=value`` override (value parsed as YAML: numbers, booleans, lists)."""
+    """Apply one ``section.key=value`` override (value parsed as YAML: numbers, booleans, lists), type-checked."""
     if "=" not in item or "." not in item.split("=", 1)[0]:
-        raise RsWsssError(f"--set '{item}': expected section.key=value, e.g. usr.alpha=2")
+        raise ConfigError(f"--set '{item}': expected section.key=value, e.g. usr.alpha=2")
     key, raw = item.split("=", 1)
     section, name = key.strip().split(".", 1)
-    merge_into(cfg, {section: {name: yaml.safe_load(raw)}}, source=f"--set {item}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw  # not YAML (e.g. "[1,"): the type check names the key and what it expects
+    merge_into(cfg, {section: {name: value}}, source=f"--set {item}")
 
 
 def set_value(cfg: Config, key: str, value: Any, source: str = "option") -> None:
     """Assign a typed value (e.g. from a CLI option) to ``section.key``, with the same checks as a YAML value."""
     if "." not in key:
-        raise RsWsssError(f"{source}: expected section.key, not '{key}'")
+        raise ConfigError(f"{source}: expected section.key, not '{key}'")
     section, name = key.split(".", 1)
     merge_into(cfg, {section: {name: value}}, source=source)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults from ``configs/model.yaml`` and ``configs/train.yaml``, then ``path``, then ``overrides``."""
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), tiny: bool = False,
+                settings: dict[str, Any] | None = None) -> Config:
+    """The dataclass defaults, then ``configs/tiny.yaml`` (with ``tiny``), then the YAML ``path``, then ``overrides``
+    (``section.key=value`` strings), then ``settings`` (typed values by ``section.key``, e.g. from CLI options).
+
+    Raises:
+        ConfigError: a missing or malformed file, an unknown key, a value of the wrong type or range.
+    """
     cfg = Config()
-    for name in ("model.yaml", "train.yaml"):
-        merge_into(cfg, _read_yaml(packaged_config(name)), source=name)
+    if tiny:
+        merge_into(cfg, _read_yaml(packaged_config("tiny.yaml")), source="tiny.yaml")
     if path is not None:
         merge_into(cfg, _read_yaml(Path(path)), source=str(path))
+    return configure(cfg, overrides, settings)
+
+
+def configure(cfg: Config, overrides: list[str] | tuple[str, ...] = (), settings: dict[str, Any] | None = None
+              ) -> Config:
+    """Apply ``overrides`` (``section.key=value``), then typed ``settings`` by ``section.key``, to ``cfg``; it."""
     for item in overrides:
         apply_override(cfg, item)
+    for key, value in (settings or {}).items():
+        set_value(cfg, key, value, source=f"the option for {key}")
     return cfg
+
+
+def resolve_config(*, model_path: str | Path | None = None, config_path: str | Path | None = None,
+                   overrides: list[str] | tuple[str, ...] = (), tiny: bool = False,
+                   settings: dict[str, Any] | None = None) -> Config:
+    """The config a run uses: a checkpoint's (``model_path``) or the defaults (+ tiny + ``config_path``), then
+    ``overrides`` and ``settings``. What ``rs-wsss config show`` prints.
+
+    Raises:
+        ConfigError: both ``model_path`` and ``config_path``/``tiny`` given, or a bad file, key or value.
+        RsWsssError: ``model_path`` is not an rs-wsss checkpoint.
+    """
+    if model_path is None:
+        return load_config(config_path, overrides, tiny=tiny, settings=settings)
+    if config_path is not None or tiny:
+        raise ConfigError("a checkpoint carries its own config: give --model or --config/--tiny, not both")
+    from .model.checkpoint import load_checkpoint
+
+    cfg = Config.from_dict(load_checkpoint(model_path)["config"], source=str(model_path))
+    return configure(cfg, overrides, settings)
+
+
+def changed(cfg: Config, reference: Config | None = None) -> dict[str, dict[str, Any]]:
+    """The sections and keys of ``cfg`` that differ from ``reference`` (default: the dataclass defaults)."""
+    ref = (reference or Config()).to_dict()
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in cfg.to_dict().items():
+        diff = {k: v for k, v in values.items() if v != ref[section][k]}
+        if diff:
+            out[section] = diff
+    return out
 
 
 def tiny_config(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """The small test architecture (random weights, same code path): ``configs/tiny.yaml``."""
-    return load_config(packaged_config("tiny.yaml"), overrides)
+    return load_config(overrides=overrides, tiny=True)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise RsWsssError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RsWsssError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise RsWsssError(f"config file {path} must be a YAML mapping of sections (e.g. 'train: {{iters: 2000}}')")
+        raise ConfigError(f"config file {path} must be a YAML mapping of sections (e.g. 'train: {{iters: 2000}}')")
     return data
 
 

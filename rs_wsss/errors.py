@@ -17,3 +17,7 @@ class RsWsssError(Exception):
 
 class WeightsNotFound(RsWsssError):
     """Pretrained weights could not be resolved (offline, no file given)."""
+
+
+class ConfigError(RsWsssError, ValueError):
+    """A config key, value or choice is invalid; the message names the key and what it accepts."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .classes import ClassSet, class_set_from_dict, load_class_set
-from .config import Config, apply_override, load_config, set_value, tiny_config
+from .config import Config, configure, load_config
 from .errors import RsWsssError
 from .outputs import output_paths
 
@@ -72,14 +72,11 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
         raise RsWsssError("give either --model model.pt or --zero-shot --classes SET")
     if model_path:
         state = load_checkpoint(model_path)
-        cfg = Config.from_dict(state["config"])
+        cfg = Config.from_dict(state["config"], source=str(model_path))
         cs = class_set_from_dict(state["class_set"], source=str(model_path))
         if class_set and load_class_set(class_set).names != cs.names:
             raise RsWsssError(f"{model_path} was trained for classes {', '.join(cs.names[1:])}, not '{class_set}'; drop --classes or retrain")
-        for item in overrides:
-            apply_override(cfg, item)
-        for key, value in (settings or {}).items():
-            set_value(cfg, key, value)
+        configure(cfg, overrides, settings)
         clip, _ = build_priors(cfg.priors, weights, need_dino=False)
         model = WSSS(cfg, cs, clip, None, dino_width=state["dims"]["dino_width"])
         restore_model(model, state, str(model_path))
@@ -89,9 +86,7 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
         if not class_set:
             raise RsWsssError("--zero-shot needs --classes SET (a packaged set or a YAML file)")
         cs = load_class_set(class_set)
-        cfg = tiny_config(overrides) if tiny else load_config(config_path, overrides)
-        for key, value in (settings or {}).items():
-            set_value(cfg, key, value)
+        cfg = load_config(config_path, overrides, tiny=tiny, settings=settings)
         clip, dino = build_priors(cfg.priors, weights, need_dino=cfg.usr.enabled and cfg.usr.use_dino)
         model = WSSS(cfg, cs, clip, dino)
         model_id, norms = "zero-shot", {}
