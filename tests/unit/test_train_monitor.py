@@ -20,6 +20,7 @@ from rs_wsss.model.wsss import WSSS
 from rs_wsss.priors import build_priors
 from rs_wsss.raster.io import open_scene
 from rs_wsss.train import validate
+from rs_wsss.train.batches import Batch
 from rs_wsss.train.loop import poly_lambda, train
 from rs_wsss.train.monitor import FIELDS, TrainMonitor, monitor_paths, read_log
 from rs_wsss.train.previews import read_tiles
@@ -62,7 +63,7 @@ def _run(data, out, iters, resume=False, fail_at=None, validator=True):
     def batch(step):
         if step == fail_at:
             raise KeyboardInterrupt
-        return data["images"], data["tags"]
+        return Batch(data["images"], data["tags"])
 
     res = train(model, batch, cfg.train, out, resume, on_step=mon)
     return mon, mon.finish(model), res, cfg
