@@ -13,14 +13,18 @@ from pathlib import Path
 
 import torch
 
-from _common import NAIP, machine
+from _common import NAIP, cpu_flags, machine
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--tiles", type=int, default=8, help="tagged 512 px tiles of the NAIP scene used (cached views)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=40000, help="schedule to project (the paper's: 40k × batch 4)")
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     from rs_wsss.classes import load_class_set
     from rs_wsss.config import load_config
     from rs_wsss.model.wsss import WSSS
@@ -34,7 +38,7 @@ def main() -> None:
 
     cfg = load_config(overrides=[f"train.batch={a.batch}", "train.cache_views=1"])
     cs = load_class_set("landcover")
-    rows = [TagRow(r.image, r.window, ("water", "vegetation"), r.row) for r in template_grid([str(NAIP)], 512, 0.0)]
+    rows = [TagRow(r.image, r.window, ("water", "vegetation"), r.row) for r in template_grid([str(NAIP)], 512, 0.0)][: a.tiles]
     sampler = TileSampler(rows, {str(NAIP): open_scene(NAIP)}, cs, cfg)
     clip, dino = build_priors(cfg.priors, "random")
     model = WSSS(cfg, cs, clip, dino).train()
@@ -45,23 +49,25 @@ def main() -> None:
     batches.fill(model)
     fill = time.perf_counter() - t
 
+    def one(b):
+        out = model.step_from_features(b[2], b[0], b[1]) if len(b) > 2 and b[2] is not None else model.train_step(b[0], b[1])
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+
     def timed(batch_fn) -> float:
-        batch_fn(0)
+        """Steps per CPU second (this process, all threads; loading included): wall time on a shared machine swings
+        with other work, CPU time does not."""
         times = []
         for step in range(a.steps + 1):
-            b = batch_fn(step)
-            t0 = time.perf_counter()
-            out = model.step_from_features(b[2], b[0], b[1]) if len(b) > 2 and b[2] is not None else model.train_step(b[0], b[1])
-            opt.zero_grad()
-            out["loss"].backward()
-            opt.step()
-            times.append(time.perf_counter() - t0 + (b[3] if len(b) > 3 else 0.0))
+            c = time.process_time()
+            one(batch_fn(step))
+            times.append(time.process_time() - c)
         return a.steps / sum(times[1:])  # first step is warm-up
 
     def cached(step):
-        t0 = time.perf_counter()
         b = batches(step)
-        return b.images, b.tags, b.feats, time.perf_counter() - t0  # loading counts
+        return b.images, b.tags, b.feats
 
     def recompute(step):
         b = batches(step)  # the same crops; the backbones run again on them
@@ -69,14 +75,23 @@ def main() -> None:
 
     ips_cached = timed(cached)
     ips_recompute = timed(recompute)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        one(cached(1))
     print(machine())
+    print(f"CPU: {cpu_flags()}; torch threads {a.threads}; it/s below are steps per CPU second")
     print(f"batch {a.batch}, crops 320/308, {len(batches.views)} cached views ({cache.size_bytes() / 1e6:.0f} MB, "
           f"{cache.size_bytes() / 1e6 / max(1, len(batches.views)):.1f} MB per view, filled in {fill:.0f} s)")
     print("| mode | it/s | s/it |\n|---|---|---|")
     print(f"| recompute backbones | {ips_recompute:.3f} | {1 / ips_recompute:.2f} |")
     print(f"| frozen-feature cache | {ips_cached:.3f} | {1 / ips_cached:.2f} |")
     print(f"| ratio cache ÷ recompute | {ips_cached / ips_recompute:.2f} | goal ≥ 5 |")
-    torch.set_num_threads(torch.get_num_threads())
+    h = a.iters / ips_cached / 3600
+    print(f"projected {a.iters} × batch {a.batch} with the cache: {h:.1f} h of CPU time at {a.threads} thread(s) "
+          f"(wall on an otherwise idle machine ≈ that ÷ the thread speed-up); recomputing: {a.iters / ips_recompute / 3600:.1f} h")
+    print("cached step, top operators by self CPU time:")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
 
 
 if __name__ == "__main__":

@@ -121,3 +121,29 @@ def test_crf_in_worker_processes_gives_the_in_process_result(shared_data):
     assert crf._pool_size == 2  # the pool ran it
     assert np.array_equal(serial, pooled) and not np.allclose(serial, probs, atol=1e-3)  # the CRF changed something
     assert crf.crf_workers(0, 4) >= 1 and crf.crf_workers(3, 4) == 3
+
+
+def test_training_eta_covers_the_whole_schedule():
+    from rs_wsss.train.loop import eta_text
+
+    assert eta_text(None, 10, 40000) == "" and eta_text(2.0, 40000, 40000) == ""
+    text = eta_text(0.5, 200, 40000)  # 39 800 steps at 0.5 it/s = 79 600 s = 22 h 6.7 min
+    assert "ETA 22 h 7 min" in text and "200–40000 of 40000" in text and "0.5 it/s" in text
+
+
+def test_train_logs_an_eta_for_the_whole_schedule(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from rs_wsss.classes import load_class_set
+    from rs_wsss.model.wsss import WSSS
+    from rs_wsss.train.batches import Batch
+    from rs_wsss.train.loop import train
+
+    monkeypatch.setenv("RS_WSSS_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config(["train.iters=6", "train.log_every=100", "train.checkpoint_every=100"])
+    model = WSSS(cfg, load_class_set("potsdam"), *build_priors(cfg.priors))
+    imgs, tags = torch.rand(1, 3, 64, 64), torch.tensor([[1.0, 0, 0, 0, 0, 0]])
+    with caplog.at_level(logging.INFO, logger="rs_wsss"):
+        train(model, lambda step: Batch(imgs, tags), cfg.train, tmp_path / "m.pt")
+    etas = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    assert len(etas) == 1 and "whole schedule" in etas[0] and "of 6" in etas[0]
