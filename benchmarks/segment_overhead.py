@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--device", default="cuda" if _cuda() else "cpu")
     ap.add_argument("--no-segment", action="store_true", help="in-process rows only (no whole-process runs)")
-    ap.add_argument("--extras", action="store_true", help="also 3 scales (0.75,1,1.25) and the dense CRF")
+    ap.add_argument("--extras", action="store_true", help="also the model at 3 scales (0.75,1,1.25) and the dense CRF")
     a = ap.parse_args()
     import os
 
@@ -97,12 +97,12 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    def ours(p):
+    def ours(p, scales=(1.0,)):
         model, dtype = models[p], choose_precision(p, dev)
 
         def run(x):
             with torch.inference_mode(), autocast(dev, dtype):
-                model.predict(x, scales=[1.0], flip=False)
+                return model.predict(x, scales=list(scales), flip=False)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
         return run
@@ -112,20 +112,26 @@ def main() -> None:
     base = cli() + ["segment", str(scene), "--model", str(ckpt), "--weights", str(weights), "--tile", str(a.tile),
                     "--overlap", str(a.overlap), "--device", a.device, "--overwrite", "--scales", "1", "--no-crf",
                     "--set", f"infer.batch={a.batch}"]
-    runs = {f"segment, single scale, no CRF, {p}": ["--precision", p] for p in precisions}
-    if a.extras:
-        runs |= {"segment, 3 scales, no CRF, fp32": ["--precision", "fp32", "--scales", "0.75,1,1.25"],
-                 "segment, single scale + CRF, fp32": ["--precision", "fp32", "--crf"]}
-    if a.no_segment:
-        runs = {}
+    runs = {} if a.no_segment else {f"segment, single scale, no CRF, {p}": ["--precision", p] for p in precisions}
+    inproc = {f"model forward (CLIP taps + adapter + decoder), {p}": ours(p) for p in precisions}
+    if a.extras:  # multi-scale and CRF in process: their cost beside the same bound, without start-up noise
+        from rs_wsss.config import InferConfig
+        from rs_wsss.model.crf import crf_refine_batch
+
+        inproc |= {f"model forward, 3 scales (0.75, 1, 1.25), {p}": ours(p, (0.75, 1.0, 1.25)) for p in precisions}
+        probs = [ours(precisions[0])(x).float().cpu().numpy() for x in batches]
+
+        def crf(x, _probs={id(x): p for x, p in zip(batches, probs)}):
+            rgb = (x.cpu().numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+            crf_refine_batch(rgb, _probs[id(x)], InferConfig(), workers=1)
+
+        inproc["dense CRF alone (pydensecrf2, 10 iterations, in-process)"] = crf
     rows: dict[str, list[tuple[float, float, float, float]]] = {}  # (ours, ours wall, bound, bound wall)
-    for _ in range(a.rounds):  # interleaved: every row has a bound measured right beside it
-        for p in precisions:
-            tb = _timed(bound, batches)
-            tm = _timed(ours(p), batches)
-            rows.setdefault(f"model forward (CLIP taps + adapter + decoder), {p}", []).append((*tm, *tb))
+    for _ in range(a.rounds):  # interleaved: one bound pass per round, beside that round's rows
+        tb = _timed(bound, batches)
+        for name, fn in inproc.items():
+            rows.setdefault(name, []).append((*_timed(fn, batches), *tb))
         for name, extra in runs.items():
-            tb = _timed(bound, batches)
             wall, cpu = run_cpu(base + ["-o", str(tmp / "out.tif")] + extra)
             rows.setdefault(f"{name} (whole process)", []).append((wall if CUDA else cpu, wall, *tb))
 

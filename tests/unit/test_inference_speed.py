@@ -78,6 +78,7 @@ def test_precision_switch_changes_the_compute_dtype_and_agrees_with_fp32(tmp_pat
         out[p] = seg.predict(x, np.ones(x.shape[:1] + x.shape[2:], bool))
         hook.remove()
         assert seg.model.clip.model.visual.conv1.weight.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[p]
+        assert seg.model.dino is None and seg.model.dino_adapter is not None  # decoder inference: DINO never built
     assert seen == {"fp32": torch.float32, "bf16": torch.bfloat16}
     assert out["bf16"].dtype == np.float32 and not np.array_equal(out["bf16"], out["fp32"])
     # stated tolerance (tiny untrained model, real Potsdam crops): |Δp| ≤ 0.02, ≥ 99 % of pixels same class
@@ -147,3 +148,4 @@ def test_train_logs_an_eta_for_the_whole_schedule(tmp_path, caplog, monkeypatch)
         train(model, lambda step: Batch(imgs, tags), cfg.train, tmp_path / "m.pt")
     etas = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
     assert len(etas) == 1 and "whole schedule" in etas[0] and "of 6" in etas[0]
+
