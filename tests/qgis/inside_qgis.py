@@ -100,6 +100,11 @@ vrt = band = None
 result, log = run("rs_wsss:taggrid", {"RASTERS": [scene], "TILE": 256, "CLASSES": 0, "OUTPUT": "TEMPORARY_OUTPUT"})
 grid = [l for l in project.mapLayers().values() if isinstance(l, QgsVectorLayer) and "tag grid" in l.name()]
 facts["grid_path"] = result["OUTPUT"]
+facts["train_no_tags"] = check("rs_wsss:train", {"RASTERS": [scene], "OUTPUT": "TEMPORARY_OUTPUT"})
+facts["train_empty_labels"] = check("rs_wsss:train", {"RASTERS": [scene], "TAGS_FILE": result["OUTPUT"],
+                                                      "OUTPUT": "TEMPORARY_OUTPUT"})
+facts["evaluate_same_layer"] = check("rs_wsss:evaluate", {"PREDICTION": scene, "GROUND_TRUTH": scene,
+                                                          "OUTPUT": "TEMPORARY_OUTPUT"})
 if grid:
     g = grid[0]
     sym = g.renderer().symbol().symbolLayer(0)
