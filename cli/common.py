@@ -83,16 +83,10 @@ def parse_value_map(items: tuple[str, ...]) -> dict | None:
 
 
 def pick_device(name: str) -> str:
-    """``auto`` → cuda when available, else cpu; ``cuda`` without a CUDA device is a user error."""
-    import torch
+    """``auto`` → cuda when available, else cpu (``rs_wsss.api.pick_device``, the one place for the rule)."""
+    from rs_wsss.api import pick_device as pick
 
-    from rs_wsss.errors import RsWsssError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RsWsssError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    return name
+    return pick(name)
 
 
 def check_inputs(paths: Iterable[str]) -> None:

@@ -28,6 +28,8 @@ from .options import (aoi_opt, bands_opt, bounds_crs_opt, bounds_opt, classes_op
 @overwrite_opt
 @click.option("--vectorize/--no-vectorize", default=None, help="Write polygons (default: for .gpkg outputs).")
 @click.option("--probs", is_flag=True, help="Also write the per-pixel confidence raster (OUT_confidence.tif).")
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Write OUT_quicklook.png (image + classes + legend) and OUT_report.html (areas, parameters, model).")
 @click.option("--min-area", type=click.FloatRange(min=0), default=0.0, metavar="M2",
               help="Minimum mapping unit in m²: smaller regions merge into their largest neighbour (no holes).")
 @click.option("--simplify", type=click.FloatRange(min=0), default=0.0, metavar="METRES",
@@ -48,8 +50,9 @@ from .options import (aoi_opt, bands_opt, bounds_crs_opt, bounds_opt, classes_op
 def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_path: str | None, zero_shot: bool,
                 class_set: str | None, tile: int | None, overlap: float | None, scales: list[float] | None,
                 crf: bool | None, weights: str | None, device: str, overwrite: bool, vectorize: bool | None,
-                probs: bool, min_area: float, simplify: float, bands: list[int] | None, config_path: str | None,
-                overrides: tuple[str, ...], tiny: bool, dask_address: str | None, block_size: int | None,
+                probs: bool, report: bool, min_area: float, simplify: float, bands: list[int] | None,
+                config_path: str | None, overrides: tuple[str, ...], tiny: bool, dask_address: str | None,
+                block_size: int | None,
                 precision: str | None, bounds: tuple[float, float, float, float] | None, bounds_crs: str | None,
                 aoi: str | None, src_nodata: float | None, creation_options: dict[str, str]) -> None:
     """Segment rasters into a georeferenced class raster and polygons.
@@ -63,49 +66,18 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
           --bounds=-84.48,33.63,-84.47,33.64 --bounds-crs EPSG:4326
       rs-wsss segment scene.tif -o out.parquet --model model.pt --aoi field.gpkg --min-area 100 --co COMPRESS=ZSTD
     """
-    import os
+    from rs_wsss.api import segment_raster
 
-    from rs_wsss.outputs import plan_outputs
-    from rs_wsss.raster.extent import Extent
-    from rs_wsss.raster.io import check_bands, check_extent
-    from rs_wsss.segment import load_segmenter, segment_scene
+    from .common import log, progress_of
 
-    from .common import check_inputs, log, pick_device, progress_of
-
-    check_inputs(scenes)
-    if aoi:
-        check_inputs([aoi])
-    if bounds_crs and not bounds:
-        from rs_wsss.errors import RsWsssError
-
-        raise RsWsssError("--bounds-crs needs --bounds xmin,ymin,xmax,ymax")
-    extent = Extent(bounds, bounds_crs, aoi, src_nodata) if (bounds or aoi or src_nodata is not None) else None
-    check_bands(list(scenes), bands)  # unreadable rasters and impossible band choices fail before a model is built
-    check_extent(list(scenes), extent)
-    if model_path:
-        check_inputs([model_path])
-    reads = [model_path, config_path, weights, class_set]  # never written to, whatever -o says
-    plan = plan_outputs(list(scenes), output, vectorize=vectorize, probs=probs, overwrite=overwrite,
-                        inputs=[p for p in reads if p and os.path.isfile(p)])
-    settings = {k: v for k, v in {"infer.scales": scales, "infer.crf": crf, "infer.precision": precision,
-                                  "raster.bands": bands,
-                                  "raster.tile": tile, "raster.overlap": overlap}.items() if v is not None}
-    spec = dict(model_path=model_path, class_set=class_set, zero_shot=zero_shot, weights=weights,
-                device=pick_device(device), tiny=tiny, overrides=tuple(overrides), config_path=config_path,
-                settings=settings)
-    seg = load_segmenter(**spec)
-    progress = progress_of(ctx)
-    executor = None
-    if dask_address:
-        from rs_wsss.distributed.dask import DaskBlocks, make_client
-
-        client = make_client(dask_address)
-        ctx.call_on_close(client.close)
-        executor = DaskBlocks(client, spec)
-    plan.make_dir()
-    ctx.call_on_close(plan.remove_dir_if_empty)  # no empty directory left behind
-    for scene, target in plan.targets:
-        res = segment_scene(seg, scene, target, vectorize=vectorize, overwrite=overwrite, probs=probs,
-                            min_area=min_area, simplify=simplify, progress=progress, executor=executor,
-                            block=block_size, extent=extent, creation_options=creation_options)
-        log.info("%s → %s", scene, ", ".join(str(v) for k, v in res.items() if k != "polygons" and v))
+    several = list(scenes) if len(scenes) > 1 else scenes[0]  # one scene may still go to a directory (-o dir/)
+    results = segment_raster(several, output, model=model_path, zero_shot=zero_shot, classes=class_set,
+                             weights=weights, device=device, precision=precision, tile=tile, overlap=overlap,
+                             scales=scales, crf=crf, bands=bands, probs=probs, vectorize=vectorize, min_area=min_area,
+                             simplify=simplify, bounds=bounds, bounds_crs=bounds_crs, aoi=aoi, src_nodata=src_nodata,
+                             creation_options=creation_options, overwrite=overwrite, report=report,
+                             config=config_path, overrides=overrides, tiny=tiny, dask=dask_address,
+                             block_size=block_size, progress=progress_of(ctx))
+    for res in results if isinstance(results, list) else [results]:
+        log.info("%s → %s", res["scene"], ", ".join(str(v) for k, v in res.items()
+                                                   if k not in ("scene", "polygons", "seconds") and v))

@@ -23,13 +23,21 @@ from .options import bands_opt, classes_opt, config_opt, device_opt, set_opt, ti
 @tiny_opt
 @click.option("--cache-features", "cache_dir", type=click.Path(),
               help="Frozen-feature cache directory: backbones run once per view (train.cache_views fixed crops per tile).")
+@click.option("--val-masks", type=click.Path(), help="Folder of ground-truth masks named like the scenes: mIoU "
+              "every train.report_every steps; the best checkpoint is kept as MODEL.best.pt.")
+@click.option("--val-tags", type=click.Path(), help="A tag file (.csv/.gpkg) for validation (tag mIoU), as --val-masks.")
+@click.option("--val-value-map", multiple=True, metavar="CODE=CLASS[,…]",
+              help="Mask code → class for --val-masks, e.g. 255=building,0=background.")
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Write MODEL.log.csv (per step) and MODEL.report.html (curves, previews, validation).")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel processes (starts torchrun; gloo on CPU, nccl on GPU).")
 @click.pass_context
 def train_cmd(ctx: click.Context, scenes: tuple[str, ...], tags_path: str, output: str, class_set: str,
               config_path: str | None, iters: int | None, batch: int | None, bands: list[int] | None,
               weights: str | None, resume: bool, device: str, overrides: tuple[str, ...], tiny: bool,
-              cache_dir: str | None, nproc: int) -> None:
+              cache_dir: str | None, val_masks: str | None, val_tags: str | None, val_value_map: tuple[str, ...],
+              report: bool, nproc: int) -> None:
     """Train from tile tags (frozen CLIP + DINOv2, trainable adapter + decoder).
 
     \b
@@ -37,6 +45,7 @@ def train_cmd(ctx: click.Context, scenes: tuple[str, ...], tags_path: str, outpu
       rs-wsss tags from-vector ortho/*.tif --labels buildings.gpkg --class-name building -o tags.csv
       rs-wsss train --tags tags.csv ortho/*.tif -o model.pt --classes landcover --iters 2000
       rs-wsss train --tags tags.csv ortho/*.tif -o model.pt --classes landcover --iters 2000 --resume
+      rs-wsss train --tags tags.csv ortho/*.tif -o model.pt --classes potsdam --val-masks gt/
     """
     if nproc > 1:  # this very command again under torchrun, one process per rank
         import sys
@@ -44,28 +53,18 @@ def train_cmd(ctx: click.Context, scenes: tuple[str, ...], tags_path: str, outpu
         from rs_wsss.distributed.launch import relaunch_under_torchrun, without_option
 
         raise SystemExit(relaunch_under_torchrun(nproc, without_option(sys.argv[1:], "--nproc")))
-    from rs_wsss.classes import load_class_set
-    import os
+    from rs_wsss.api import train_from_tags
 
-    from rs_wsss.config import load_config
-    from rs_wsss.outputs import check_target, input_files
-    from rs_wsss.raster.io import check_bands
-    from rs_wsss.train.run import run_training
+    from .common import log, parse_value_map, progress_of
 
-    from .common import check_inputs, log, pick_device, progress_of
-
-    check_inputs(scenes)
-    reads = [tags_path, config_path, weights, class_set, *input_files(list(scenes))]  # -o may be none of them
-    check_target(output, overwrite=True, inputs=[p for p in reads if p and os.path.isfile(p)])  # an existing -o:
-    # run_training's call (refused unless --resume)
-    check_bands(list(scenes), bands)
-    cs = load_class_set(class_set)
-    settings = {k: v for k, v in {"train.iters": iters, "train.batch": batch, "raster.bands": bands}.items()
-                if v is not None}
-    cfg = load_config(config_path, overrides, tiny=tiny, settings=settings)
-    res = run_training(tags_path, list(scenes), cs, cfg, output, weights, pick_device(device), resume,
-                       progress_of(ctx), cache_dir)
+    res = train_from_tags(tags_path, list(scenes), output, classes=class_set, iters=iters, batch=batch, bands=bands,
+                          weights=weights, device=device, resume=resume, config=config_path, overrides=overrides,
+                          tiny=tiny, cache_features=cache_dir, val_masks=val_masks, val_tags=val_tags,
+                          val_value_map=parse_value_map(val_value_map), report=report, progress=progress_of(ctx))
     losses = res["losses"]
     if losses:
         log.info("trained steps %d → %d, loss %.4f → %.4f; checkpoint %s", res["start"], res["step"], losses[0],
                  losses[-1], output)
+    for key in ("best", "report", "log"):
+        if key in res:
+            log.info("%s: %s", key, res[key])

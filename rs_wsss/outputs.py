@@ -19,14 +19,17 @@ RASTER_SUFFIXES = (".tif", ".tiff")
 VECTOR_SUFFIXES = (".gpkg", ".fgb", ".parquet")
 
 
-def output_paths(out: Path, vectorize: bool | None, probs: bool = False) -> dict[str, Path | None]:
+def output_paths(out: Path, vectorize: bool | None, probs: bool = False,
+                 report: bool = False) -> dict[str, Path | None]:
     """The files one scene writes, keyed ``tif``, ``qml``, ``gpkg`` (the polygons in any vector format; None when not
-    written), ``areas_csv``, ``areas_json``, ``stac`` and ``conf`` (with probs).
+    written), ``areas_csv``, ``areas_json``, ``stac``, ``conf`` (with probs), ``quicklook`` and ``report`` (with
+    report).
 
     Args:
         out: the requested output (``.gpkg``, ``.fgb``, ``.parquet`` or ``.tif``).
         vectorize: write polygons; None means "for vector outputs".
         probs: also write ``OUT_confidence.tif``.
+        report: also write ``OUT_quicklook.png`` and ``OUT_report.html`` (``rs_wsss.report.segment_report``).
 
     Raises:
         RsWsssError: ``out`` is neither a vector (.gpkg/.fgb/.parquet) nor a GeoTIFF name.
@@ -46,6 +49,9 @@ def output_paths(out: Path, vectorize: bool | None, probs: bool = False) -> dict
                                      "stac": tif.with_name(tif.stem + "_stac.json")}
     if probs:
         paths["conf"] = tif.with_name(tif.stem + "_confidence.tif")
+    if report:
+        paths["quicklook"] = tif.with_name(tif.stem + "_quicklook.png")
+        paths["report"] = tif.with_name(tif.stem + "_report.html")
     return paths
 
 
@@ -90,7 +96,7 @@ class OutputPlan:
 
 
 def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = None, probs: bool = False,
-                 overwrite: bool = False, inputs: list[str | Path | None] = ()) -> OutputPlan:
+                 overwrite: bool = False, inputs: list[str | Path | None] = (), report: bool = False) -> OutputPlan:
     """Map scenes to outputs and refuse, before any work, whatever would fail or clobber a file.
 
     Args:
@@ -99,6 +105,7 @@ def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = Non
         vectorize: write polygons (None: for .gpkg outputs). probs: also write confidence rasters.
         overwrite: replace existing outputs. inputs: the other files the run reads (checkpoint, class set, config,
             weights); the scenes and the files their datasets are made of (VRT sources) are added here.
+        report: also write the quicklook and HTML report.
 
     Raises:
         RsWsssError: an output that is an input (with or without ``overwrite``), a file name given for several scenes, clashing scene names, an existing output, an unwritable
@@ -120,7 +127,7 @@ def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = Non
             raise RsWsssError("several scenes share a file name; segment them into different directories")
         check_target(out, overwrite=True)  # its parent exists and is writable
         new_dir = None if out.exists() else out
-    planned = [p for _, t in targets for p in output_paths(t, vectorize, probs).values()]
+    planned = [p for _, t in targets for p in output_paths(t, vectorize, probs, report).values()]
     # files in a directory created later cannot exist yet: only the "is an input / twice" checks apply there
     guard_outputs(planned, [*inputs, *input_files(scenes)], overwrite, check=new_dir is None)
     return OutputPlan(targets, new_dir)

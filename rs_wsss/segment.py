@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rs_wsss")
 Progress = Callable[[str, int, int], None]
+REPORT_KEYS = ("quicklook", "report")
 
 
 @dataclass
@@ -129,7 +131,8 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
                   overlap: float | None = None, vectorize: bool | None = None, overwrite: bool = False,
                   probs: bool = False, min_area: float = 0.0, simplify: float = 0.0, progress: Progress | None = None,
                   executor: BlockExecutor | None = None, block: int | None = None, extent: Extent | None = None,
-                  creation_options: dict[str, str] | None = None) -> dict[str, Any]:
+                  creation_options: dict[str, str] | None = None, report: bool = False,
+                  timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Segment one scene into COG + qml (+ polygons, + confidence COG), a per-class area summary and a STAC Item.
 
     Everything is written under temporary names and renamed at the end, so a failure leaves nothing partial and an
@@ -150,9 +153,12 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
         block: block side in px for the executor (None: ``raster.blocks.BLOCK``).
         extent: --bounds/--aoi (a pixel-aligned part of the scene) and --src-nodata.
         creation_options: GDAL creation options of the COGs (``--co KEY=VALUE``).
+        report: also write ``OUT_quicklook.png`` and ``OUT_report.html`` (after the outputs are in place).
+        timings: seconds spent before this call (e.g. ``{"load model": 3.2}``), shown in the report.
 
     Returns:
-        ``{"tif", "qml", ["gpkg"], ["conf"], "areas_csv", "areas_json", "stac": path, "polygons": count or None}``.
+        ``{"tif", "qml", ["gpkg"], ["conf"], "areas_csv", "areas_json", "stac", ["quicklook", "report"]: path,
+        "polygons": count or None}``.
 
     Raises:
         RsWsssError: bad output name, existing output without ``overwrite``, unreadable scene, bad band choice,
@@ -172,7 +178,8 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
     cs, cfg = seg.class_set, seg.cfg
     tile = cfg.raster.tile if tile is None else tile
     overlap = cfg.raster.overlap if overlap is None else overlap
-    paths = output_paths(Path(out), vectorize, probs)
+    paths = output_paths(Path(out), vectorize, probs, report)
+    t0 = time.perf_counter()
     guard_outputs(list(paths.values()), list(input_files([scene_path])), overwrite)  # never an input, any sibling
     for p in paths.values():
         if p is not None:
@@ -181,7 +188,8 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
         from .runtime import auto_batch
 
         cfg.infer.batch = seg.auto_batch(tile) if seg.auto_batch is not None else auto_batch(tile, "cpu")
-    temps: dict[str, Path] = {k: temp_path(p) for k, p in paths.items() if p}
+    # the report is written last, from the final files (and atomically by itself)
+    temps: dict[str, Path] = {k: temp_path(p) for k, p in paths.items() if p and k not in REPORT_KEYS}
     tif = paths["tif"]
     assert tif is not None  # output_paths always names the class raster
     raw = temp_path(tif, "raw")
@@ -198,6 +206,9 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
                     blocks.stitch_blocks(scene, executor, tile=tile, overlap=overlap, block=block or blocks.BLOCK, raw=raw,
                                          conf=conf_tmp, progress=progress)
                 crs = scene.crs
+                read = {"bands": list(scene.bands), "norm": scene.norm.to_dict(), "gsd": cfg.raster.gsd,
+                        "percentile": list(cfg.raster.percentile), "extent": extent}
+            t_seg = time.perf_counter()
             finalize_class_raster(raw, temps["tif"], cs.names, cs.colors, seg.meta, creation_options)
             if probs:
                 finalize_confidence_raster(conf_tmp, temps["conf"], creation_options)
@@ -220,6 +231,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             item = stac_item(temps["tif"], str(scene_path), {k: v for k, v in paths.items() if v and k != "stac"},
                              params, seg.meta, item_id=tif.stem, base=tif.parent, class_names=cs.names)
             write_stac_item(item, temps["stac"])
+            t_vec = time.perf_counter()
             for key, tmp in temps.items():
                 if aux_path(tmp).exists():  # the class COG's categories and attribute table travel with it
                     os.replace(aux_path(tmp), aux_path(paths[key]))
@@ -228,4 +240,13 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             remove_quietly(raw, conf_tmp, *temps.values())
     gpkg = f" and {paths['gpkg']} ({n_poly} polygons)" if paths["gpkg"] else ""
     log.info("wrote %s%s (CRS %s)", tif, gpkg, crs)
+    if report:
+        from .report.segment_report import write_segment_report
+
+        shown = {**params, "bands": read["bands"], "polygons": n_poly,
+                 "executor": type(executor).__name__ if executor else "local"}
+        times = {**(timings or {}), "segment": t_seg - t0, "finalize + vectorize": t_vec - t_seg}
+        outputs = {k: str(v) for k, v in paths.items() if v and k not in REPORT_KEYS}
+        write_segment_report(scene_path, tif, cs.names, cs.colors, seg.meta, shown, times, read, outputs,
+                             paths={k: paths[k] for k in REPORT_KEYS})
     return {k: str(v) for k, v in paths.items() if v} | {"polygons": n_poly}

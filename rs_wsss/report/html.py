@@ -27,8 +27,10 @@ RANDOM_BANNER = ("RANDOM WEIGHTS: the backbones were not pretrained. These resul
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """Write under a temporary name beside ``path``, then rename: a reader never sees a half-written file."""
+    from ..atomic import temp_path
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path(path)  # PID-tagged: a killed writer's leftover is swept by the next run
     try:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)

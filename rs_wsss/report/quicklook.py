@@ -25,16 +25,20 @@ def quicklook_shape(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[
 
 
 def read_rgb(scene_path: str | Path, bands: list[int] | None = None, norm: dict | None = None,
-             gsd: float | None = None, percentile: Sequence[float] = (2.0, 98.0),
+             gsd: float | None = None, percentile: Sequence[float] = (2.0, 98.0), extent=None,
              max_side: int = MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
-    """The scene as segmented (same bands, stretch and grid) at quicklook size: uint8 (h, w, 3) and valid (h, w)."""
+    """The scene as segmented (same bands, stretch, grid and extent) at quicklook size: uint8 (h, w, 3) and valid
+    (h, w)."""
     from ..raster.io import NormStats, open_scene
 
-    with open_scene(scene_path, bands, NormStats.from_dict(norm) if norm else None, gsd, tuple(percentile)) as sc:
+    with open_scene(scene_path, bands, NormStats.from_dict(norm) if norm else None, gsd, tuple(percentile),
+                    extent) as sc:
         shape = quicklook_shape(sc.width, sc.height, max_side)
         uniq = sorted(set(sc.bands))
-        arr = sc.src.read(uniq, out_shape=(len(uniq), *shape), resampling=Resampling.average).astype(np.float32)
-        masks = sc.src.read_masks(uniq, out_shape=(len(uniq), *shape), resampling=Resampling.nearest)
+        win = sc.window  # the whole raster, or the --bounds/--aoi part that was segmented
+        arr = sc.src.read(uniq, window=win, out_shape=(len(uniq), *shape),
+                          resampling=Resampling.average).astype(np.float32)
+        masks = sc.src.read_masks(uniq, window=win, out_shape=(len(uniq), *shape), resampling=Resampling.nearest)
         low, high = np.asarray(sc.norm.low, np.float32), np.asarray(sc.norm.high, np.float32)
         rgb = np.stack([arr[uniq.index(b)] for b in sc.bands], axis=-1)
     valid = np.all(masks > 0, axis=0) & np.all(np.isfinite(rgb), axis=-1)

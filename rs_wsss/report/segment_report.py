@@ -10,54 +10,42 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import html, quicklook
 
 RANDOM = "random-weights"
 
 
-def report_paths(class_tif: str | Path) -> dict[str, Path]:
-    """OUT.tif → OUT_quicklook.png and OUT_report.html (beside it, as OUT_confidence.tif)."""
-    tif = Path(class_tif)
-    return {"quicklook": tif.with_name(tif.stem + "_quicklook.png"), "report": tif.with_name(tif.stem + "_report.html")}
-
-
 def class_areas(class_tif: str | Path, names: list[str]) -> dict[str, Any]:
-    """Pixels per class (block by block: memory bounded) and their area: m² and ha when the CRS has linear units,
-    % of the classified (non-nodata) pixels always."""
+    """Every class's pixels, m², ha (``raster.areas``: true ground areas in any CRS) and % of the classified
+    (non-nodata) pixels; m² and ha are None for a raster without CRS (its pixels have no ground size)."""
+    from ..raster.areas import raster_class_areas
     from ..raster.io import open_dataset
-    from ..raster.write import NODATA
 
-    counts = np.zeros(256, np.int64)
     with open_dataset(class_tif) as ds:
-        for _, win in ds.block_windows(1):
-            counts += np.bincount(ds.read(1, window=win).ravel(), minlength=256)
-        t, crs = ds.transform, ds.crs
-        unit = crs.linear_units_factor[1] if crs is not None and crs.is_projected else None
-        px_m2 = abs(t.a * t.e - t.b * t.d) * unit**2 if unit else None
-        size = (ds.width, ds.height)
-    valid = int(counts[: len(names)].sum())
+        crs, size = ds.crs, (ds.width, ds.height)
+    found = {r["class_id"]: r for r in raster_class_areas(class_tif, names)}
+    valid = sum(r["pixels"] for r in found.values())
     rows = []
     for i, name in enumerate(names):
-        n = int(counts[i])
-        m2 = n * px_m2 if px_m2 else None
-        rows.append({"class": name, "pixels": n, "m2": m2, "ha": m2 / 1e4 if m2 is not None else None,
-                     "percent": 100.0 * n / valid if valid else 0.0})
-    return {"classes": rows, "pixel_m2": px_m2, "valid_pixels": valid, "nodata_pixels": int(counts[NODATA]),
+        r = found.get(i, {"pixels": 0, "area_m2": 0.0})
+        m2 = float(r["area_m2"]) if crs is not None else None
+        rows.append({"class": name, "pixels": int(r["pixels"]), "m2": m2, "ha": m2 / 1e4 if m2 is not None else None,
+                     "percent": 100.0 * r["pixels"] / valid if valid else 0.0})
+    total = sum(r["m2"] for r in rows) if crs is not None else None
+    return {"classes": rows, "total_m2": total, "valid_pixels": valid, "nodata_pixels": size[0] * size[1] - valid,
             "size": size, "crs": crs.to_string() if crs else None}
 
 
 def write_segment_report(scene_path: str | Path, class_tif: str | Path, names: list[str],
                          colors: list[tuple[int, int, int]], meta: dict[str, str], params: dict[str, Any],
                          timings: dict[str, float], read: dict[str, Any] | None = None,
-                         outputs: dict[str, str] | None = None, paths: dict[str, Path] | None = None) -> dict[str, str]:
+                         outputs: dict[str, str] | None = None, *, paths: dict[str, Path]) -> dict[str, str]:
     """Write the quicklook PNG and the HTML report (atomically) for one segmented scene; returns their paths.
 
     ``read``: how the scene was read for segmentation (bands, norm, gsd, percentile), so the quicklook shows
-    the same pixels the model saw. ``paths`` overrides the default names (e.g. temporary ones)."""
+    the same pixels the model saw. ``paths``: ``{"quicklook": PNG, "report": HTML}``
+    (``rs_wsss.outputs.output_paths(..., report=True)`` names them beside the class raster)."""
     t0 = time.perf_counter()
-    paths = paths or report_paths(class_tif)
     random_weights = meta.get("weights") == RANDOM
     banner = html.RANDOM_BANNER if random_weights else None
     areas = class_areas(class_tif, names)
@@ -77,15 +65,14 @@ def write_segment_report(scene_path: str | Path, class_tif: str | Path, names: l
 
 def render_html(scene_path, areas: dict, colors, meta: dict, params: dict, timings: dict, png: bytes,
                 ql_shape: tuple, outputs: dict, banner: str | None) -> str:
-    have_m2 = areas["pixel_m2"] is not None
+    have_m2 = areas["total_m2"] is not None
     rows = [(html.swatch(colors[i]), r["class"], r["pixels"], r["m2"], r["ha"], r["percent"])
             for i, r in enumerate(areas["classes"])]
-    total_m2 = sum(r["m2"] for r in areas["classes"]) if have_m2 else None
+    total_m2 = areas["total_m2"]
     rows.append(("", "total", areas["valid_pixels"], total_m2, total_m2 / 1e4 if have_m2 else None,
                  100.0 if areas["valid_pixels"] else 0.0))
     w, h = areas["size"]
-    note = (f"Pixel area {areas['pixel_m2']:.4g} m² ({areas['crs']}). " if have_m2 else
-            f"CRS {areas['crs'] or 'none'} has no linear unit: areas in pixels only. ")
+    note = (f"Ground areas in {areas['crs']}. " if have_m2 else "No CRS: areas in pixels only. ")
     note += f"{w}×{h} px; {areas['nodata_pixels']:,} nodata pixels are not counted."
     legend = "".join(f"<div>{html.swatch(c)}{html.escape(n)}</div>" for n, c in zip([r["class"] for r in areas["classes"]], colors))
     sections = [

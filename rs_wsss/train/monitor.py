@@ -40,6 +40,13 @@ def monitor_paths(out_path: str | Path) -> dict[str, Path]:
             "previews": Path(f"{stem}.previews.png"), "best": Path(f"{stem}.best.pt")}
 
 
+def refuse_stale_best(out_path: str | Path, resume: bool) -> None:
+    """A ``MODEL.best.pt`` left by an earlier run must not pass for this run's best: refuse it unless resuming."""
+    best = monitor_paths(out_path)["best"]
+    if best.exists() and not resume:
+        raise RsWsssError(f"output exists: {best} (from an earlier run); remove it, pass --resume, or choose another -o")
+
+
 def read_log(path: str | Path) -> list[dict[str, float]]:
     with open(path, newline="") as fh:
         return [{k: (int(v) if k == "step" else float(v)) for k, v in rec.items()} for rec in csv.DictReader(fh)]
@@ -53,7 +60,7 @@ class TrainMonitor:
 
     def __init__(self, out_path: str | Path, cfg: Config, class_set: ClassSet, resume: bool = False,
                  previews: tuple | None = None, validator=None, extra: dict | None = None,
-                 meta: dict | None = None):
+                 meta: dict | None = None, write_files: bool = True):
         from .loop import poly_lambda
 
         self.paths = monitor_paths(out_path)
@@ -65,13 +72,11 @@ class TrainMonitor:
         self.val: list[dict] = []
         self.previews: list[tuple[int, bytes]] = []
         self.best = -math.inf
-        self.resume = resume
+        self.write_files = write_files
         if resume and self.paths["log"].exists():
             self.rows = read_log(self.paths["log"])
+        refuse_stale_best(out_path, resume)
         if self.paths["best"].exists():
-            if not resume:
-                raise RsWsssError(f"output exists: {self.paths['best']} (from an earlier run); remove it, pass "
-                                  "--resume, or choose another -o")
             from ..model.checkpoint import load_checkpoint
 
             score = load_checkpoint(self.paths["best"])["extra"].get("val", {}).get("score")
@@ -86,14 +91,14 @@ class TrainMonitor:
             self.first = False
         labels = out.get("labels")
         frac = float((labels != self.cfg.pseudo.ignore_index).float().mean()) if labels is not None else math.nan
-        self.rows.append({"step": step, "loss": float(out["loss"].detach()), "L_seg": float(out["seg"]), "L_aff": float(out["aff"]),
-                          "lr": self.cfg.train.lr * self.lr_of(step - 1), "seconds": now - self.t_last,
+        self.rows.append({"step": step, "loss": float(out["loss"].detach()), "L_seg": float(out["seg"]),
+                          "L_aff": float(out["aff"]), "lr": self.cfg.train.lr * self.lr_of(step - 1), "seconds": now - self.t_last,
                           "pseudo_fraction": frac})
         t = self.cfg.train
         if step % t.report_every == 0:
             self.checkpoint_hook(step, model)
             self.write_report(model, step)
-        elif step % t.checkpoint_every == 0:
+        elif step % t.checkpoint_every == 0 and self.write_files:
             self.write_log()
         self.t_last = time.perf_counter()  # the hook's own time is not the step's
 
@@ -124,10 +129,11 @@ class TrainMonitor:
 
     def finish(self, model) -> dict[str, str]:
         """Final log and report (with previews and validation at the last step, unless just done)."""
-        last = self.rows[-1]["step"] if self.rows else 0
-        if self.rows and last % self.cfg.train.report_every != 0:
-            self.checkpoint_hook(last, model)
-        self.write_report(model, last)
+        if not self.first:  # steps ran in this call (a run resumed at its end has nothing to add)
+            last = self.rows[-1]["step"]
+            if last % self.cfg.train.report_every != 0:
+                self.checkpoint_hook(last, model)
+                self.write_report(model, last)
         return {k: str(p) for k, p in self.paths.items() if p.exists()}
 
     def write_log(self) -> None:
@@ -141,6 +147,8 @@ class TrainMonitor:
         write_atomic(self.paths["log"], buf.getvalue())
 
     def write_report(self, model, step: int) -> None:
+        if not self.write_files:
+            return
         from ..report import html
         from ..report.train_report import curves_figure, png_bytes, render_html
 

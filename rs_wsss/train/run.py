@@ -11,6 +11,7 @@ from ..classes import ClassSet
 from ..config import Config
 from ..errors import RsWsssError
 from ..raster.env import ensure_raster_env
+from .monitor import refuse_stale_best
 
 log = logging.getLogger("rs_wsss")
 
@@ -19,7 +20,9 @@ log = logging.getLogger("rs_wsss")
 def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Config, out_path: str | Path,
                  weights: str | None = None, device: str = "cpu", resume: bool = False,
                  progress: Callable[[str, int, int], None] | None = None,
-                 cache_dir: str | Path | None = None) -> dict[str, Any]:
+                 cache_dir: str | Path | None = None, *, val_masks: str | Path | None = None,
+                 val_tags: str | Path | None = None, val_value_map: dict | None = None,
+                 report: bool = True) -> dict[str, Any]:
     """Train the adapter + decoder from tile tags and write the checkpoint ``out_path``.
 
     Args:
@@ -28,9 +31,13 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
         weights: backbone weights directory/file, or "random". device: "cpu", "cuda" ….
         resume: continue ``out_path`` from its saved step. progress: ``progress(stage, done, total)``.
         cache_dir: frozen-feature cache directory (None: run the backbones every step).
+        val_masks / val_tags: validate every ``train.report_every`` steps (``train.validate``) and keep the best
+            checkpoint as ``MODEL.best.pt``; val_value_map: mask code → class name for ``val_masks``.
+        report: write ``MODEL.log.csv`` and ``MODEL.report.html`` (+ curves, previews) beside the checkpoint.
 
     Returns:
-        ``{"start", "step", "losses", "seg", "aff", "params"}``.
+        ``{"start", "step", "losses", "seg", "aff", "params", "files", "validation"}`` (files: log, report, curves,
+        previews, best, those written; validation: one dict per evaluation of this call, with its step).
 
     Raises:
         RsWsssError: the output exists without ``resume``, a resumed checkpoint has other classes, bad tags.
@@ -45,7 +52,9 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     from ..raster.tags import read_tags
     from .batches import Batch, CachedBatches, FreshBatches
     from .cache import FeatureCache
+    from . import validate
     from .loop import train
+    from .monitor import TrainMonitor, fixed_previews
     from .sampler import TileSampler
 
     out_path = Path(out_path)
@@ -54,6 +63,9 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
         log.setLevel(logging.WARNING)
     if out_path.exists() and not resume:
         raise RsWsssError(f"output exists: {out_path} (pass --resume to continue it, or choose another -o)")
+    if val_masks and val_tags:
+        raise RsWsssError("give --val-masks or --val-tags, not both")
+    refuse_stale_best(out_path, resume)
     known_norms: dict[str, Any] = {}
     if resume and out_path.exists():
         state = load_checkpoint(out_path)
@@ -62,6 +74,7 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
         known_norms = state["extra"].get("norms", {})
     rows = read_tags(tags_path, scenes, class_set)
     opened: dict[str, Scene] = {}
+    val_opened: dict[str, Scene] = {}
     try:
         for r in rows:
             if r.image not in opened:
@@ -83,8 +96,23 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
             views = cached.fill(model, progress)
             log.info("feature cache %s: %d views (%.1f MB)", cache_dir, len(views), cache.size_bytes() / 1e6)
             batches = cached
-        result = train(model, batches, cfg.train, out_path, resume, progress, extra, device)
+        monitor = None
+        if rank == 0 and (report or val_masks or val_tags):
+            def open_val(p: str) -> Scene:
+                if p not in opened and p not in val_opened:
+                    val_opened[p] = open_scene(p, cfg.raster.bands, None, cfg.raster.gsd, tuple(cfg.raster.percentile))
+                return opened.get(p) or val_opened[p]
+
+            validator = (validate.from_masks(val_masks, opened, class_set, cfg, val_value_map) if val_masks else
+                         validate.from_tags(val_tags, class_set, cfg, open_val) if val_tags else None)
+            meta = {"class set": class_set.name, "trainable parameters": counts["trainable"],
+                    "tagged tiles": len(rows), "scenes": ", ".join(Path(p).name for p in opened), "device": str(device)}
+            monitor = TrainMonitor(out_path, cfg, class_set, resume, fixed_previews(sampler, cfg.train.preview_tiles)
+                                   if report else None, validator, extra, meta, write_files=report)
+        result = train(model, batches, cfg.train, out_path, resume, progress, extra, device, on_step=monitor)
+        files = monitor.finish(model) if monitor is not None else {}
+        val = monitor.val if monitor is not None else []
     finally:
-        for s in opened.values():
+        for s in [*opened.values(), *val_opened.values()]:
             s.close()
-    return result | {"params": counts}
+    return result | {"params": counts, "files": files, "validation": val}

@@ -112,24 +112,21 @@ def from_masks(mask_dir: str | Path, scenes: dict, class_set: ClassSet, cfg: Con
     return Validator("masks", images, targets, class_set, cfg, str(d))
 
 
-def from_tags(tags_path: str | Path, class_set: ClassSet, cfg: Config, open_scene) -> tuple[Validator, list]:
-    """The rows of a tag file (images resolved from the file's folder); ``open_scene(path)`` → a Scene kept open by
-    the caller. Returns the validator and the scenes it opened."""
+def from_tags(tags_path: str | Path, class_set: ClassSet, cfg: Config, open_scene) -> Validator:
+    """The rows of a tag file (images resolved from the file's folder); ``open_scene(path)`` → a Scene, kept open
+    (and closed) by the caller."""
     from ..raster.tags import read_tags
 
     rows = read_tags(tags_path, [], class_set)
     if not rows:
         raise RsWsssError(f"--val-tags {tags_path}: no rows")
-    opened: dict = {}
     images, targets = [], []
     for i in pick_evenly(len(rows), cfg.train.val_tiles):
         r = rows[i]
-        if r.image not in opened:
-            opened[r.image] = open_scene(r.image)
-        img, valid = _read(opened[r.image], r.window)
+        img, valid = _read(open_scene(r.image), r.window)
         labels = np.zeros(class_set.num_classes, bool)
         for name in r.labels:
             labels[class_set.index(name) - 1] = True
         images.append(img)
         targets.append((labels, valid))
-    return Validator("tags", images, targets, class_set, cfg, str(tags_path)), list(opened.values())
+    return Validator("tags", images, targets, class_set, cfg, str(tags_path))

@@ -35,6 +35,11 @@ def test_spacenet_tags_train_segment_evaluate(shared_data, trained_spacenet, tmp
     g = gpd.read_file(out)
     names = ["background", "building", "road", "vegetation", "water", "bare_land"]
     assert len(g) > 0 and set(g.class_name) <= set(names) and (tmp_path / "out.qml").exists()
+    page = (tmp_path / "out_report.html").read_text()  # the report is on by default
+    assert 'id="random-weights"' in page and all(f"{n}</td>" in page for n in names)
+    assert (tmp_path / "out_quicklook.png").stat().st_size > 10_000
+    log_rows = list(csv.DictReader(open(trained_spacenet / "model.log.csv")))
+    assert [int(r["step"]) for r in log_rows] == list(range(1, 9))  # the training log: one row per step
     p = run_cli("evaluate", tmp_path / "out.tif", shared_data / "spacenet/sample_fp_mask_from_geojson.tif",
                 "--classes", "landcover", "--value-map", "255=building,0=background", "--json")
     assert p.returncode == 0, p.stderr
@@ -49,8 +54,9 @@ def test_naip_four_band_zero_shot_and_template(shared_data, tmp_path):
     grid = gpd.read_file(tmp_path / "grid.gpkg")
     assert len(grid) == 12 and (grid.labels == "").all() and grid.crs.to_epsg() == 26914
     p = run_cli("segment", scene, "-o", tmp_path / "z.gpkg", "--zero-shot", "--classes", "landcover", "--tiny",
-                "--tile", "256", "--bands", "4,1,2", "--probs")
+                "--tile", "256", "--bands", "4,1,2", "--probs", "--no-report")
     assert p.returncode == 0, p.stderr
+    assert not list(tmp_path.glob("z_*.png")) and not list(tmp_path.glob("z_*.html"))  # --no-report
     with rasterio.open(tmp_path / "z.tif") as o, rasterio.open(scene) as i:
         assert o.crs.to_epsg() == 26914 and o.transform == i.transform and o.shape == i.shape
         assert o.tags()["MODEL"] == "zero-shot" and o.tags()["WEIGHTS"] == "random-weights"
@@ -109,6 +115,8 @@ def test_interrupted_training_resumes_to_the_same_step_and_loss(shared_data, tra
     assert a["step"] == b["step"] == ITERS
     assert abs(a["extra"]["last_loss"] - b["extra"]["last_loss"]) < 1e-3 * max(1.0, a["extra"]["last_loss"])
     assert torch.allclose(a["prototypes"], b["prototypes"], atol=1e-4)
+    rows = list(csv.DictReader(open(tmp_path / "cut.log.csv")))  # steps redone after the kill are logged once
+    assert [int(r["step"]) for r in rows] == list(range(1, ITERS + 1))
 
 
 def test_help_is_fast_and_imports_no_torch():

@@ -14,7 +14,8 @@ from PIL import Image
 from rs_wsss.classes import load_class_set
 from rs_wsss.raster.write import NODATA
 from rs_wsss.report import quicklook
-from rs_wsss.report.segment_report import class_areas, report_paths, write_segment_report
+from rs_wsss.outputs import output_paths
+from rs_wsss.report.segment_report import class_areas, write_segment_report
 
 CS = load_class_set("landcover")
 
@@ -78,7 +79,7 @@ def test_quicklook_png_shows_overlay_and_legend(class_tif):
 def test_class_areas_sum_to_raster_area(class_tif):
     _, tif, classes = class_tif
     a = class_areas(tif, CS.names)
-    assert a["pixel_m2"] == pytest.approx(0.25)  # 0.5 m pixels, UTM metres
+    assert a["total_m2"] == pytest.approx(int((classes != NODATA).sum()) * 0.25)  # 0.5 m pixels, UTM metres
     valid = int((classes != NODATA).sum())
     assert a["valid_pixels"] == valid and a["nodata_pixels"] == classes.size - valid
     assert sum(r["m2"] for r in a["classes"]) == pytest.approx(valid * 0.25)
@@ -90,7 +91,9 @@ def test_class_areas_sum_to_raster_area(class_tif):
 @pytest.mark.parametrize("weights", ["random-weights", "clip:ViT-B-16:abc"])
 def test_segment_report_contents(class_tif, weights, tmp_path):
     scene, tif, classes = class_tif
-    paths = {k: tmp_path / p.name for k, p in report_paths(tif).items()}
+    names = output_paths(tif, None, report=True)
+    assert names["quicklook"].name == "scene_quicklook.png" and names["report"].name == "scene_report.html"
+    paths = {k: tmp_path / names[k].name for k in ("quicklook", "report")}
     meta = {"model": "checkpoint:1234", "weights": weights, "class_set": "landcover"}
     out = write_segment_report(scene, tif, CS.names, CS.colors, meta, {"tile": 512, "scales": "1.0"},
                                {"segment": 1.5}, paths=paths)

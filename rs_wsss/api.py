@@ -1,0 +1,204 @@
+"""The Python API for notebooks and scripts: ``segment_raster`` and ``train_from_tags``.
+
+The CLI commands ``rs-wsss segment`` and ``rs-wsss train`` call these same functions (they only parse and print)::
+
+    from rs_wsss import segment_raster, train_from_tags
+
+    ckpt = train_from_tags("tags.csv", ["ortho/a.tif"], "model.pt", classes="landcover", iters=2000)
+    res = segment_raster("ortho/b.tif", "out.gpkg", model=ckpt["checkpoint"], return_gdf=True)
+    res["gdf"].plot(column="class_name")
+
+Essentials are positional; everything else is keyword-only. Paths come back as strings. Bad input raises
+``rs_wsss.errors.RsWsssError`` with one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import RsWsssError
+
+Progress = Callable[[str, int, int], None]
+PathLike = str | Path
+
+
+def pick_device(name: str = "auto") -> str:
+    """"auto" → "cuda" when a GPU is visible, else "cpu"; "cuda" without a GPU is an error, not a fallback."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RsWsssError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
+    return name
+
+
+def _paths(scenes: PathLike | Sequence[PathLike]) -> tuple[list[str], bool]:
+    if isinstance(scenes, (str, Path)):
+        return [str(scenes)], True
+    out = [str(s) for s in scenes]
+    if not out:
+        raise RsWsssError("no scene given: pass a raster path or a list of them")
+    return out, False
+
+
+def _exist(paths: list[str]) -> None:
+    """Local files must exist; GDAL virtual paths and URLs are left to the open that follows."""
+    from .raster.io import is_remote
+
+    for p in paths:
+        if not is_remote(p) and not Path(p).is_file():
+            raise RsWsssError(f"input not found: {p} (check the path)")
+
+
+def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, model: PathLike | None = None,
+                   zero_shot: bool = False, classes: str | None = None, weights: str | None = None,
+                   device: str = "auto", precision: str | None = None, tile: int | None = None,
+                   overlap: float | None = None, scales: Sequence[float] | None = None, crf: bool | None = None,
+                   bands: Sequence[int] | None = None, probs: bool = False, vectorize: bool | None = None,
+                   min_area: float = 0.0, simplify: float = 0.0, bounds: Sequence[float] | None = None,
+                   bounds_crs: str | None = None, aoi: PathLike | None = None, src_nodata: float | None = None,
+                   creation_options: dict[str, str] | None = None, overwrite: bool = False, report: bool = True, config: PathLike | None = None,
+                   overrides: Sequence[str] = (), tiny: bool = False, dask: str | None = None,
+                   block_size: int | None = None, progress: Progress | None = None,
+                   return_gdf: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
+    """Segment one raster (or several into a directory) with a trained checkpoint or zero-shot.
+
+    Args:
+        scenes: a raster path, or a list of them (then ``output`` is a directory, created if missing: one
+            ``SCENE.gpkg`` each).
+        output: ``OUT.gpkg``/``.fgb``/``.parquet`` (polygons; also ``OUT.tif`` + ``OUT.qml``), ``OUT.tif``, or a
+            directory.
+        model: a checkpoint from :func:`train_from_tags`; or ``zero_shot=True`` with ``classes``.
+        weights: backbone weights directory/file, or "random" (explicit; outputs are marked random-weights).
+        device: "auto", "cpu", "cuda", "cuda:1" …. precision: "auto", "fp32", "bf16", "fp16".
+        tile, overlap, scales, crf, bands, precision: None keeps the config's.
+        probs: also write ``OUT_confidence.tif``. vectorize: polygons (None: for vector outputs).
+        min_area: minimum mapping unit in m². simplify: coverage-preserving simplification tolerance in metres.
+        bounds (xmin, ymin, xmax, ymax, in ``bounds_crs`` or the scene's CRS), aoi (a polygon file), src_nodata (an
+            unflagged collar value): segment part of the scene. creation_options: GDAL options of the COGs.
+        overwrite: replace existing outputs.
+        report: write ``OUT_quicklook.png`` and ``OUT_report.html`` beside the outputs.
+        config, overrides, tiny: a config YAML, ``section.key=value`` strings, the tiny test architecture.
+        dask: a scheduler address or ``local:N``; block_size: block side in px (None: the config's).
+        progress: ``progress(stage, done, total)``. return_gdf: add the polygons as a GeoDataFrame (``"gdf"``).
+
+    Returns:
+        Per scene ``{"scene", "tif", "qml", ["gpkg"], ["conf"], ["quicklook", "report"], "polygons", "seconds",
+        ["gdf"]}``: one dict for a single path, a list for a list.
+    """
+    from .outputs import plan_outputs
+    from .raster.extent import Extent
+    from .raster.io import check_bands, check_extent
+    from .segment import load_segmenter, segment_scene
+
+    paths, single = _paths(scenes)
+    _exist(paths + [str(p) for p in (model, aoi) if p])  # GDAL paths (/vsicurl/, s3://) are checked by opening
+    if bounds_crs and not bounds:
+        raise RsWsssError("--bounds-crs needs --bounds xmin,ymin,xmax,ymax")
+    extent = (Extent(tuple(bounds) if bounds else None, bounds_crs, str(aoi) if aoi else None, src_nodata)
+              if (bounds or aoi or src_nodata is not None) else None)
+    bands = list(bands) if bands else None
+    check_bands(paths, bands)  # unreadable rasters and impossible band choices fail before a model is built
+    check_extent(paths, extent)
+    out = str(output)
+    if not single and not out.endswith(("/", "\\")):
+        out += "/"  # a list of scenes always goes to a directory, even a list of one
+    reads = [model, config, weights, classes]  # never written to, whatever the output says
+    plan = plan_outputs(paths, out, vectorize=vectorize, probs=probs, overwrite=overwrite, report=report,
+                        inputs=[str(p) for p in reads if p and os.path.isfile(p)])
+    settings = {k: v for k, v in {"infer.scales": list(scales) if scales else None, "infer.crf": crf,
+                                  "infer.precision": precision, "raster.bands": bands, "raster.tile": tile,
+                                  "raster.overlap": overlap}.items() if v is not None}
+    spec = dict(model_path=str(model) if model else None, class_set=classes, zero_shot=zero_shot, weights=weights,
+                device=pick_device(device), tiny=tiny, overrides=tuple(overrides),
+                config_path=str(config) if config else None, settings=settings)
+    t0 = time.perf_counter()
+    seg = load_segmenter(**spec)
+    load_s = time.perf_counter() - t0
+    executor, client = None, None
+    if dask:
+        from .distributed.dask import DaskBlocks, make_client
+
+        client = make_client(dask)
+        executor = DaskBlocks(client, spec)
+    results = []
+    try:
+        plan.make_dir()
+        for scene, target in plan.targets:
+            t1 = time.perf_counter()
+            res = segment_scene(seg, scene, target, vectorize=vectorize, overwrite=overwrite, probs=probs,
+                                min_area=min_area, simplify=simplify, progress=progress, executor=executor,
+                                block=block_size, extent=extent,
+                                creation_options=creation_options, report=report, timings={"load model": load_s})
+            res = {"scene": scene, **res, "seconds": time.perf_counter() - t1}
+            if return_gdf and res.get("gpkg"):
+                import geopandas as gpd
+
+                res["gdf"] = gpd.read_file(res["gpkg"], layer="classes")
+            results.append(res)
+    finally:
+        plan.remove_dir_if_empty()
+        if client is not None:
+            client.close()
+    return results[0] if single else results
+
+
+def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], output: PathLike, *, classes: str,
+                    iters: int | None = None, batch: int | None = None, bands: Sequence[int] | None = None,
+                    weights: str | None = None, device: str = "auto", resume: bool = False,
+                    config: PathLike | None = None, overrides: Sequence[str] = (), tiny: bool = False,
+                    cache_features: PathLike | None = None, val_masks: PathLike | None = None,
+                    val_tags: PathLike | None = None, val_value_map: dict | None = None, report: bool = True,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Train the adapter + decoder from tile-level tags and write the checkpoint ``output`` (model.pt).
+
+    Args:
+        tags: a tag file (.csv or .gpkg grid). scenes: the rasters it refers to. output: the checkpoint to write.
+        classes: a packaged class set (landcover, potsdam, isaid, loveda) or a class-set YAML.
+        iters, batch, bands: None keeps the config's (paper: 40 000 iterations, batch 4).
+        weights: backbone weights directory/file, or "random". device: "auto", "cpu", "cuda" ….
+        resume: continue ``output`` from its last checkpoint. config, overrides, tiny: as in :func:`segment_raster`.
+        cache_features: a frozen-feature cache directory (the backbones then run once per view).
+        val_masks: a folder of ground-truth masks named like the scenes; val_tags: a tag file. Either evaluates
+            (tag) mIoU every ``train.report_every`` steps and keeps the best checkpoint as ``MODEL.best.pt``.
+        val_value_map: mask code → class name, for masks whose codes are not the class set's.
+        report: write ``MODEL.log.csv`` (per step) and ``MODEL.report.html`` with curves and previews.
+        progress: ``progress(stage, done, total)``.
+
+    Returns:
+        ``{"checkpoint", ["best", "log", "report", "curves", "previews"], "start", "step", "losses", "seg", "aff",
+        "params", "validation"}``: paths of the files written, the step range of this call, per-step losses, parameter
+        counts and the validation results (one dict per evaluation: step, metric, score, per_class).
+    """
+    from .classes import load_class_set
+    from .config import load_config
+    from .outputs import check_target, input_files
+    from .raster.io import check_bands
+    from .train.run import run_training
+
+    paths, _ = _paths(scenes)
+    _exist(paths)
+    if val_masks and val_tags:
+        raise RsWsssError("give --val-masks or --val-tags, not both")
+    for p in [val_tags] if val_tags else []:
+        if not Path(p).is_file():
+            raise RsWsssError(f"--val-tags {p}: file not found (give a tag file, .csv or .gpkg)")
+    reads = [tags, config, weights, classes, *input_files(paths)]  # the output may be none of them
+    # an existing output is run_training's call (refused unless resume)
+    check_target(output, overwrite=True, inputs=[str(p) for p in reads if p and os.path.isfile(p)])
+    bands = list(bands) if bands else None
+    check_bands(paths, bands)
+    cs = load_class_set(classes)
+    settings = {k: v for k, v in {"train.iters": iters, "train.batch": batch, "raster.bands": bands}.items()
+                if v is not None}
+    cfg = load_config(config, overrides, tiny=tiny, settings=settings)
+    res = run_training(str(tags), paths, cs, cfg, output, weights, pick_device(device), resume, progress,
+                       cache_features, val_masks=val_masks, val_tags=val_tags, val_value_map=val_value_map,
+                       report=report)
+    files = res.pop("files", {})
+    return {"checkpoint": str(output), **files, **res}
