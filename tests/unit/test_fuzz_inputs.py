@@ -157,3 +157,85 @@ def test_class_set_any_text(tmp_path, text):
     path = tmp_path / "set.yaml"
     path.write_text(text, encoding="utf-8")
     _load_set(path)
+
+
+# ---- --set strings, --bands, --scales --------------------------------------------------------------------------
+def _sections_and_keys() -> list[str]:
+    from dataclasses import fields
+
+    from rs_wsss.config import Config
+
+    cfg = Config()
+    return [f"{s.name}.{k.name}" for s in fields(cfg) for k in fields(getattr(cfg, s.name))]
+
+
+SET_VALUE = st.one_of(st.text(max_size=15), st.integers().map(str), st.floats().map(repr),
+                      st.sampled_from(["many", "1e-3", "[1, 2]", "{a: 1}", "null", "true", "-1", "0", "[]", "nan",
+                                       "inf", "1e999", "'x'", "[[1]]", "!!python/object:os.system", "*a", "&a 1"]))
+
+
+@FUZZ
+@given(st.one_of(st.builds(lambda k, v: f"{k}={v}", st.sampled_from(_sections_and_keys()), SET_VALUE),
+                 st.text(max_size=30)))
+def test_set_strings_never_crash(item):
+    from rs_wsss.config import load_config
+
+    try:
+        load_config(None, [item])
+    except RsWsssError as exc:
+        _one_line(exc)
+
+
+@pytest.fixture(scope="module")
+def seg_args(tmp_path_factory, scene):
+    d = tmp_path_factory.mktemp("opts")
+    (d / "o.gpkg").write_text("exists")  # every valid option set then stops at "output exists", before any model
+    return [str(scene), "-o", str(d / "o.gpkg"), "--zero-shot", "--classes", "landcover", "--tiny"]
+
+
+def _cli(argv: list[str], capfd) -> tuple[int, str]:
+    import logging
+    import signal
+
+    from rs_wsss_cli.main import main
+
+    logger, root = logging.getLogger("rs_wsss"), logging.getLogger()
+    saved = (logger.handlers[:], root.handlers[:], signal.getsignal(signal.SIGTERM))
+    capfd.readouterr()
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        logger.handlers[:], root.handlers[:] = saved[0], saved[1]
+        signal.signal(signal.SIGTERM, saved[2])
+    return code, capfd.readouterr().err
+
+
+OPTION_TEXT = st.one_of(st.text(max_size=12), st.lists(st.integers(-3, 6).map(str), max_size=5).map(",".join),
+                        st.lists(st.floats(allow_nan=True, allow_infinity=True).map(repr), max_size=4).map(",".join),
+                        st.sampled_from(["", ",", "1,,2", " 1 , 2 ", "1e400", "0x10", "½", "١,٢,٣", "-0", "3,2,1"]))
+
+
+@FUZZ
+@given(opt=st.sampled_from(["--bands", "--scales", "-b"]), value=OPTION_TEXT)
+def test_bands_and_scales_never_crash(seg_args, capfd, opt, value):
+    code, err = _cli(["segment", *seg_args, opt, value], capfd)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
+
+
+@pytest.mark.parametrize("argv", [["--bands", "\udcff"], ["--scales", "1,\x00"], ["--set", "usr.alpha=\udce9"],
+                                  ["--set", "=\n="]])
+def test_odd_bytes_in_options_through_a_real_process(seg_args, argv):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = [a.encode("utf-8", "surrogateescape").replace(b"\x00", b"") for a in [*seg_args, *argv]]
+    p = subprocess.run([sys.executable.encode(), b"-m", b"rs_wsss_cli.main", b"segment", *args], capture_output=True,
+                       env=env, timeout=600)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 2 and len([l for l in err.splitlines() if l.strip()]) == 1 and "Traceback" not in err, err
