@@ -45,7 +45,10 @@ from .options import (aoi_opt, bands_opt, bounds_crs_opt, bounds_opt, classes_op
 @tiny_opt
 @click.option("--dask", "dask_address", help="Run on Dask: a scheduler address (tcp://host:8786) or local:N workers.")
 @click.option("--block-size", type=click.IntRange(min=256), default=None,
-              help="Pixels per Dask block side (default: rs_wsss.raster.blocks.BLOCK, 4096).")
+              help="Block side in px (default 4096): rasters larger than 6144 px, --resume runs and Dask runs go "
+                   "in blocks.")
+@click.option("--resume", is_flag=True,
+              help="Continue a killed or interrupted run of the same command from the blocks it wrote.")
 @click.pass_context
 def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_path: str | None, zero_shot: bool,
                 class_set: str | None, tile: int | None, overlap: float | None, scales: list[float] | None,
@@ -54,7 +57,7 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
                 config_path: str | None, overrides: tuple[str, ...], tiny: bool, dask_address: str | None,
                 block_size: int | None,
                 precision: str | None, bounds: tuple[float, float, float, float] | None, bounds_crs: str | None,
-                aoi: str | None, src_nodata: float | None, creation_options: dict[str, str]) -> None:
+                aoi: str | None, src_nodata: float | None, creation_options: dict[str, str], resume: bool) -> None:
     """Segment rasters into a georeferenced class raster and polygons.
 
     \b
@@ -64,6 +67,7 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
       rs-wsss segment ortho/*.tif -o results/ --model model.pt
       rs-wsss segment /vsicurl/https://example.com/cog.tif -o out.fgb --model model.pt \
           --bounds=-84.48,33.63,-84.47,33.64 --bounds-crs EPSG:4326
+      rs-wsss segment big.tif -o out.gpkg --model model.pt --resume   # after a killed run
       rs-wsss segment scene.tif -o out.parquet --model model.pt --aoi field.gpkg --min-area 100 --co COMPRESS=ZSTD
     """
     from rs_wsss.api import segment_raster
@@ -77,7 +81,7 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
                              simplify=simplify, bounds=bounds, bounds_crs=bounds_crs, aoi=aoi, src_nodata=src_nodata,
                              creation_options=creation_options, overwrite=overwrite, report=report,
                              config=config_path, overrides=overrides, tiny=tiny, dask=dask_address,
-                             block_size=block_size, progress=progress_of(ctx))
+                             block_size=block_size, resume=resume, progress=progress_of(ctx))
     for res in results if isinstance(results, list) else [results]:
         log.info("%s → %s", res["scene"], ", ".join(str(v) for k, v in res.items()
                                                    if k not in ("scene", "polygons", "seconds") and v))

@@ -64,7 +64,7 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
                    bounds_crs: str | None = None, aoi: PathLike | None = None, src_nodata: float | None = None,
                    creation_options: dict[str, str] | None = None, overwrite: bool = False, report: bool = True, config: PathLike | None = None,
                    overrides: Sequence[str] = (), tiny: bool = False, dask: str | None = None,
-                   block_size: int | None = None, progress: Progress | None = None,
+                   block_size: int | None = None, resume: bool = False, progress: Progress | None = None,
                    return_gdf: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
     """Segment one raster (or several into a directory) with a trained checkpoint or zero-shot.
 
@@ -85,6 +85,7 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
         report: write ``OUT_quicklook.png`` and ``OUT_report.html`` beside the outputs.
         config, overrides, tiny: a config YAML, ``section.key=value`` strings, the tiny test architecture.
         dask: a scheduler address or ``local:N``; block_size: block side in px (None: the config's).
+        resume: continue a killed run of the same command from the blocks it wrote (see ``segment_scene``).
         progress: ``progress(stage, done, total)``. return_gdf: add the polygons as a GeoDataFrame (``"gdf"``).
 
     Returns:
@@ -133,7 +134,7 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
             t1 = time.perf_counter()
             res = segment_scene(seg, scene, target, vectorize=vectorize, overwrite=overwrite, probs=probs,
                                 min_area=min_area, simplify=simplify, progress=progress, executor=executor,
-                                block=block_size, extent=extent,
+                                block=block_size, extent=extent, resume=resume,
                                 creation_options=creation_options, report=report, timings={"load model": load_s})
             res = {"scene": scene, **res, "seconds": time.perf_counter() - t1}
             if return_gdf and res.get("gpkg"):

@@ -85,3 +85,31 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         remove_quietly(tmp)
+
+
+_FULL = ("no space left on device", "disk is full", "free disk space available", "disk quota exceeded")
+
+
+def disk_full(exc: BaseException, folder: str | Path | None = None) -> bool:
+    """Whether ``exc`` (or an exception it came from) is a full disk or quota, whichever library raised it (OSError
+    ENOSPC/EDQUOT, GDAL/libtiff write errors, SQLite's "database or disk is full"). Some libraries lose the reason
+    (pyogrio: "Failed to commit transaction"): an I/O-ish error while ``folder``'s disk has under 16 MiB free
+    counts too (call this before removing the temporaries, which frees the space again)."""
+    import errno
+    import shutil as _shutil
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(cur).lower()
+        if any(s in text for s in _FULL) or "write error" in text and "tiff" in text:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    io_error = isinstance(exc, (OSError, RuntimeError)) or type(exc).__module__.startswith(("rasterio", "pyogrio"))
+    if folder is not None and io_error:  # (GDAL errors: rasterio._err.CPLE_*, not OSError)
+        with contextlib.suppress(OSError):
+            return _shutil.disk_usage(folder).free < 16 * 2**20
+    return False

@@ -132,7 +132,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
                   probs: bool = False, min_area: float = 0.0, simplify: float = 0.0, progress: Progress | None = None,
                   executor: BlockExecutor | None = None, block: int | None = None, extent: Extent | None = None,
                   creation_options: dict[str, str] | None = None, report: bool = False,
-                  timings: dict[str, float] | None = None) -> dict[str, Any]:
+                  timings: dict[str, float] | None = None, resume: bool = False) -> dict[str, Any]:
     """Segment one scene into COG + qml (+ polygons, + confidence COG), a per-class area summary and a STAC Item.
 
     Everything is written under temporary names and renamed at the end, so a failure leaves nothing partial and an
@@ -149,12 +149,14 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             smaller regions merge into their neighbours). simplify: coverage-preserving simplification tolerance in
             metres. progress: ``progress(stage, done, total)``.
         executor: stitch in blocks with this executor (e.g. ``rs_wsss.distributed.dask.DaskBlocks``); None: in this
-            process, in column blocks when the raster is wider than ``raster.blocks.MAX_STRIP_WIDTH``.
+            process, in blocks when a side of the raster exceeds ``raster.blocks.MAX_STRIP_WIDTH``.
         block: block side in px for the executor (None: ``raster.blocks.BLOCK``).
         extent: --bounds/--aoi (a pixel-aligned part of the scene) and --src-nodata.
         creation_options: GDAL creation options of the COGs (``--co KEY=VALUE``).
         report: also write ``OUT_quicklook.png`` and ``OUT_report.html`` (after the outputs are in place).
         timings: seconds spent before this call (e.g. ``{"load model": 3.2}``), shown in the report.
+        resume: continue a killed or interrupted run of the same settings from the blocks it wrote (beside the
+            output, in ``.OUT.tif.blocks/``); stitches in blocks even when the raster is small.
 
     Returns:
         ``{"tif", "qml", ["gpkg"], ["conf"], "areas_csv", "areas_json", "stac", ["quicklook", "report"]: path,
@@ -167,7 +169,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
     from .raster import blocks
     from .raster.areas import raster_class_areas, write_area_summary
     from .raster.env import raster_env
-    from .atomic import remove_quietly, sweep_stale, temp_path
+    from .atomic import disk_full, remove_quietly, sweep_stale, temp_path
     from .outputs import guard_outputs, input_files
     from .raster.io import known_norm, open_scene
     from .raster.stac import stac_item, write_stac_item
@@ -194,17 +196,23 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
     assert tif is not None  # output_paths always names the class raster
     raw = temp_path(tif, "raw")
     conf_tmp = temp_path(tif, "rawconf") if probs or paths["gpkg"] else None
+    folder, work = tif.with_name(f".{tif.name}.blocks"), None
     with raster_env():
         try:
             with open_scene(scene_path, cfg.raster.bands, known_norm(seg.norms, scene_path), cfg.raster.gsd,
                             tuple(cfg.raster.percentile), extent) as scene:
-                if executor is None and scene.width > blocks.MAX_STRIP_WIDTH:  # bound the strip buffer: column blocks
+                # large rasters go in blocks: memory bounded by the block, and a killed run can be resumed
+                if executor is None and (resume or max(scene.width, scene.height) > blocks.MAX_STRIP_WIDTH):
                     executor = blocks.LocalBlocks(seg.predict, cs.num_classes + 1, cfg.infer.batch)
                 if executor is None:
+                    blocks.discard_workspace(folder)  # a dead run's blocks, now unused
                     stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress, conf_tmp)
                 else:
-                    blocks.stitch_blocks(scene, executor, tile=tile, overlap=overlap, block=block or blocks.BLOCK, raw=raw,
-                                         conf=conf_tmp, progress=progress)
+                    block = block or blocks.BLOCK
+                    signature = _signature(seg, scene, scene_path, tile, overlap, block, conf_tmp is not None, extent)
+                    work = blocks.open_workspace(folder, signature, resume)
+                    blocks.stitch_blocks(scene, executor, tile=tile, overlap=overlap, block=block, raw=raw,
+                                         conf=conf_tmp, progress=progress, work=work)
                 crs = scene.crs
                 read = {"bands": list(scene.bands), "norm": scene.norm.to_dict(), "gsd": cfg.raster.gsd,
                         "percentile": list(cfg.raster.percentile), "extent": extent}
@@ -236,8 +244,18 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
                 if aux_path(tmp).exists():  # the class COG's categories and attribute table travel with it
                     os.replace(aux_path(tmp), aux_path(paths[key]))
                 os.replace(tmp, paths[key])
+        except KeyboardInterrupt:  # Ctrl-C / Cancel: the blocks stay for --resume
+            raise
+        except BaseException as exc:  # bad input, disk full …: nothing worth resuming
+            full = disk_full(exc, tif.parent)  # before the clean-up frees the space again
+            remove_quietly(work, raw, conf_tmp, *temps.values())
+            if full:
+                raise RsWsssError(f"no space left on the disk of {tif.parent} while writing the outputs of "
+                                  f"{Path(scene_path).name}; nothing was written: free space or choose another -o") from None
+            raise
         finally:
             remove_quietly(raw, conf_tmp, *temps.values())
+        remove_quietly(work)
     gpkg = f" and {paths['gpkg']} ({n_poly} polygons)" if paths["gpkg"] else ""
     log.info("wrote %s%s (CRS %s)", tif, gpkg, crs)
     if report:
@@ -250,3 +268,18 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
         write_segment_report(scene_path, tif, cs.names, cs.colors, seg.meta, shown, times, read, outputs,
                              paths={k: paths[k] for k in REPORT_KEYS})
     return {k: str(v) for k, v in paths.items() if v} | {"polygons": n_poly}
+
+
+def _signature(seg: Segmenter, scene: Any, scene_path: str | Path, tile: int, overlap: float, block: int,
+               conf: bool, extent: Any) -> dict[str, Any]:
+    """What a scene's block files depend on; ``--resume`` reuses blocks only when it is unchanged."""
+    import dataclasses
+    import json
+
+    from .raster.io import scene_key
+
+    sig = {"scene": scene_key(scene_path), "size": [scene.width, scene.height], "bands": list(scene.bands),
+           "norm": scene.norm.to_dict(), "gsd": seg.cfg.raster.gsd, "tile": tile, "overlap": overlap,
+           "block": block, "conf": conf, "model": seg.meta, "infer": dataclasses.asdict(seg.cfg.infer),
+           "extent": str(extent)}
+    return json.loads(json.dumps(sig, default=str))  # the form it is compared with after a JSON round trip

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..atomic import atomic_path, sweep_stale
+from ..atomic import atomic_path, disk_full, sweep_stale
 from ..errors import RsWsssError
 
 FORMAT = 1
@@ -67,8 +67,14 @@ def save_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, ste
         "extra": extra or {},
     }
     sweep_stale(path)  # what a save killed by SIGKILL left (its PID is gone)
-    with atomic_path(path) as tmp:  # an interrupted or failed save leaves no half-written file behind
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:  # an interrupted or failed save leaves no half-written file behind
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as exc:
+        if disk_full(exc, path.parent):
+            raise RsWsssError(f"no space left on the disk of {path.parent} to save {path.name} (step {step}); "
+                              "free space and rerun with --resume") from None
+        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -9,23 +9,30 @@ files copied into one tiled GeoTIFF) is written once, here.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import rasterio.shutil
 from rasterio.windows import Window
 
+from ..atomic import pid_alive, remove_quietly, temp_path
+from ..errors import RsWsssError
 from .io import Scene
 from .stitch import Predict, stitch
 from .tiles import tile_stride
 from .write import NODATA
 
 Progress = Callable[[str, int, int], None]
-# Rasters wider than this are stitched in column blocks of BLOCK px, so memory does not grow with raster width.
+log = logging.getLogger("rs_wsss")
+# Rasters larger than this (either side) are stitched in blocks of BLOCK px: memory does not grow with raster width,
+# and a killed run can be resumed from the blocks already written.
 MAX_STRIP_WIDTH = 6144
 BLOCK = 4096
 
@@ -73,14 +80,66 @@ class LocalBlocks:
     def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float,
                  progress: Progress | None) -> None:
         for n, job in enumerate(jobs, start=1):
-            stitch(scene, self.predict, self.num_classes, tile, overlap, job.out, self.batch, None, job.conf,
-                   block=job.window)
+            # temporary names, renamed when whole: a block file that exists is complete (what --resume relies on)
+            out, conf = temp_path(job.out), temp_path(job.conf) if job.conf else None
+            try:
+                stitch(scene, self.predict, self.num_classes, tile, overlap, out, self.batch, None, conf,
+                       block=job.window)
+                if conf is not None and job.conf is not None:
+                    os.replace(conf, job.conf)
+                os.replace(out, job.out)
+            finally:
+                remove_quietly(out, conf)
             if progress:
                 progress("segment", n, len(jobs))
 
 
+def open_workspace(folder: Path, signature: dict[str, Any], resume: bool) -> Path:
+    """The folder of one output's block files, kept across runs so ``--resume`` can continue a killed run.
+
+    ``folder/run.json`` records the writer's PID and what the blocks depend on (scene identity, model, tile grid,
+    bands, normalisation, inference settings). Without ``resume`` a folder a dead run left is removed; with it, the
+    blocks are reused when the signature matches.
+
+    Raises:
+        RsWsssError: another live process writes this output; ``resume`` with blocks made with other settings.
+    """
+    record = folder / "run.json"
+    if folder.exists():
+        try:
+            old = json.loads(record.read_text())
+        except (OSError, ValueError):
+            old = {}
+        pid = old.get("pid") if isinstance(old, dict) else None
+        if isinstance(pid, int) and pid != os.getpid() and pid_alive(pid):
+            raise RsWsssError(f"another rs-wsss run (PID {pid}) is writing this output ({folder}); wait for it or "
+                              "choose another -o")
+        if resume and isinstance(old, dict) and old.get("signature") != signature:
+            raise RsWsssError(f"--resume: the unfinished run in {folder} used other settings (scene, model, tile, "
+                              "bands or inference options); run the same command, or drop --resume to start afresh")
+        if not resume:
+            shutil.rmtree(folder)
+    folder.mkdir(exist_ok=True)
+    tmp = temp_path(record)
+    tmp.write_text(json.dumps({"pid": os.getpid(), "signature": signature}))
+    os.replace(tmp, record)
+    return folder
+
+
+def discard_workspace(folder: Path) -> None:
+    """Remove a block folder that a run no longer alive left (a run that will not use blocks does this)."""
+    if not folder.is_dir():
+        return
+    try:
+        pid = json.loads((folder / "run.json").read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        pid = None
+    if not (isinstance(pid, int) and pid != os.getpid() and pid_alive(pid)):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: float, block: int, raw: Path,
-                  conf: Path | None = None, progress: Progress | None = None) -> None:
+                  conf: Path | None = None, progress: Progress | None = None, work: Path | None = None) -> None:
     """Stitch ``scene`` block by block with ``executor`` into ``raw`` (uint8 class ids) and ``conf`` (float32).
 
     Args:
@@ -90,17 +149,28 @@ def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: 
         block: block side in px (rounded down to a multiple of the tile stride).
         raw: the class GeoTIFF to write; conf: the confidence GeoTIFF to write, or None.
         progress: optional ``progress(stage, done, total)``.
+        work: the block folder from :func:`open_workspace` (blocks already in it are not stitched again; the caller
+            removes it); None: a private temporary folder, removed here.
     """
     windows = block_windows(scene.width, scene.height, block, tile_stride(tile, overlap))
-    work = Path(tempfile.mkdtemp(prefix=".rs-wsss-blocks-", dir=raw.parent))
+    private = work is None
+    folder = Path(tempfile.mkdtemp(prefix=f".{raw.name}.{os.getpid()}.blocks", dir=raw.parent)) if work is None else work
     try:
-        jobs = [BlockJob(w, work / f"block_{int(w.col_off)}_{int(w.row_off)}.tif",
-                         work / f"block_{int(w.col_off)}_{int(w.row_off)}_conf.tif" if conf is not None else None)
+        jobs = [BlockJob(w, folder / f"block_{int(w.col_off)}_{int(w.row_off)}.tif",
+                         folder / f"block_{int(w.col_off)}_{int(w.row_off)}_conf.tif" if conf is not None else None)
                 for w in windows]
-        executor(scene, jobs, tile=tile, overlap=overlap, progress=progress)
-        assemble_blocks(jobs, scene, raw, conf, work)
+        todo = [j for j in jobs if not (j.out.exists() and (j.conf is None or j.conf.exists()))]
+        skipped = len(jobs) - len(todo)
+        if skipped:
+            log.info("resuming: %d of %d blocks already written", skipped, len(jobs))
+            if progress:
+                progress("segment", skipped, len(jobs))
+        counted = (lambda stage, n, total: progress(stage, n + skipped, len(jobs))) if progress and skipped else progress
+        executor(scene, todo, tile=tile, overlap=overlap, progress=counted)
+        assemble_blocks(jobs, scene, raw, conf, folder)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if private:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def assemble_blocks(jobs: Sequence[BlockJob], scene: Scene, raw: Path, conf: Path | None, work: Path) -> None:

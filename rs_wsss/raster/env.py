@@ -22,6 +22,7 @@ GDAL_DEFAULTS: dict[str, object] = {"GDAL_CACHEMAX": 64 * 2**20}
 def raster_env(**options: object) -> contextlib.AbstractContextManager[object]:
     """A ``rasterio.Env`` with rs-wsss's GDAL defaults plus ``options``; an active Env, or the user's own environment
     variables, win (a GDAL_CACHEMAX in the environment is left alone)."""
+    quiet_libtiff()
     if rasterio.env.hasenv():
         return contextlib.nullcontext()
     defaults = {k: v for k, v in GDAL_DEFAULTS.items() if k not in os.environ}
@@ -37,3 +38,19 @@ def ensure_raster_env(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
 
     return wrapper
+
+
+@functools.cache
+def quiet_libtiff() -> None:
+    """Unset libtiff's process-wide error handler, which prints lines such as "_tiffWriteProc: No space left on
+    device." straight to stderr (around GDAL, whose own per-file handler still turns them into the exception rs-wsss
+    reports in one line). Only rasterio's bundled libtiff is touched; without it (a system GDAL) nothing changes."""
+    import ctypes
+    import glob
+
+    for lib in glob.glob(os.path.join(os.path.dirname(rasterio.__file__) + ".libs", "libtiff-*.so*")):
+        with contextlib.suppress(OSError, AttributeError):
+            tiff = ctypes.CDLL(lib)
+            tiff.TIFFSetErrorHandler.restype = ctypes.c_void_p
+            tiff.TIFFSetErrorHandler.argtypes = [ctypes.c_void_p]
+            tiff.TIFFSetErrorHandler(None)
