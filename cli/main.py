@@ -124,7 +124,9 @@ def _cancel_on_stdin() -> None:
 
 
 def _fail(message: str, code: int, at_once: bool = False) -> None:
-    sys.stderr.write(f"rs-wsss: error: {message}\n")
+    from rs_wsss.errors import one_line  # a value echoed by click may hold line breaks or control characters
+
+    sys.stderr.write(f"rs-wsss: error: {one_line(message)}\n")
     if at_once:
         # Interrupted (Ctrl-C, SIGTERM from QGIS's Cancel): temporary outputs were removed while unwinding; skip the
         # interpreter's final garbage collection of the model, which takes seconds on a loaded machine and would
