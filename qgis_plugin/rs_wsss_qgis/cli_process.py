@@ -15,9 +15,11 @@ CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x000
 CREATE_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
 # what the engine's environment must not inherit from QGIS: its Python, Qt, and GDAL/PROJ data of another version
 INHERITED_PREFIXES = ("PYTHON", "QGIS_", "QT_", "GDAL_DATA", "GDAL_DRIVER_PATH", "PROJ_LIB", "PROJ_DATA")
-INSTALL_HINT = ("rs-wsss command not found: install rs-wsss in its own environment (git clone …; make install), then "
-                "set its path (…/.venv/bin/rs-wsss, or …\\.venv\\Scripts\\rs-wsss.exe on Windows) under Processing → "
-                "Options → Providers → rs-wsss → 'rs-wsss executable', or in the environment variable RS_WSSS_CLI")
+INSTALL_HINT = (
+    "rs-wsss command not found: install rs-wsss in its own environment (git clone …; make install), then "
+    "set its path (…/.venv/bin/rs-wsss, or …\\.venv\\Scripts\\rs-wsss.exe on Windows) under Processing → "
+    "Options → Providers → rs-wsss → 'rs-wsss executable', or in the environment variable RS_WSSS_CLI"
+)
 
 
 def venv_executable(folder, os_name=None):
@@ -49,14 +51,19 @@ def find_cli(setting, environ, repo, os_name=None, which=shutil.which):
 
     A setting or variable that names something that is not an executable is an error (the user asked for it), not a
     reason to fall through silently. Returns ``(path, None)`` or ``(None, message)``."""
-    for source, value in (("the provider setting 'rs-wsss executable'", setting), (f"${ENV_KEY}", environ.get(ENV_KEY, ""))):
+    for source, value in (
+        ("the provider setting 'rs-wsss executable'", setting),
+        (f"${ENV_KEY}", environ.get(ENV_KEY, "")),
+    ):
         value = (value or "").strip()
         if value:
             found = next((c for c in expand(value, os_name) if is_executable(c, os_name)), None)
             if found:
                 return found, None
-            return None, (f"{source} is '{value}', which is not an rs-wsss executable (nor a virtual environment "
-                          f"holding one); fix it or clear it. {INSTALL_HINT}")
+            return None, (
+                f"{source} is '{value}', which is not an rs-wsss executable (nor a virtual environment "
+                f"holding one); fix it or clear it. {INSTALL_HINT}"
+            )
     on_path = which("rs-wsss") or ""
     if is_executable(on_path, os_name):
         return on_path, None
@@ -68,8 +75,11 @@ def find_cli(setting, environ, repo, os_name=None, which=shutil.which):
 
 def clean_env(environ):
     """The environment for the CLI: QGIS's Python and Qt setup left out (its numpy would clash with the engine's)."""
-    env = {k: v for k, v in environ.items()
-           if not k.startswith(INHERITED_PREFIXES) and k not in ("LD_LIBRARY_PATH", ENV_KEY)}
+    env = {
+        k: v
+        for k, v in environ.items()
+        if not k.startswith(INHERITED_PREFIXES) and k not in ("LD_LIBRARY_PATH", ENV_KEY)
+    }
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -110,8 +120,12 @@ def stop(proc, grace, os_name=None, killpg=None):
 
 
 # stages the CLI reports with --progress-json, and how QGIS words them
-STAGE_WORDS = {"segment": ("tile", "segmenting"), "train": ("step", "training"), "cache": ("view", "caching features"),
-               "vectorize": (None, "vectorizing")}
+STAGE_WORDS = {
+    "segment": ("tile", "segmenting"),
+    "train": ("step", "training"),
+    "cache": ("view", "caching features"),
+    "vectorize": (None, "vectorizing"),
+}
 # share of the bar for stages that follow each other in one command
 STAGE_SPAN = {"segment": (0.0, 95.0), "vectorize": (95.0, 100.0)}
 

@@ -1,12 +1,26 @@
-"""How results appear on the map: named after scene and model, grouped, see-through, the tag grid as labelled outlines."""
+"""How results appear on the map: named after scene and model, grouped, see-through; the tag grid as labelled
+outlines."""
 
 import xml.etree.ElementTree as ET
 
-from qgis.core import (QgsCategorizedSymbolRenderer, QgsColorRampShader, QgsEditorWidgetSetup, QgsFillSymbol,
-                       QgsPalettedRasterRenderer, QgsPalLayerSettings, QgsProcessingContext,
-                       QgsProcessingLayerPostProcessorInterface, QgsProject, QgsRasterShader, QgsRendererCategory,
-                       QgsSingleBandPseudoColorRenderer, QgsSingleSymbolRenderer, QgsTextBufferSettings,
-                       QgsTextFormat, QgsVectorLayerSimpleLabeling)
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsColorRampShader,
+    QgsEditorWidgetSetup,
+    QgsFillSymbol,
+    QgsPalettedRasterRenderer,
+    QgsPalLayerSettings,
+    QgsProcessingContext,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProject,
+    QgsRasterShader,
+    QgsRendererCategory,
+    QgsSingleBandPseudoColorRenderer,
+    QgsSingleSymbolRenderer,
+    QgsTextBufferSettings,
+    QgsTextFormat,
+    QgsVectorLayerSimpleLabeling,
+)
 from qgis.PyQt.QtGui import QColor
 
 OPACITY = 0.6  # results sit over the imagery, which must stay visible
@@ -47,9 +61,13 @@ def style_confidence(layer):
     """Low confidence red, high green, over the 0–1 range the CLI writes (-1, uncovered, is nodata)."""
     shader_fn = QgsColorRampShader(0.0, 1.0)
     shader_fn.setColorRampType(QgsColorRampShader.Interpolated)
-    shader_fn.setColorRampItemList([QgsColorRampShader.ColorRampItem(0.0, QColor("#d7191c"), "0 (unsure)"),
-                                    QgsColorRampShader.ColorRampItem(0.5, QColor("#ffffbf"), "0.5"),
-                                    QgsColorRampShader.ColorRampItem(1.0, QColor("#1a9641"), "1 (sure)")])
+    shader_fn.setColorRampItemList(
+        [
+            QgsColorRampShader.ColorRampItem(0.0, QColor("#d7191c"), "0 (unsure)"),
+            QgsColorRampShader.ColorRampItem(0.5, QColor("#ffffbf"), "0.5"),
+            QgsColorRampShader.ColorRampItem(1.0, QColor("#1a9641"), "1 (sure)"),
+        ]
+    )
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(shader_fn)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
@@ -77,8 +95,13 @@ def style_tag_grid(layer, class_names=None):
 
     QGIS's list widget (Value Map) stores one value per feature, so the list holds single classes and short
     combinations ('building;road'); empty means background only."""
-    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
-        {"color": "0,0,0,0", "style": "no", "outline_color": "255,230,0,255", "outline_width": "0.5"})))
+    layer.setRenderer(
+        QgsSingleSymbolRenderer(
+            QgsFillSymbol.createSimple(
+                {"color": "0,0,0,0", "style": "no", "outline_color": "255,230,0,255", "outline_width": "0.5"}
+            )
+        )
+    )
     pal = QgsPalLayerSettings()
     pal.fieldName = "labels"
     pal.placement = QgsPalLayerSettings.OverPoint

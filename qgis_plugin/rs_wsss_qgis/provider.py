@@ -16,7 +16,7 @@ except ImportError:  # pragma: no cover
 
 
 class RsWsssProvider(QgsProcessingProvider):
-    """rs-wsss algorithms, plus the 'rs-wsss executable' setting under Processing → Options → Providers → rs-wsss."""
+    """rs-wsss algorithms, and the 'rs-wsss executable' setting (Processing → Options → Providers → rs-wsss)."""
 
     def __init__(self):
         super().__init__()
@@ -37,9 +37,16 @@ class RsWsssProvider(QgsProcessingProvider):
     def load(self):
         if ProcessingConfig is not None:
             ProcessingConfig.settingIcons[self.name()] = self.icon()
-            ProcessingConfig.addSetting(Setting(
-                self.name(), SETTING, "rs-wsss executable (…/.venv/bin/rs-wsss or …\\Scripts\\rs-wsss.exe; empty: "
-                "$RS_WSSS_CLI, then PATH)", "", valuetype=Setting.FILE))
+            ProcessingConfig.addSetting(
+                Setting(
+                    self.name(),
+                    SETTING,
+                    "rs-wsss executable (…/.venv/bin/rs-wsss or …\\Scripts\\rs-wsss.exe; empty: "
+                    "$RS_WSSS_CLI, then PATH)",
+                    "",
+                    valuetype=Setting.FILE,
+                )
+            )
             ProcessingConfig.readSettings()
             settingsWatcher.settingsChanged.connect(self.check_cli)  # re-check when the user edits the setting
         self.check_cli()
@@ -63,9 +70,15 @@ class RsWsssProvider(QgsProcessingProvider):
             QgsMessageLog.logMessage(f"rs-wsss command: {path}", "rs-wsss", Qgis.Info)
         return path
 
-    def warningMessage(self):  # noqa: N802: shown in every algorithm dialog of this provider
+    def warningMessage(self):  # noqa: N802 (shown in every algorithm dialog of this provider)
         return self.cli_problem or ""
 
     def loadAlgorithms(self):  # noqa: N802
-        for alg in (SegmentAlgorithm(), TrainAlgorithm(), TagGridAlgorithm(), TagsFromVectorAlgorithm(), EvaluateAlgorithm()):
+        for alg in (
+            SegmentAlgorithm(),
+            TrainAlgorithm(),
+            TagGridAlgorithm(),
+            TagsFromVectorAlgorithm(),
+            EvaluateAlgorithm(),
+        ):
             self.addAlgorithm(alg)

@@ -38,9 +38,15 @@ def run_cli(args, feedback, poll=0.1, grace=5.0, first_stage=ProgressLines.START
     if first_stage:
         feedback.setProgressText(first_stage)
         feedback.pushInfo(first_stage)
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=clean_env(os.environ),
-                            **popen_options())
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(os.environ),
+        **popen_options(),
+    )
     errors, out, lines = [], [], ProgressLines()
 
     def read_stderr():
@@ -78,7 +84,9 @@ def run_cli(args, feedback, poll=0.1, grace=5.0, first_stage=ProgressLines.START
     for f in (proc.stdin, proc.stdout, proc.stderr):
         f.close()
     if proc.returncode != 0:
-        msg = next((e for e in reversed(errors) if "error" in e), errors[-1] if errors else f"exit code {proc.returncode}")
+        msg = next(
+            (e for e in reversed(errors) if "error" in e), errors[-1] if errors else f"exit code {proc.returncode}"
+        )
         raise QgsProcessingException(msg)
     return "".join(out)
 
@@ -92,8 +100,9 @@ def cli_supports(command, option):
     key = (cli_path(), command)  # the setting may change within a session
     if key not in _HELP:
         try:
-            p = subprocess.run([key[0], command, "--help"], capture_output=True, text=True, env=clean_env(os.environ),
-                               timeout=60)
+            p = subprocess.run(
+                [key[0], command, "--help"], capture_output=True, text=True, env=clean_env(os.environ), timeout=60
+            )
             _HELP[key] = p.stdout
         except (OSError, subprocess.SubprocessError):
             _HELP[key] = ""

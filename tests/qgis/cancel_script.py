@@ -33,7 +33,15 @@ try:
     run_cli(sys.argv[2:], feedback)
 except QgsProcessingException:
     raised = True
-print(json.dumps({"stop_seconds": time.perf_counter() - cancelled_at.get("t", time.perf_counter()), "raised": raised,
-                  "progress": feedback.progress()}), flush=True)
+print(
+    json.dumps(
+        {
+            "stop_seconds": time.perf_counter() - cancelled_at.get("t", time.perf_counter()),
+            "raised": raised,
+            "progress": feedback.progress(),
+        }
+    ),
+    flush=True,
+)
 app.exitQgis()
 os._exit(0)

@@ -7,8 +7,15 @@ import os
 import shutil
 import sys
 
-from qgis.core import (QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProject,
-                       QgsRasterLayer, QgsSettings, QgsVectorLayer)
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+    QgsVectorLayer,
+)
 
 QgsApplication.setPrefixPath("/usr", True)
 app = QgsApplication([], False)
@@ -33,7 +40,9 @@ QgsSettings().setValue(SETTING_KEY, os.path.join(work, "no-such-rs-wsss"))
 provider = RsWsssProvider()
 QgsApplication.processingRegistry().addProvider(provider)
 app.processEvents()
-facts["setting_registered"] = SETTING in ProcessingConfig.settings and ProcessingConfig.settings[SETTING].group == "rs-wsss"
+facts["setting_registered"] = (
+    SETTING in ProcessingConfig.settings and ProcessingConfig.settings[SETTING].group == "rs-wsss"
+)
 facts["bad_setting_warning"] = provider.warningMessage()
 facts["bad_setting_logged"] = any(tag == "rs-wsss" and "no-such-rs-wsss" in msg for tag, msg in messages)
 ProcessingConfig.setSettingValue(SETTING, os.path.dirname(os.path.dirname(cli)))  # the venv folder
@@ -56,10 +65,13 @@ def check(alg_id, params):
 # 2. checks before running
 web = QgsRasterLayer("type=xyz&url=http://127.0.0.1:9/%7Bz%7D/%7Bx%7D/%7By%7D.png&zmax=19&zmin=0", "tiles", "wms")
 project.addMapLayer(web)
-facts["web_layer"] = check("rs_wsss:segment", {"INPUT": web.id(), "OUTPUT_RASTER": "TEMPORARY_OUTPUT",
-                                                "OUTPUT_VECTOR": "TEMPORARY_OUTPUT"})
-facts["bad_scales"] = check("rs_wsss:segment", {"INPUT": scene, "SCALES": "1,x", "OUTPUT_RASTER": "TEMPORARY_OUTPUT",
-                                                 "OUTPUT_VECTOR": "TEMPORARY_OUTPUT"})
+facts["web_layer"] = check(
+    "rs_wsss:segment", {"INPUT": web.id(), "OUTPUT_RASTER": "TEMPORARY_OUTPUT", "OUTPUT_VECTOR": "TEMPORARY_OUTPUT"}
+)
+facts["bad_scales"] = check(
+    "rs_wsss:segment",
+    {"INPUT": scene, "SCALES": "1,x", "OUTPUT_RASTER": "TEMPORARY_OUTPUT", "OUTPUT_VECTOR": "TEMPORARY_OUTPUT"},
+)
 
 
 def run(alg_id, params):
@@ -89,11 +101,14 @@ mask_layer.CreateFeature(feat)
 mask_ds = mask_layer = feat = None
 vrt = gdal.Open(clip_to_vrt(scene, None, mask_path))
 band = vrt.GetRasterBand(1)
-facts["mask_vrt"] = {"size": [vrt.RasterXSize, vrt.RasterYSize], "scene": [ds.RasterXSize, ds.RasterYSize],
-                     "nodata": band.GetNoDataValue(),
-                     "inside": float(band.ReadAsArray(2, 2, 1, 1)[0, 0]),
-                     "outside": float(band.ReadAsArray(vrt.RasterXSize - 3, vrt.RasterYSize - 3, 1, 1)[0, 0]),
-                     "src_inside": float(ds.GetRasterBand(1).ReadAsArray(2, 2, 1, 1)[0, 0])}
+facts["mask_vrt"] = {
+    "size": [vrt.RasterXSize, vrt.RasterYSize],
+    "scene": [ds.RasterXSize, ds.RasterYSize],
+    "nodata": band.GetNoDataValue(),
+    "inside": float(band.ReadAsArray(2, 2, 1, 1)[0, 0]),
+    "outside": float(band.ReadAsArray(vrt.RasterXSize - 3, vrt.RasterYSize - 3, 1, 1)[0, 0]),
+    "src_inside": float(ds.GetRasterBand(1).ReadAsArray(2, 2, 1, 1)[0, 0]),
+}
 vrt = band = None
 
 # 3. tag grid to a temporary output: a real file beside the raster, loaded as labelled outlines with a class list
@@ -101,17 +116,25 @@ result, log = run("rs_wsss:taggrid", {"RASTERS": [scene], "TILE": 256, "CLASSES"
 grid = [l for l in project.mapLayers().values() if isinstance(l, QgsVectorLayer) and "tag grid" in l.name()]
 facts["grid_path"] = result["OUTPUT"]
 facts["train_no_tags"] = check("rs_wsss:train", {"RASTERS": [scene], "OUTPUT": "TEMPORARY_OUTPUT"})
-facts["train_empty_labels"] = check("rs_wsss:train", {"RASTERS": [scene], "TAGS_FILE": result["OUTPUT"],
-                                                      "OUTPUT": "TEMPORARY_OUTPUT"})
-facts["evaluate_same_layer"] = check("rs_wsss:evaluate", {"PREDICTION": scene, "GROUND_TRUTH": scene,
-                                                          "OUTPUT": "TEMPORARY_OUTPUT"})
+facts["train_empty_labels"] = check(
+    "rs_wsss:train", {"RASTERS": [scene], "TAGS_FILE": result["OUTPUT"], "OUTPUT": "TEMPORARY_OUTPUT"}
+)
+facts["evaluate_same_layer"] = check(
+    "rs_wsss:evaluate", {"PREDICTION": scene, "GROUND_TRUTH": scene, "OUTPUT": "TEMPORARY_OUTPUT"}
+)
 if grid:
     g = grid[0]
     sym = g.renderer().symbol().symbolLayer(0)
     widget = g.editorWidgetSetup(g.fields().indexOf("labels"))
-    facts["grid"] = {"name": g.name(), "fill_alpha": sym.fillColor().alpha(), "brush": int(sym.brushStyle()),
-                     "labels_on": g.labelsEnabled(), "label_field": g.labeling().settings().fieldName,
-                     "widget": widget.type(), "choices": [list(m.keys())[0] for m in widget.config().get("map", [])]}
+    facts["grid"] = {
+        "name": g.name(),
+        "fill_alpha": sym.fillColor().alpha(),
+        "brush": int(sym.brushStyle()),
+        "labels_on": g.labelsEnabled(),
+        "label_field": g.labeling().settings().fieldName,
+        "widget": widget.type(),
+        "choices": [list(m.keys())[0] for m in widget.config().get("map", [])],
+    }
 
     # labels typed but not saved: rs-wsss reads the file, so training is refused until they are saved
     g.startEditing()
@@ -124,11 +147,22 @@ if grid:
 # 4. segment, zero-shot, random tiny weights, extent = the north-west quarter: grouped, named, see-through
 e = QgsRasterLayer(scene, "s").extent()
 extent = f"{e.xMinimum()},{(e.xMinimum() + e.xMaximum()) / 2},{(e.yMinimum() + e.yMaximum()) / 2},{e.yMaximum()}"
-result, log = run("rs_wsss:segment", {"INPUT": scene, "CLASSES": 0, "TILE": 128, "SCALES": "1", "CRF": 2,
-                                      "EXTENT": extent, "RANDOM_WEIGHTS": True, "TINY": True,
-                                      "OUTPUT_RASTER": os.path.join(work, "classes.tif"),
-                                      "OUTPUT_VECTOR": os.path.join(work, "polys.gpkg"),
-                                      "OUTPUT_CONFIDENCE": os.path.join(work, "conf.tif")})
+result, log = run(
+    "rs_wsss:segment",
+    {
+        "INPUT": scene,
+        "CLASSES": 0,
+        "TILE": 128,
+        "SCALES": "1",
+        "CRF": 2,
+        "EXTENT": extent,
+        "RANDOM_WEIGHTS": True,
+        "TINY": True,
+        "OUTPUT_RASTER": os.path.join(work, "classes.tif"),
+        "OUTPUT_VECTOR": os.path.join(work, "polys.gpkg"),
+        "OUTPUT_CONFIDENCE": os.path.join(work, "conf.tif"),
+    },
+)
 facts["segment_log"] = log
 root = project.layerTreeRoot()
 groups = [(n.name(), [c.layer().name() for c in n.findLayers()]) for n in root.children() if n.nodeType() == 0]
@@ -136,29 +170,61 @@ facts["groups"] = groups
 for l in project.mapLayers().values():
     if l.name().endswith("· classes"):
         r = l.renderer()
-        facts["classes_raster"] = {"opacity": r.opacity(), "type": r.type(),
-                                   "alphas": {c.label: c.color.alpha() for c in r.classes()}}
+        facts["classes_raster"] = {
+            "opacity": r.opacity(),
+            "type": r.type(),
+            "alphas": {c.label: c.color.alpha() for c in r.classes()},
+        }
     elif l.name().endswith("· polygons"):
         cats = l.renderer().categories()
-        facts["polygons"] = {"opacity": l.opacity(), "background_shown": [c.renderState() for c in cats if c.value() == "background"],
-                             "fill_alpha": max(c.symbol().symbolLayer(0).fillColor().alpha() * (c.symbol().symbolLayer(0).brushStyle() != 0) for c in cats)}
+        facts["polygons"] = {
+            "opacity": l.opacity(),
+            "background_shown": [c.renderState() for c in cats if c.value() == "background"],
+            "fill_alpha": max(
+                c.symbol().symbolLayer(0).fillColor().alpha() * (c.symbol().symbolLayer(0).brushStyle() != 0)
+                for c in cats
+            ),
+        }
     elif l.name().endswith("· confidence"):
         r = l.renderer()
-        facts["confidence"] = {"type": r.type(), "min": r.classificationMin(), "max": r.classificationMax(),
-                               "opacity": r.opacity()}
+        facts["confidence"] = {
+            "type": r.type(),
+            "min": r.classificationMin(),
+            "max": r.classificationMax(),
+            "opacity": r.opacity(),
+        }
 
 # 5. tags from vector and evaluate load their tables
 labels = os.path.join(work, "labels.geojson")
 shutil.copy(os.path.join(data, "spacenet", "geotiff_labels.geojson"), labels)
-result, log = run("rs_wsss:tagsfromvector", {"RASTERS": [scene], "VECTOR": labels, "FIELD": "building", "VALUE_MAP": "yes=building", "CLASSES": 0,
-                                             "TILE": 256, "OUTPUT": os.path.join(work, "tags.csv")})
+result, log = run(
+    "rs_wsss:tagsfromvector",
+    {
+        "RASTERS": [scene],
+        "VECTOR": labels,
+        "FIELD": "building",
+        "VALUE_MAP": "yes=building",
+        "CLASSES": 0,
+        "TILE": 256,
+        "OUTPUT": os.path.join(work, "tags.csv"),
+    },
+)
 facts["tables"] = []
 shutil.copy(os.path.join(work, "classes.tif"), os.path.join(work, "gt.tif"))
-result, log = run("rs_wsss:evaluate", {"PREDICTION": os.path.join(work, "classes.tif"),
-                                       "GROUND_TRUTH": os.path.join(work, "gt.tif"), "CLASSES": 0,
-                                       "OUTPUT": os.path.join(work, "metrics.csv")})
-facts["tables"] = [(l.name(), l.featureCount()) for l in project.mapLayers().values()
-                   if isinstance(l, QgsVectorLayer) and not l.isSpatial()]
+result, log = run(
+    "rs_wsss:evaluate",
+    {
+        "PREDICTION": os.path.join(work, "classes.tif"),
+        "GROUND_TRUTH": os.path.join(work, "gt.tif"),
+        "CLASSES": 0,
+        "OUTPUT": os.path.join(work, "metrics.csv"),
+    },
+)
+facts["tables"] = [
+    (l.name(), l.featureCount())
+    for l in project.mapLayers().values()
+    if isinstance(l, QgsVectorLayer) and not l.isSpatial()
+]
 print(json.dumps(facts, default=str), flush=True)
 app.exitQgis()
 os._exit(0)

@@ -73,9 +73,21 @@ def test_process_group_options_per_platform():
 
 
 def test_the_cli_environment_leaves_out_qgis_python_qt_and_gdal_data():
-    env = cp.clean_env({"PATH": "/usr/bin", "HOME": "/h", "PYTHONPATH": "/usr/share/qgis/python", "PYTHONHOME": "/q",
-                        "QGIS_PREFIX_PATH": "/usr", "QT_QPA_PLATFORM": "offscreen", "GDAL_DATA": "/q/gdal",
-                        "PROJ_LIB": "/q/proj", "LD_LIBRARY_PATH": "/q/lib", "RS_WSSS_CLI": "/x", "CUDA_VISIBLE_DEVICES": "0"})
+    env = cp.clean_env(
+        {
+            "PATH": "/usr/bin",
+            "HOME": "/h",
+            "PYTHONPATH": "/usr/share/qgis/python",
+            "PYTHONHOME": "/q",
+            "QGIS_PREFIX_PATH": "/usr",
+            "QT_QPA_PLATFORM": "offscreen",
+            "GDAL_DATA": "/q/gdal",
+            "PROJ_LIB": "/q/proj",
+            "LD_LIBRARY_PATH": "/q/lib",
+            "RS_WSSS_CLI": "/x",
+            "CUDA_VISIBLE_DEVICES": "0",
+        }
+    )
     assert env == {"PATH": "/usr/bin", "HOME": "/h", "CUDA_VISIBLE_DEVICES": "0", "PYTHONUNBUFFERED": "1"}
 
 
@@ -127,11 +139,32 @@ def test_the_cli_unwinds_on_cancel_from_stdin_and_leaves_no_output(shared_data, 
     cli = Path(sys.executable).with_name("rs-wsss")
     out = tmp_path / "out"
     out.mkdir()
-    cmd = [str(cli), "--progress-json", "segment", str(shared_data / "spacenet/sample_geotiff.tif"), "-o",
-           str(out / "long.gpkg"), "--zero-shot", "--classes", "landcover", "--tiny", "--weights", "random",
-           "--tile", "64", "--overlap", "0.75"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        str(cli),
+        "--progress-json",
+        "segment",
+        str(shared_data / "spacenet/sample_geotiff.tif"),
+        "-o",
+        str(out / "long.gpkg"),
+        "--zero-shot",
+        "--classes",
+        "landcover",
+        "--tiny",
+        "--weights",
+        "random",
+        "--tile",
+        "64",
+        "--overlap",
+        "0.75",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     for line in proc.stderr:
         if line.startswith('{"stage": "segment"'):
             break

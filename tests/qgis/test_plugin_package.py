@@ -16,8 +16,13 @@ def test_plugin_zip_carries_license_readme_and_real_metadata(tmp_path):
     subprocess.run([sys.executable, str(REPO / "scripts" / "plugin_zip.py"), str(out)], check=True, capture_output=True)
     with zipfile.ZipFile(out) as z:
         names = set(z.namelist())
-        assert {"rs_wsss_qgis/LICENSE", "rs_wsss_qgis/README.md", "rs_wsss_qgis/metadata.txt",
-                "rs_wsss_qgis/__init__.py", "rs_wsss_qgis/cli_process.py"} <= names
+        assert {
+            "rs_wsss_qgis/LICENSE",
+            "rs_wsss_qgis/README.md",
+            "rs_wsss_qgis/metadata.txt",
+            "rs_wsss_qgis/__init__.py",
+            "rs_wsss_qgis/cli_process.py",
+        } <= names
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
         assert "Apache License" in z.read("rs_wsss_qgis/LICENSE").decode()
         assert "## QGIS" in z.read("rs_wsss_qgis/README.md").decode()

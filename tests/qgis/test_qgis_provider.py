@@ -20,7 +20,9 @@ CLI = Path(sys.executable).with_name("rs-wsss")
 if not QGIS_PROCESS.exists():
     if os.environ.get("CI"):
         raise RuntimeError("QGIS is not installed (CI installs it in .ci/run: apt-get install qgis)")
-    pytest.skip("QGIS not installed here (apt-get install -y qgis); CI installs it and runs these", allow_module_level=True)
+    pytest.skip(
+        "QGIS not installed here (apt-get install -y qgis); CI installs it and runs these", allow_module_level=True
+    )
 
 pytestmark = pytest.mark.qgis
 
@@ -29,9 +31,17 @@ pytestmark = pytest.mark.qgis
 def qgis_env(tmp_path_factory):
     cfg = tmp_path_factory.mktemp("qgis_profile")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    env.update(QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(cfg), QGIS_PLUGINPATH=str(REPO / "qgis_plugin"),
-               RS_WSSS_CLI=str(CLI), XDG_RUNTIME_DIR=str(cfg), RS_WSSS_QGIS_TEST="1")
-    p = subprocess.run([str(QGIS_PROCESS), "plugins", "enable", "rs_wsss_qgis"], env=env, capture_output=True, text=True)
+    env.update(
+        QT_QPA_PLATFORM="offscreen",
+        QGIS_CUSTOM_CONFIG_PATH=str(cfg),
+        QGIS_PLUGINPATH=str(REPO / "qgis_plugin"),
+        RS_WSSS_CLI=str(CLI),
+        XDG_RUNTIME_DIR=str(cfg),
+        RS_WSSS_QGIS_TEST="1",
+    )
+    p = subprocess.run(
+        [str(QGIS_PROCESS), "plugins", "enable", "rs_wsss_qgis"], env=env, capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     return env
 
@@ -58,11 +68,22 @@ def test_test_only_options_appear_only_with_the_switch(qgis_env):
     helps = {}
     for switch in ("1", None):
         env = {k: v for k, v in qgis_env.items() if k != "RS_WSSS_QGIS_TEST" or switch}
-        helps[switch] = subprocess.run([str(QGIS_PROCESS), "help", "rs_wsss:segment"], env=env, capture_output=True,
-                                       text=True).stdout
+        helps[switch] = subprocess.run(
+            [str(QGIS_PROCESS), "help", "rs_wsss:segment"], env=env, capture_output=True, text=True
+        ).stdout
     assert "RANDOM_WEIGHTS" in helps["1"] and "TINY" in helps["1"]
     assert "RANDOM_WEIGHTS" not in helps[None] and "TINY" not in helps[None]
-    for param in ("BANDS", "EXTENT", "MASK", "SCALES", "CRF", "MIN_AREA", "SIMPLIFY", "OUTPUT_CONFIDENCE"):
+    for param in (
+        "BANDS",
+        "EXTENT",
+        "MASK",
+        "SCALES",
+        "CRF",
+        "MIN_AREA",
+        "SIMPLIFY",
+        "OUTPUT_CONFIDENCE",
+        "WRITE_REPORT",
+    ):
         assert f"{param}:" in helps[None]
     assert "Worked example" in helps[None]
 
@@ -74,14 +95,37 @@ def test_segment_algorithm_on_a_real_geotiff_with_bands_extent_and_confidence(qg
         crs, n_bands = src.crs, src.count
     # the western half, on the pixel grid (xmin,xmax,ymin,ymax as QGIS writes extents)
     xmid = b.left + round((b.right - b.left) / 2 / res) * res
-    p = qgis_run(qgis_env, "segment", INPUT=scene, CLASSES=0, TILE=256, RANDOM_WEIGHTS="true", TINY="true",
-                 BANDS=[4, 1, 2], SCALES="1", CRF=2, MIN_AREA=4, PRECISION=2, EXTENT=f"{b.left},{xmid},{b.bottom},{b.top}",
-                 OUTPUT_RASTER=tmp_path / "classes.tif", OUTPUT_VECTOR=tmp_path / "polys.gpkg",
-                 OUTPUT_CONFIDENCE=tmp_path / "conf.tif")
+    p = qgis_run(
+        qgis_env,
+        "segment",
+        INPUT=scene,
+        CLASSES=0,
+        TILE=256,
+        RANDOM_WEIGHTS="true",
+        TINY="true",
+        BANDS=[4, 1, 2],
+        SCALES="1",
+        CRF=2,
+        MIN_AREA=4,
+        PRECISION=2,
+        EXTENT=f"{b.left},{xmid},{b.bottom},{b.top}",
+        OUTPUT_RASTER=tmp_path / "classes.tif",
+        OUTPUT_VECTOR=tmp_path / "polys.gpkg",
+        OUTPUT_CONFIDENCE=tmp_path / "conf.tif",
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     command = next(l for l in p.stdout.splitlines() if l.startswith("$ "))
-    for opt in ("--bands 4,1,2", "--scales 1.0", "--no-crf", "--min-area 4.0", "--probs", "--precision fp32"):
+    for opt in (
+        "--bands 4,1,2",
+        "--scales 1.0",
+        "--no-crf",
+        "--min-area 4.0",
+        "--probs",
+        "--precision fp32",
+        f"--bounds={float(b.left)!r},{float(b.bottom)!r},{float(xmid)!r},{float(b.top)!r}",
+    ):
         assert opt in command
+    assert f"REPORT:\t{tmp_path / 'polys_report.html'}" in p.stdout and (tmp_path / "polys_report.html").exists()
     assert "--crf " not in command and "--overlap" not in command  # unset options stay the CLI's defaults
     assert n_bands == 4
     with rasterio.open(tmp_path / "classes.tif") as o, rasterio.open(tmp_path / "conf.tif") as c:
@@ -100,28 +144,68 @@ def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_p
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     grid = gpd.read_file(tmp_path / "grid.gpkg")
     assert len(grid) == 16 and "labels" in grid.columns and grid.crs == rasterio.open(scene).crs
-    p = qgis_run(qgis_env, "tagsfromvector", RASTERS=scene, VECTOR=shared_data / "spacenet/geotiff_labels.geojson",
-                 FIELD="building", CLASSES=0, TILE=256, OUTPUT=tmp_path / "tags.csv")
+    p = qgis_run(
+        qgis_env,
+        "tagsfromvector",
+        RASTERS=scene,
+        VECTOR=shared_data / "spacenet/geotiff_labels.geojson",
+        FIELD="building",
+        CLASSES=0,
+        TILE=256,
+        OUTPUT=tmp_path / "tags.csv",
+    )
     assert p.returncode != 0 and "value-map" in (p.stdout + p.stderr)  # 'yes' is not a class: the CLI's one line shows
     grid["labels"] = "building"
     grid.to_file(tmp_path / "grid_filled.gpkg", driver="GPKG")
-    p = qgis_run(qgis_env, "train", RASTERS=scene, TAGS_FILE=tmp_path / "grid_filled.gpkg", CLASSES=0, ITERS=3,
-                 RANDOM_WEIGHTS="true", TINY="true", OUTPUT="TEMPORARY_OUTPUT")  # what the dialog passes by default
+    p = qgis_run(
+        qgis_env,
+        "train",
+        RASTERS=scene,
+        TAGS_FILE=tmp_path / "grid_filled.gpkg",
+        CLASSES=0,
+        ITERS=3,
+        RANDOM_WEIGHTS="true",
+        TINY="true",
+        OUTPUT="TEMPORARY_OUTPUT",
+    )  # what the dialog passes by default
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert (tmp_path / "model.pt").stat().st_size > 0  # kept: beside the tags, not in QGIS's temporary folder
     assert f"OUTPUT:\t{tmp_path / 'model.pt'}" in p.stdout
     # a model brings its classes: the class set is said to be ignored
     with rasterio.open(scene) as src:
         b = src.bounds
-    p = qgis_run(qgis_env, "segment", INPUT=scene, MODEL=tmp_path / "model.pt", CLASSES=1, TILE=128, SCALES="1", CRF=2,
-                 RANDOM_WEIGHTS="true", TINY="true", EXTENT=f"{b.left},{b.left + 64},{b.top - 64},{b.top}",
-                 OUTPUT_RASTER=tmp_path / "m.tif", OUTPUT_VECTOR=tmp_path / "m.gpkg")
+    p = qgis_run(
+        qgis_env,
+        "segment",
+        INPUT=scene,
+        MODEL=tmp_path / "model.pt",
+        CLASSES=1,
+        TILE=128,
+        SCALES="1",
+        CRF=2,
+        RANDOM_WEIGHTS="true",
+        TINY="true",
+        EXTENT=f"{b.left},{b.left + 64},{b.top - 64},{b.top}",
+        WRITE_REPORT="false",
+        OUTPUT_RASTER=tmp_path / "m.tif",
+        OUTPUT_VECTOR=tmp_path / "m.gpkg",
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "class set parameter is ignored" in p.stdout + p.stderr
-    assert set(gpd.read_file(tmp_path / "m.gpkg").class_name) <= {"background", "building", "road", "vegetation", "water", "bare_land"}
+    assert "--no-report" in p.stdout and not (tmp_path / "m_report.html").exists()
+    assert set(gpd.read_file(tmp_path / "m.gpkg").class_name) <= {
+        "background",
+        "building",
+        "road",
+        "vegetation",
+        "water",
+        "bare_land",
+    }
     mask = shared_data / "potsdam/masks/2_10_0_0_512_512.png"
     shutil.copy(mask, tmp_path / "gt.png")
-    p = qgis_run(qgis_env, "evaluate", PREDICTION=mask, GROUND_TRUTH=tmp_path / "gt.png", CLASSES=1, OUTPUT=tmp_path / "m.csv")
+    p = qgis_run(
+        qgis_env, "evaluate", PREDICTION=mask, GROUND_TRUTH=tmp_path / "gt.png", CLASSES=1, OUTPUT=tmp_path / "m.csv"
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     rows = (tmp_path / "m.csv").read_text().splitlines()
     assert rows[0] == "class,iou,f1,gt_pixels" and rows[-1].startswith("mean,1.0")
@@ -130,18 +214,39 @@ def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_p
 def test_cancelling_stops_the_subprocess_quickly_and_leaves_no_output(qgis_env, shared_data, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    args = ["segment", shared_data / "naip/m_4709963_se_14_1_20200831.tif", "-o", out / "long.gpkg", "--zero-shot",
-            "--classes", "landcover", "--tiny", "--weights", "random", "--tile", "64", "--overlap", "0.75"]
+    args = [
+        "segment",
+        shared_data / "naip/m_4709963_se_14_1_20200831.tif",
+        "-o",
+        out / "long.gpkg",
+        "--zero-shot",
+        "--classes",
+        "landcover",
+        "--tiny",
+        "--weights",
+        "random",
+        "--tile",
+        "64",
+        "--overlap",
+        "0.75",
+    ]
     script = Path(__file__).with_name("cancel_script.py")
-    p = subprocess.run(["/usr/bin/python3", str(script), str(REPO / "qgis_plugin"), *map(str, args)], env=qgis_env,
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        ["/usr/bin/python3", str(script), str(REPO / "qgis_plugin"), *map(str, args)],
+        env=qgis_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     assert lines, p.stdout[-2000:] + p.stderr[-3000:]
     res = json.loads(lines[-1])
     assert res["raised"] and 0 < res["progress"] < 100
     assert res["stop_seconds"] < 5.0, res
     assert list(out.iterdir()) == []  # no output, no temporary file
-    assert shutil.which("pgrep") is None or subprocess.run(["pgrep", "-f", str(out)], capture_output=True).returncode == 1
+    assert (
+        shutil.which("pgrep") is None or subprocess.run(["pgrep", "-f", str(out)], capture_output=True).returncode == 1
+    )
 
 
 def test_inside_qgis_setting_checks_and_the_layers_a_user_sees(qgis_env, shared_data, tmp_path):
@@ -149,8 +254,13 @@ def test_inside_qgis_setting_checks_and_the_layers_a_user_sees(qgis_env, shared_
     env = {k: v for k, v in qgis_env.items() if k != "RS_WSSS_CLI"}
     env["PATH"] = "/usr/bin:/bin"  # rs-wsss must come from the provider setting, not from PATH or the variable
     script = Path(__file__).with_name("inside_qgis.py")
-    p = subprocess.run(["/usr/bin/python3", str(script), str(REPO / "qgis_plugin"), str(tmp_path), str(shared_data),
-                        str(CLI)], env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        ["/usr/bin/python3", str(script), str(REPO / "qgis_plugin"), str(tmp_path), str(shared_data), str(CLI)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     assert p.returncode == 0 and lines, p.stdout[-2000:] + p.stderr[-3000:]
     f = json.loads(lines[-1])
@@ -180,11 +290,16 @@ def test_inside_qgis_setting_checks_and_the_layers_a_user_sees(qgis_env, shared_
     log = f["segment_log"]
     assert log.count("loading model") == 1 and log.count("segmenting (25 tiles)") == 1 and log.count("vectorizing") == 1
     assert not any(l.startswith("tile ") for l in log)
-    (group, layers), = f["groups"]
+    ((group, layers),) = f["groups"]
     assert group == "scene · zero-shot landcover (random weights)"
     assert sorted(layers) == sorted(f"{group} · {k}" for k in ("classes", "polygons", "confidence"))
     r = f["classes_raster"]
-    assert r["type"] == "paletted" and 0 < r["opacity"] < 1 and r["alphas"]["background"] == 0 and r["alphas"]["building"] == 255
+    assert (
+        r["type"] == "paletted"
+        and 0 < r["opacity"] < 1
+        and r["alphas"]["background"] == 0
+        and r["alphas"]["building"] == 255
+    )
     assert 0 < f["polygons"]["opacity"] < 1 and f["polygons"]["background_shown"] == [False]
     assert f["polygons"]["fill_alpha"] == 0  # class outlines only: the raster gives the fill
     c = f["confidence"]

@@ -1,12 +1,22 @@
 import os
 import tempfile
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingUtils, QgsRasterFileWriter,
-                       QgsRasterPipe)
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingUtils,
+    QgsRasterFileWriter,
+    QgsRasterPipe,
+)
 from qgis.PyQt.QtCore import QCoreApplication, QUrl
 
 TEST_SWITCH = "RS_WSSS_QGIS_TEST"  # =1 shows the test-only options (random weights, tiny architecture)
-WEB_PROVIDERS = {"wms": "WMS/WMTS/XYZ", "arcgismapserver": "ArcGIS MapServer", "wcs": "WCS", "arcgisfeatureserver": "ArcGIS"}
+WEB_PROVIDERS = {
+    "wms": "WMS/WMTS/XYZ",
+    "arcgismapserver": "ArcGIS MapServer",
+    "wcs": "WCS",
+    "arcgisfeatureserver": "ArcGIS",
+}
 
 
 def test_mode():
@@ -18,8 +28,10 @@ def web_layer_problem(layer):
     kind = WEB_PROVIDERS.get(layer.providerType()) if layer is not None else None
     if kind is None:
         return None
-    return (f"'{layer.name()}' is a {kind} web layer: rs-wsss reads the scene's own pixels from a file. Save it first "
-            f"(right-click → Export → Save As…, GeoTIFF, at the resolution you want) and give that file")
+    return (
+        f"'{layer.name()}' is a {kind} web layer: rs-wsss reads the scene's own pixels from a file. Save it first "
+        f"(right-click → Export → Save As…, GeoTIFF, at the resolution you want) and give that file"
+    )
 
 
 def is_temporary(path):
@@ -63,7 +75,10 @@ class RsWsssAlgorithm(QgsProcessingAlgorithm):
         """The README (its QGIS section): bundled in the plugin ZIP, or the repository's in a checkout. The project
         has no public web address to point to."""
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        for readme in (os.path.join(here, "README.md"), os.path.join(os.path.dirname(os.path.dirname(here)), "README.md")):
+        for readme in (
+            os.path.join(here, "README.md"),
+            os.path.join(os.path.dirname(os.path.dirname(here)), "README.md"),
+        ):
             if os.path.isfile(readme):
                 return QUrl.fromLocalFile(readme).toString()
         return ""
@@ -84,8 +99,10 @@ class RsWsssAlgorithm(QgsProcessingAlgorithm):
             folder = os.path.join(os.path.expanduser("~"), "rs-wsss")
             os.makedirs(folder, exist_ok=True)
         kept = unique_path(folder, stem, ext)
-        feedback.pushInfo(f"writing {kept} (a real file rather than a temporary one, so that it is kept; choose the "
-                          f"output to put it elsewhere)")
+        feedback.pushInfo(
+            f"writing {kept} (a real file rather than a temporary one, so that it is kept; choose the "
+            f"output to put it elsewhere)"
+        )
         return kept
 
     def raster_file(self, layer, feedback):

@@ -23,8 +23,17 @@ def clip_to_vrt(scene, extent=None, mask=None):
         ds = gdal.Open(src)
         nodata = ds.GetRasterBand(1).GetNoDataValue()
         ds = None
-        if gdal.Warp(out, src, format="VRT", cutlineDSName=mask, cropToCutline=True,
-                     dstNodata=0 if nodata is None else nodata) is None:
+        if (
+            gdal.Warp(
+                out,
+                src,
+                format="VRT",
+                cutlineDSName=mask,
+                cropToCutline=True,
+                dstNodata=0 if nodata is None else nodata,
+            )
+            is None
+        ):
             raise QgsProcessingException(f"the mask does not overlap {os.path.basename(scene)}")
         src = out
     return src

@@ -2,8 +2,12 @@ import csv
 import json
 import os
 
-from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterEnum, QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterRasterLayer)
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterRasterLayer,
+)
 
 from ..layers import ResultLayer
 from ..runner import CLASS_SETS, run_cli
@@ -12,12 +16,14 @@ from .base import RsWsssAlgorithm
 
 class EvaluateAlgorithm(RsWsssAlgorithm):
     GROUP, TITLE = "Evaluation", "Evaluate"
-    HELP = ("Per-class IoU and F1, mIoU and overall accuracy of a predicted class raster against a ground-truth "
-            "raster of the same grid. The metrics table loads in the project; mIoU and OA are also outputs.<br><br>"
-            "<b>Worked example</b>: <i>Predicted class raster</i> = the class raster from <i>Segment raster</i> "
-            "(e.g. 'top_potsdam_2_10 · model · classes'), <i>Ground truth raster</i> = the scene's label image "
-            "(colour-coded masks are decoded with the class set), class set <i>potsdam</i> → metrics.csv.<br>"
-            "Command line equivalent: <code>rs-wsss evaluate pred.tif gt.tif --classes potsdam</code>")
+    HELP = (
+        "Per-class IoU and F1, mIoU and overall accuracy of a predicted class raster against a ground-truth "
+        "raster of the same grid. The metrics table loads in the project; mIoU and OA are also outputs.<br><br>"
+        "<b>Worked example</b>: <i>Predicted class raster</i> = the class raster from <i>Segment raster</i> "
+        "(e.g. 'top_potsdam_2_10 · model · classes'), <i>Ground truth raster</i> = the scene's label image "
+        "(colour-coded masks are decoded with the class set), class set <i>potsdam</i> → metrics.csv.<br>"
+        "Command line equivalent: <code>rs-wsss evaluate pred.tif gt.tif --classes potsdam</code>"
+    )
 
     def name(self):
         return "evaluate"
@@ -38,16 +44,29 @@ class EvaluateAlgorithm(RsWsssAlgorithm):
         gt = self.parameterAsRasterLayer(parameters, "GROUND_TRUTH", context)
         ok, msg = self.check_rasters([pred, gt])
         if ok and pred is not None and gt is not None and pred.source() == gt.source():
-            return False, self.tr("the prediction and the ground truth are the same layer: pick the ground-truth "
-                                  "labels as 'Ground truth raster'")
+            return False, self.tr(
+                "the prediction and the ground truth are the same layer: pick the ground-truth "
+                "labels as 'Ground truth raster'"
+            )
         return ok, msg
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         pred = self.raster_file(self.parameterAsRasterLayer(parameters, "PREDICTION", context), feedback)
         gt = self.raster_file(self.parameterAsRasterLayer(parameters, "GROUND_TRUTH", context), feedback)
-        res = json.loads(run_cli(["evaluate", pred, gt, "--classes",
-                                  CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)], "--json"], feedback,
-                                 first_stage="comparing"))
+        res = json.loads(
+            run_cli(
+                [
+                    "evaluate",
+                    pred,
+                    gt,
+                    "--classes",
+                    CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)],
+                    "--json",
+                ],
+                feedback,
+                first_stage="comparing",
+            )
+        )
         out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
         with open(out, "w", newline="") as fh:
             w = csv.writer(fh)

@@ -1,17 +1,27 @@
 import csv
 import os
 
-from qgis.core import (QgsProcessing, QgsProcessingOutputHtml, QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
-                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
-                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
-                       QgsProcessingParameterVectorLayer, QgsVectorLayer)
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputHtml,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterVectorLayer,
+    QgsVectorLayer,
+)
 
 from ..runner import CLASS_SETS, run_cli
 from .base import RsWsssAlgorithm, test_mode
 
 DEVICES = ["auto", "cpu", "cuda"]
-NO_TAGS = ("Train needs tile tags: give a tags CSV/GPKG file or a tag grid layer. Make one with 'Create tag grid' (then "
-           "type the classes of each tile, e.g. building;road, into its labels field) or 'Tags from vector layer'")
+NO_TAGS = (
+    "Train needs tile tags: give a tags CSV/GPKG file or a tag grid layer. Make one with 'Create tag grid' (then "
+    "type the classes of each tile, e.g. building;road, into its labels field) or 'Tags from vector layer'"
+)
 
 
 def tag_labels(tags_file, tags_layer):
@@ -35,39 +45,69 @@ def empty_label(value):
 
 class TrainAlgorithm(RsWsssAlgorithm):
     GROUP, TITLE = "Training", "Train from tile tags"
-    HELP = ("Trains the rs-wsss adapter and decoder (the CLIP and DINOv2 backbones stay frozen) from tile-level tags: "
-            "which classes are present in each tile, not where.<br><br>"
-            "<b>Worked example</b><ol>"
-            "<li>Run <i>Create tag grid</i> on your orthophotos (tile 512). The grid is written beside the first "
-            "raster and loads as outlines.</li>"
-            "<li>Open its attribute table, toggle editing, and pick the classes present in each tile in the "
-            "<i>labels</i> field (building, road, …; leave background-only tiles empty). Save.</li>"
-            "<li>Run this algorithm with the same rasters, <i>Tag grid layer</i> = the grid, class set = the one used "
-            "for the grid, Iterations = 2000. The checkpoint (model.pt) is written beside the tags.</li>"
-            "<li>Give the checkpoint to <i>Segment raster</i>.</li></ol>"
-            "Command line equivalent: <code>rs-wsss train --tags tags.gpkg ortho/*.tif -o model.pt --classes landcover "
-            "--iters 2000</code>. Empty options use the configuration's values (paper: 40000 iterations, batch 4).")
+    HELP = (
+        "Trains the rs-wsss adapter and decoder (the CLIP and DINOv2 backbones stay frozen) from tile-level tags: "
+        "which classes are present in each tile, not where.<br><br>"
+        "<b>Worked example</b><ol>"
+        "<li>Run <i>Create tag grid</i> on your orthophotos (tile 512). The grid is written beside the first "
+        "raster and loads as outlines.</li>"
+        "<li>Open its attribute table, toggle editing, and pick the classes present in each tile in the "
+        "<i>labels</i> field (building, road, …; leave background-only tiles empty). Save.</li>"
+        "<li>Run this algorithm with the same rasters, <i>Tag grid layer</i> = the grid, class set = the one used "
+        "for the grid, Iterations = 2000. The checkpoint (model.pt) is written beside the tags.</li>"
+        "<li>Give the checkpoint to <i>Segment raster</i>.</li></ol>"
+        "Command line equivalent: <code>rs-wsss train --tags tags.gpkg ortho/*.tif -o model.pt --classes landcover "
+        "--iters 2000</code>. Empty options use the configuration's values (paper: 40000 iterations, batch 4)."
+    )
 
     def name(self):
         return "train"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers("RASTERS", self.tr("Rasters"), QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterVectorLayer("TAGS_LAYER", self.tr("Tag grid layer"),
-                                                            [QgsProcessing.TypeVectorPolygon], optional=True))
-        self.addParameter(QgsProcessingParameterFile("TAGS_FILE", self.tr("…or a tags file (CSV or GPKG)"), optional=True,
-                                                     fileFilter="Tags (*.csv *.gpkg)"))
+        self.addParameter(
+            QgsProcessingParameterVectorLayer(
+                "TAGS_LAYER", self.tr("Tag grid layer"), [QgsProcessing.TypeVectorPolygon], optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "TAGS_FILE", self.tr("…or a tags file (CSV or GPKG)"), optional=True, fileFilter="Tags (*.csv *.gpkg)"
+            )
+        )
         self.addParameter(QgsProcessingParameterEnum("CLASSES", self.tr("Class set"), CLASS_SETS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber("ITERS", self.tr("Iterations (empty: the configuration's, 40000)"),
-                                                       minValue=1, optional=True))
-        self.add_advanced(QgsProcessingParameterNumber("BATCH", self.tr("Batch size (empty: the configuration's, 4)"),
-                                                       minValue=1, optional=True))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "ITERS", self.tr("Iterations (empty: the configuration's, 40000)"), minValue=1, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "WRITE_REPORT", self.tr("Write the training log and report (loss curves, previews)"), defaultValue=True
+            )
+        )
+        self.add_advanced(
+            QgsProcessingParameterNumber(
+                "BATCH", self.tr("Batch size (empty: the configuration's, 4)"), minValue=1, optional=True
+            )
+        )
         self.add_advanced(QgsProcessingParameterEnum("DEVICE", self.tr("Device"), DEVICES, defaultValue=0))
         if test_mode():
-            self.add_advanced(QgsProcessingParameterBoolean("RANDOM_WEIGHTS", self.tr("Random backbone weights (testing only)"), defaultValue=False))
-            self.add_advanced(QgsProcessingParameterBoolean("TINY", self.tr("Tiny test architecture (testing only)"), defaultValue=False))
-        self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", self.tr("Checkpoint (default: model.pt beside the tags)"),
-                                                                "rs-wsss checkpoint (*.pt)"))
+            self.add_advanced(
+                QgsProcessingParameterBoolean(
+                    "RANDOM_WEIGHTS", self.tr("Random backbone weights (testing only)"), defaultValue=False
+                )
+            )
+            self.add_advanced(
+                QgsProcessingParameterBoolean(
+                    "TINY", self.tr("Tiny test architecture (testing only)"), defaultValue=False
+                )
+            )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT", self.tr("Checkpoint (default: model.pt beside the tags)"), "rs-wsss checkpoint (*.pt)"
+            )
+        )
         self.addOutput(QgsProcessingOutputHtml("REPORT", self.tr("Training report (loss curves, previews)")))
 
     def tags_inputs(self, parameters, context):
@@ -89,28 +129,47 @@ class TrainAlgorithm(RsWsssAlgorithm):
             return False, self.tr(f"tags file not found: {tags_file}")
         if not tags_file and layer.isEditable() and layer.isModified():
             # rs-wsss reads the file: labels typed but not saved would be silently missing
-            return False, self.tr(f"the tag grid '{layer.name()}' has unsaved edits: save them (Toggle Editing → Save "
-                                  "Layer Edits), then run again")
+            return False, self.tr(
+                f"the tag grid '{layer.name()}' has unsaved edits: save them (Toggle Editing → Save "
+                "Layer Edits), then run again"
+            )
         labels = tag_labels(tags_file, None if tags_file else layer)
         if labels is None:
-            return False, self.tr("the tags have no 'labels' field: make them with 'Create tag grid' or 'Tags from "
-                                  "vector layer'")
+            return False, self.tr(
+                "the tags have no 'labels' field: make them with 'Create tag grid' or 'Tags from vector layer'"
+            )
         if all(empty_label(v) for v in labels):
-            return False, self.tr(f"every tile's labels are empty ({len(labels)} tiles): training would learn "
-                                  "background only. Type the classes present in each tile (e.g. building;road) into the "
-                                  "labels field of the tag grid, save it, and run again")
+            return False, self.tr(
+                f"every tile's labels are empty ({len(labels)} tiles): training would learn "
+                "background only. Type the classes present in each tile (e.g. building;road) into the "
+                "labels field of the tag grid, save it, and run again"
+            )
         return True, ""
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         rasters = [self.raster_file(l, feedback) for l in self.parameterAsLayerList(parameters, "RASTERS", context)]
         tags, layer = self.tags_inputs(parameters, context)
         if not tags:
-            tags = self.parameterAsCompatibleSourceLayerPath(parameters, "TAGS_LAYER", context, ["gpkg"], "gpkg", feedback)
-        out = self.kept_output(self.parameterAsFileOutput(parameters, "OUTPUT", context), [tags, *rasters], "model",
-                               ".pt", feedback)
-        args = ["train", "--tags", tags, *rasters, "-o", out, "--classes",
-                CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)],
-                "--device", DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]]
+            tags = self.parameterAsCompatibleSourceLayerPath(
+                parameters, "TAGS_LAYER", context, ["gpkg"], "gpkg", feedback
+            )
+        out = self.kept_output(
+            self.parameterAsFileOutput(parameters, "OUTPUT", context), [tags, *rasters], "model", ".pt", feedback
+        )
+        args = [
+            "train",
+            "--tags",
+            tags,
+            *rasters,
+            "-o",
+            out,
+            "--classes",
+            CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)],
+            "--device",
+            DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+        ]
+        if not self.parameterAsBool(parameters, "WRITE_REPORT", context):
+            args += ["--no-report"]
         for key, opt in (("ITERS", "--iters"), ("BATCH", "--batch")):
             if parameters.get(key) not in (None, ""):
                 args += [opt, self.parameterAsInt(parameters, key, context)]
