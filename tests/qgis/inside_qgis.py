@@ -155,7 +155,7 @@ result, log = run(
         "TILE": 128,
         "SCALES": "1",
         "CRF": 2,
-        "EXTENT": extent,
+        "EXTENT": extent, "MASK": mask_path,
         "RANDOM_WEIGHTS": True,
         "TINY": True,
         "OUTPUT_RASTER": os.path.join(work, "classes.tif"),
@@ -164,6 +164,10 @@ result, log = run(
     },
 )
 facts["segment_log"] = log
+cls = gdal.Open(os.path.join(work, "classes.tif"))
+arr = cls.GetRasterBand(1).ReadAsArray()
+facts["classes_nodata_fraction"] = float((arr == cls.GetRasterBand(1).GetNoDataValue()).mean())
+cls = None
 root = project.layerTreeRoot()
 groups = [(n.name(), [c.layer().name() for c in n.findLayers()]) for n in root.children() if n.nodeType() == 0]
 facts["groups"] = groups

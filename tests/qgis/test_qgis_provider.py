@@ -290,6 +290,10 @@ def test_inside_qgis_setting_checks_and_the_layers_a_user_sees(qgis_env, shared_
     log = f["segment_log"]
     assert log.count("loading model") == 1 and log.count("segmenting (25 tiles)") == 1 and log.count("vectorizing") == 1
     assert not any(l.startswith("tile ") for l in log)
+    command = next(l for l in log if l.startswith("$ "))
+    assert "--bounds=" in command and f"--aoi {tmp_path / 'mask.gpkg'}" in command  # the CLI's own extent and mask
+    # the triangle covers half the scene's western half: in the north-west quarter, 1/4 of the pixels are outside it
+    assert 0.15 < f["classes_nodata_fraction"] < 0.35
     ((group, layers),) = f["groups"]
     assert group == "scene · zero-shot landcover (random weights)"
     assert sorted(layers) == sorted(f"{group} · {k}" for k in ("classes", "polygons", "confidence"))
