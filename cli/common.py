@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import warnings
 from collections.abc import Callable, Iterable
 
 import click
@@ -14,6 +13,10 @@ log = logging.getLogger("rs_wsss")
 
 
 def setup_logging(verbosity: int) -> None:
+    """rs-wsss's own log on stderr (-1 quiet, 0 info, ≥1 debug); libraries' logs and Python warnings only with -v.
+
+    Warnings are routed into logging (the ``py.warnings`` logger) rather than filtered: nothing is switched off
+    process-wide, and ``-v`` shows them."""
     level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("rs-wsss: %(message)s"))
@@ -23,8 +26,7 @@ def setup_logging(verbosity: int) -> None:
     # libraries log to the root logger (e.g. open_clip on random init); keep their chatter out unless -v
     root = logging.getLogger()
     root.handlers[:] = [logging.NullHandler()] if verbosity <= 0 else [handler]
-    if verbosity <= 0:
-        warnings.filterwarnings("ignore")
+    logging.captureWarnings(True)  # → the "py.warnings" logger, which reaches the root handler (only with -v)
 
 
 class Progress:
@@ -93,10 +95,10 @@ def check_inputs(paths: Iterable[str]) -> None:
     """Every input file exists (a one-line error naming the first missing one)."""
     from pathlib import Path
 
-    from rs_wsss.errors import RsWsssError
+    from rs_wsss.errors import InputNotFound
 
     for p in paths:
         if str(p).startswith("/vsi") or "://" in str(p):  # GDAL virtual paths and URLs: GDAL checks them on open
             continue
         if not Path(p).is_file():
-            raise RsWsssError(f"input not found: {p} (check the path)")
+            raise InputNotFound(f"input not found: {p} (check the path)")

@@ -117,7 +117,7 @@ class PARConfig:
     """Pixel-adaptive refinement of the CAM on the image (Ru et al. 2022, AFA)."""
 
     enabled: bool = True
-    dilations: list[int] = ranged_list([1, 2, 4, 8, 12, 24], ge=1)
+    dilations: list[int] = ranged_list([1, 2, 4, 8, 12, 24], min_items=1, ge=1)
     iters: int = ranged(10, ge=0)
     scale: float = ranged(0.5, gt=0, le=1)  # PAR runs at this fraction of the crop size (AFA's down_scale=2)
 
@@ -180,7 +180,7 @@ class TrainConfig:
 class InferConfig:
     """Inference: multi-scale averaging and dense CRF (Sect. 4.2)."""
 
-    scales: list[float] = ranged_list([0.75, 1.0, 1.25], gt=0)
+    scales: list[float] = ranged_list([0.75, 1.0, 1.25], min_items=1, gt=0)
     flip: bool = False
     crf: bool = True
     crf_iters: int = ranged(10, ge=0)
@@ -202,7 +202,7 @@ class RasterConfig:
     tile: int = ranged(512, ge=32)  # segment: tile side in px
     overlap: float = ranged(0.25, ge=0, lt=1)  # segment: share of a tile overlapping its neighbour
     bands: list[int] | None = ranged_list(None, ge=1)  # 1-based; None: RGB by colour interpretation, else the first three
-    percentile: list[float] = ranged_list([2.0, 98.0], ge=0, le=100)  # stretch for non-8-bit data
+    percentile: list[float] = ranged_list([2.0, 98.0], min_items=2, ge=0, le=100)  # stretch for non-8-bit data
     max_nodata_fraction: float = ranged(0.5, ge=0, le=1)  # training tiles with more nodata are skipped
     gsd: float | None = ranged(None, gt=0)  # resample to this ground sample distance (CRS units/pixel)
 

@@ -25,12 +25,14 @@ def ranged(default: Any, **bounds: float) -> Any:
     return dataclasses.field(default=default, metadata={"bounds": bounds})
 
 
-def ranged_list(default: list[Any] | None, **bounds: float) -> Any:
-    """A list field (a fresh copy of ``default`` per instance) whose every element must satisfy ``bounds``."""
+def ranged_list(default: list[Any] | None, min_items: int = 0, **bounds: float) -> Any:
+    """A list field (a fresh copy of ``default`` per instance) of at least ``min_items`` elements, each of which
+    must satisfy ``bounds``."""
     _check_bound_names(bounds)
+    meta = {"bounds": bounds, "min_items": min_items}
     if default is None:
-        return dataclasses.field(default=None, metadata={"bounds": bounds})
-    return dataclasses.field(default_factory=lambda: list(default), metadata={"bounds": bounds})
+        return dataclasses.field(default=None, metadata=meta)
+    return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
 
 
 def _check_bound_names(bounds: dict[str, float]) -> None:
@@ -62,6 +64,8 @@ def check_value(owner: type, f: dataclasses.Field[Any], key: str, value: Any, so
         out = _coerce(hint, value)
     except _Mismatch as exc:
         raise ConfigError(f"{key}: expected {exc.expected}, got {value!r} (from {source})") from None
+    if isinstance(out, list) and len(out) < f.metadata.get("min_items", 0):
+        raise ConfigError(f"{key}: give at least {f.metadata['min_items']} value(s), got {value!r} (from {source})")
     bounds = f.metadata.get("bounds", {})
     items = out if isinstance(out, list) else [] if out is None else [out]
     for name, limit in bounds.items():

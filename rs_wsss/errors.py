@@ -21,3 +21,15 @@ class WeightsNotFound(RsWsssError):
 
 class ConfigError(RsWsssError, ValueError):
     """A config key, value or choice is invalid; the message names the key and what it accepts."""
+
+
+class InputNotFound(RsWsssError, FileNotFoundError):
+    """A raster, vector layer, tags file, checkpoint or weights file does not exist."""
+
+
+class OutputExists(RsWsssError, FileExistsError):
+    """An output exists and ``--overwrite`` was not given (or it would replace an input)."""
+
+
+class TrainingDiverged(RsWsssError, FloatingPointError):
+    """The loss became NaN or infinite; the message names the step and what to change."""

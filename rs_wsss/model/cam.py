@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 from ..config import CAMConfig
-from ..errors import RsWsssError
 
 
 def minmax_norm(x: torch.Tensor, dim: int | tuple[int, ...] = -1, eps: float = 1e-6) -> torch.Tensor:
@@ -28,7 +27,7 @@ def background(fg: torch.Tensor, cfg: CAMConfig) -> torch.Tensor:
         return (1 - fg.amax(dim=1, keepdim=True)).clamp_min(0) ** cfg.bg_power
     if cfg.bg_rule == "constant":
         return torch.full_like(fg[:, :1], cfg.bg_score)
-    raise RsWsssError(f"cam.bg_rule must be 'power' or 'constant', not {cfg.bg_rule!r}")
+    raise ValueError(f"cam.bg_rule must be 'power' or 'constant', not {cfg.bg_rule!r}")
 
 
 def initial_cam(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 
 from .. import __version__
 from ..atomic import atomic_path, disk_full, sweep_stale
-from ..errors import RsWsssError
+from ..errors import InputNotFound, RsWsssError
 
 FORMAT = 1
 log = logging.getLogger("rs_wsss")
@@ -78,12 +79,18 @@ def save_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, ste
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint as a dict (tensors and plain values only), keys added since it was written filled in.
+
+    Raises:
+        InputNotFound: no such file. RsWsssError: not an rs-wsss checkpoint (any format, truncated, foreign).
+    """
     path = Path(path)
     if not path.is_file():
-        raise RsWsssError(f"checkpoint not found: {path} (train one with `rs-wsss train`)")
+        raise InputNotFound(f"checkpoint not found: {path} (train one with `rs-wsss train`)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, not a torch file, pickled objects
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, not torch,
+        # or pickled objects that weights_only refuses
         raise RsWsssError(f"{path} is not an rs-wsss checkpoint ({type(exc).__name__}); retrain or pass the right file") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "trainable" not in state:
         raise RsWsssError(f"{path} is not an rs-wsss checkpoint (format {FORMAT}); retrain or pass the right file")

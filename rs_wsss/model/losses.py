@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from ..config import LossConfig
-from ..errors import RsWsssError
 
 
 @torch.no_grad()
@@ -36,7 +35,7 @@ def pseudo_labels(
     if rule == "argmax":
         return cam.masked_fill(~tags_k[:, :, None, None], float("-inf")).argmax(dim=1)
     if rule != "band":
-        raise RsWsssError(f"pseudo.rule must be 'argmax' (WeCLIP) or 'band' (AFA), not {rule!r}")
+        raise ValueError(f"pseudo.rule must be 'argmax' (WeCLIP) or 'band' (AFA), not {rule!r}")
     fg = cam[:, 1:].masked_fill(~tags_k[:, 1:, None, None], float("-inf"))
     score, idx = fg.max(dim=1)
     bg = cam[:, 0]
@@ -62,7 +61,7 @@ def window_mask(size: tuple[int, int], radius: int | None, device: torch.device 
     if radius is None:
         return torch.ones(h * w, h * w, dtype=torch.bool, device=device)
     if radius < 0:
-        raise RsWsssError(f"loss.aff_radius must be ≥ 0 or null (all pairs), got {radius}")
+        raise ValueError(f"loss.aff_radius must be ≥ 0 or null (all pairs), got {radius}")
     yy, xx = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     yy, xx = yy.flatten(), xx.flatten()
     return ((yy[:, None] - yy[None, :]).abs() <= radius) & ((xx[:, None] - xx[None, :]).abs() <= radius)

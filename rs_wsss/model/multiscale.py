@@ -29,9 +29,7 @@ def multi_scale(fn: MapFn, images: torch.Tensor, scales: list[float], flip: bool
     """Mean over ``scales`` (and, with ``flip``, the horizontally flipped input flipped back) of ``fn`` applied to the
     images resized to each scale, every map taken at the original size (H, W). → (B, K, H, W)."""
     if not scales:
-        from ..errors import RsWsssError
-
-        raise RsWsssError("infer.scales is empty; give at least one scale, e.g. [1.0]")
+        raise ValueError("infer.scales is empty; give at least one scale, e.g. [1.0]")
     out_size = (int(images.shape[-2]), int(images.shape[-1]))
     total: torch.Tensor | None = None
     n = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+import pickle
 from pathlib import Path
 
 import torch
@@ -52,8 +53,8 @@ def encode_knowledge_base(
             kb = torch.load(path, weights_only=True)
             if isinstance(kb, torch.Tensor) and kb.ndim == 2 and kb.shape[0] == len(texts):
                 return kb
-        except Exception:  # a truncated/corrupt cache file is recomputed, not fatal
-            pass
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+            pass  # a truncated or corrupt cache file is recomputed, not fatal
     with torch.no_grad():
         kb = torch.cat([encode_text(texts[i : i + _BATCH]).float().cpu() for i in range(0, len(texts), _BATCH)])
     if path is not None:
@@ -69,7 +70,7 @@ def kmeans_prototypes(kb: torch.Tensor, n_clusters: int, seed: int = 0) -> torch
 
     scikit-learn KMeans; B is capped at the number of descriptions."""
     if n_clusters < 1:
-        raise RsWsssError(f"tpe.n_clusters must be ≥ 1, got {n_clusters}")
+        raise ValueError(f"tpe.n_clusters must be ≥ 1, got {n_clusters}")
     from sklearn.cluster import KMeans
 
     x = F.normalize(kb.detach().float().cpu(), dim=-1).numpy()
@@ -84,7 +85,7 @@ def enrich_text(t: torch.Tensor, prototypes: torch.Tensor, topk: int, lam: float
     eq 4: T_c = t̂_c + λ Σ_{j≤K} softmax(t̂_cᵀW_c)_j a_j, the softmax taken over those K scores only.
     """
     if topk < 1:
-        raise RsWsssError(f"tpe.topk must be ≥ 1, got {topk}")
+        raise ValueError(f"tpe.topk must be ≥ 1, got {topk}")
     t = F.normalize(t.float(), dim=-1)
     a = prototypes.to(t)
     scores = t @ a.T  # (C, B): t_cᵀ a_j

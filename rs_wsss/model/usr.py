@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import RsWsssError
 from .cam import minmax_norm
 
 
@@ -35,7 +34,7 @@ def attention_scores(a_cd: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
 
 def _check_n0(n0: int, n: int) -> None:
     if not 1 <= n0 <= n:
-        raise RsWsssError(f"usr.n0={n0} is outside 1..{n} (the backbone has {n} blocks); set usr.n0 in that range")
+        raise ValueError(f"usr.n0={n0} is outside 1..{n} (the backbone has {n} blocks); set usr.n0 in that range")
 
 
 def attention_filter(scores: torch.Tensor, n0: int) -> torch.Tensor:
@@ -70,7 +69,7 @@ def transition_matrix(r: torch.Tensor, alpha: int, norm_iters: int = 1, eps: flo
     diffuse at all (it only sharpens each pair's affinity).
     """
     if alpha < 0:
-        raise RsWsssError(f"usr.alpha must be ≥ 0, got {alpha}")
+        raise ValueError(f"usr.alpha must be ≥ 0, got {alpha}")
     for _ in range(norm_iters):
         r = r / r.sum(dim=1, keepdim=True).clamp_min(eps)  # columns sum to 1
         r = r / r.sum(dim=2, keepdim=True).clamp_min(eps)  # rows sum to 1

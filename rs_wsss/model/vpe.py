@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import RsWsssError
 from .cam import minmax_norm
 
 
@@ -25,7 +24,7 @@ def seed_mask(m_f: torch.Tensor, tags_k: torch.Tensor, topk_percent: float) -> t
     fraction in (0, 1]; a class owning n nonzero locations gets ⌈k·n⌉ seeds (at least 1; ties at the cut all kept).
     """
     if not 0 < topk_percent <= 1:
-        raise RsWsssError(f"vpe.topk_percent is a fraction in (0, 1], got {topk_percent}")
+        raise ValueError(f"vpe.topk_percent is a fraction in (0, 1], got {topk_percent}")
     tags_k = tags_k.bool()
     masked = m_f.masked_fill(~tags_k[:, :, None], float("-inf"))
     owner = F.one_hot(masked.argmax(dim=1), m_f.shape[1]).transpose(1, 2).bool() & tags_k[:, :, None]  # eq 16
@@ -50,7 +49,7 @@ def update_prototypes(
     a class without seeds in the batch keeps its prototype and flag. ``reduce`` (e.g. an all-reduce sum over
     data-parallel ranks) is applied to the seed sums and counts, so every rank computes the global-batch mean."""
     if not 0 <= momentum <= 1:
-        raise RsWsssError(f"vpe.momentum must be in [0, 1], got {momentum}")
+        raise ValueError(f"vpe.momentum must be in [0, 1], got {momentum}")
     s = seeds.to(feats.dtype)
     count = s.sum(dim=(0, 2))  # |Q_c|
     sums = torch.einsum("bkp,bdp->kd", s, feats)

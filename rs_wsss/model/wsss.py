@@ -12,7 +12,7 @@ from torch import nn
 
 from ..classes import ClassSet
 from ..config import Config
-from ..errors import RsWsssError
+from ..errors import ConfigError, RsWsssError
 from ..paths import cache_dir
 from . import cam as cam_mod
 from . import losses, usr, vpe
@@ -41,6 +41,9 @@ class WSSS(nn.Module):
 
     def __init__(self, cfg: Config, class_set: ClassSet, clip: nn.Module, dino: nn.Module | None, dino_width: int | None = None):
         super().__init__()
+        if cfg.usr.enabled and not 1 <= cfg.usr.n0 <= clip.num_blocks:  # the range depends on the backbone
+            raise ConfigError(f"usr.n0={cfg.usr.n0} is outside 1..{clip.num_blocks} (the backbone has "
+                              f"{clip.num_blocks} blocks); set usr.n0 in that range")
         self.cfg, self.class_set = cfg, class_set
         self.clip, self.dino = clip, dino
         a = cfg.adapter

@@ -51,15 +51,15 @@ def check_weights_file(path: str | Path, backbone: str, cfg: PriorsConfig) -> in
     """Load ``path`` into the ``backbone`` ("clip" or "dino") architecture of ``cfg``; the parameter count.
 
     Raises:
-        RsWsssError: the file does not exist. WeightsNotFound: it does not load as that backbone (one line).
+        InputNotFound: the file does not exist. WeightsNotFound: it does not load as that backbone (one line).
     """
-    from ..errors import RsWsssError
+    from ..errors import InputNotFound
     from .clip import ClipPrior
     from .dino import DinoPrior
 
     path = Path(path)
     if not path.is_file():
-        raise RsWsssError(f"weights file not found: {path}")
+        raise InputNotFound(f"weights file not found: {path}")
     prior_cls, arch = (ClipPrior, cfg.clip_model) if backbone == "clip" else (DinoPrior, cfg.dino_model)
     model = _build(prior_cls, cfg, ResolvedWeights(backbone, path, "explicit"), arch)
     return sum(p.numel() for p in model.parameters())
@@ -67,11 +67,16 @@ def check_weights_file(path: str | Path, backbone: str, cfg: PriorsConfig) -> in
 
 def _build(prior_cls, cfg: PriorsConfig, rw: ResolvedWeights, arch: str):
     """A weights file that is not the expected backbone (wrong model, corrupt, not weights at all) is bad input."""
-    from ..errors import WeightsNotFound
+    import pickle
+
+    from safetensors import SafetensorError
+
+    from ..errors import RsWsssError, WeightsNotFound
 
     try:
         return prior_cls(cfg, rw)
-    except Exception as exc:
+    except (RsWsssError, RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError,
+            SafetensorError) as exc:  # what reading or loading a wrong, corrupt or foreign file raises
         if rw.is_random:
             raise
         text = str(exc).strip()

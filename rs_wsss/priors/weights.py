@@ -106,7 +106,7 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
         url = urlparse(constants.ENDPOINT)
         with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
             return True
-    except Exception:
+    except (ImportError, OSError, ValueError):  # no hub client, no network, a malformed endpoint
         return False
 
 
@@ -126,8 +126,8 @@ def _from_hub(backbone: str, cfg: PriorsConfig) -> Path | None:
 
             pcfg = get_pretrained_cfg(cfg.dino_model)
             target = hf_hub_download(pcfg.hf_hub_id, "model.safetensors") if pcfg and pcfg.hf_hub_id else ""
-    except Exception:  # offline, no cache, no hub client: all the same to the user
-        return None
+    except (ImportError, OSError, ValueError, KeyError, RuntimeError):  # offline (hub errors are OSErrors), no
+        return None  # cache, no hub client, an unknown pretrained tag: all the same to the user
     return Path(target) if target and Path(target).is_file() else None
 
 
@@ -151,7 +151,7 @@ def _hub_cached(backbone: str, cfg: PriorsConfig) -> Path | None:
             hit = try_to_load_from_cache(repo, n) if repo else None
             if isinstance(hit, str) and Path(hit).is_file():
                 return Path(hit)
-    except Exception:
+    except (ImportError, OSError, ValueError, KeyError):  # no hub client, an unreadable cache, an unknown model
         return None
     return None
 

@@ -102,7 +102,7 @@ def read_aoi(path: str | Path, crs: Any) -> list[Any]:
 
     try:
         aoi = gpd.read_file(path)
-    except Exception as exc:  # noqa: BLE001 — pyogrio raises several kinds (DataSourceError, DataLayerError …)
+    except (RuntimeError, OSError, ValueError) as exc:  # pyogrio's DataSourceError, DataLayerError … are RuntimeErrors
         raise RsWsssError(f"--aoi {path}: cannot read it as a vector layer ({str(exc).splitlines()[0]})") from None
     aoi = aoi[aoi.geometry.notna() & aoi.geom_type.isin(["Polygon", "MultiPolygon"])]
     if aoi.empty:

@@ -19,7 +19,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from ..errors import RsWsssError
+from ..errors import InputNotFound, RsWsssError
 from .extent import Extent, aoi_mask, read_aoi
 
 DECIMATED = 1024  # long side of the read used for percentile statistics
@@ -50,7 +50,7 @@ def open_dataset(path: str | Path):
     """rasterio.open with one-line errors (missing, unreadable, not a raster); any path GDAL opens is accepted."""
     p = str(path) if is_remote(path) else Path(path)
     if not is_remote(path) and not p.exists():
-        raise RsWsssError(f"raster not found: {p}")
+        raise InputNotFound(f"raster not found: {p}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -13,7 +13,7 @@ import numpy as np
 from rasterio.windows import Window, bounds as window_bounds, from_bounds
 
 from ..classes import ClassSet
-from ..errors import RsWsssError
+from ..errors import InputNotFound, RsWsssError
 from .io import open_dataset
 from .masks import code_table, read_mask
 from .tiles import tile_windows
@@ -239,10 +239,10 @@ def tags_from_vector(scenes: list[str], vector_path: str | Path, field: str | No
     from shapely.geometry import box
 
     if not Path(vector_path).exists():
-        raise RsWsssError(f"vector layer not found: {vector_path}")
+        raise InputNotFound(f"vector layer not found: {vector_path}")
     try:
         layer = gpd.read_file(vector_path)
-    except Exception as exc:
+    except (RuntimeError, OSError, ValueError) as exc:  # pyogrio's errors are RuntimeErrors; text decoding, I/O
         raise RsWsssError(f"cannot read vector layer {vector_path}: {str(exc).splitlines()[0]}") from None
     if constant_class is None and (field is None or field not in layer.columns):
         raise RsWsssError(f"{vector_path}: field '{field}' not found (fields: {', '.join(c for c in layer.columns if c != 'geometry')}); or use --class-name")

@@ -13,7 +13,7 @@ import rasterio
 import rasterio.shutil
 
 from ..atomic import atomic_path, sweep_stale
-from ..errors import RsWsssError
+from ..errors import OutputExists, RsWsssError
 
 NODATA = 255
 
@@ -22,7 +22,7 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     """Refuse an existing output (without overwrite) or an unwritable directory, before any work is done."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise RsWsssError(f"output exists: {path} (pass --overwrite to replace it)")
+        raise OutputExists(f"output exists: {path} (pass --overwrite to replace it)")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise RsWsssError(f"output directory does not exist: {parent}")

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
+from ..errors import TrainingDiverged
 from ..model.checkpoint import load_checkpoint, restore_model, save_checkpoint, set_rng_state
 from .batches import Batch
 
@@ -117,7 +118,8 @@ def train(
         loss = out["loss"]
         value = loss.item()
         if not math.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at step {step}")
+            raise TrainingDiverged(f"loss became {value} at step {step + 1}; lower train.lr (now {cfg.lr:g}) or "
+                                   "check the tags and inputs")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

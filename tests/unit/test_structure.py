@@ -86,3 +86,37 @@ def test_no_module_over_400_lines():
     assert len(files) > 30
     long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _dist_name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_imported_distribution_is_declared_and_the_version_has_one_place():
+    import importlib.metadata as md
+
+    project = _pyproject()["project"]
+    assert "version" not in project and "version" in project["dynamic"]  # rs_wsss.__version__ is the one place
+    declared = {_dist_name(r) for r in project["dependencies"]}
+    declared |= {_dist_name(r) for extra in project["optional-dependencies"].values() for r in extra}
+    owners = md.packages_distributions()
+    used: set[str] = set()
+    for path in [*ROOT.joinpath("rs_wsss").rglob("*.py"), *ROOT.joinpath("cli").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            used |= {n.split(".")[0] for n in names}
+    third_party = {m for m in used if m in owners and m not in ("rs_wsss", "rs_wsss_cli", "rs_wsss_configs")}
+    assert {"torch", "rasterio", "numpy", "scipy", "safetensors", "huggingface_hub"} <= third_party
+    missing = {m: owners[m] for m in third_party if not {_dist_name(d) for d in owners[m]} & declared}
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+    assert "rtree" not in declared  # geopandas builds its spatial indexes with shapely's STRtree
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
