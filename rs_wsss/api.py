@@ -115,6 +115,12 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
     settings = {k: v for k, v in {"infer.scales": list(scales) if scales else None, "infer.crf": crf,
                                   "infer.precision": precision, "raster.bands": bands, "raster.tile": tile,
                                   "raster.overlap": overlap}.items() if v is not None}
+    if zero_shot and not model:  # the config is known without torch: a wrong weights file fails here, in ms
+        from .config import load_config
+        from .priors.weights import check_early
+
+        zcfg = load_config(str(config) if config else None, tuple(overrides), tiny=tiny, settings=settings)
+        check_early(zcfg.priors, weights, need_dino=zcfg.usr.enabled and zcfg.usr.use_dino)
     spec = dict(model_path=str(model) if model else None, class_set=classes, zero_shot=zero_shot, weights=weights,
                 device=pick_device(device), tiny=tiny, overrides=tuple(overrides),
                 config_path=str(config) if config else None, settings=settings)
@@ -198,6 +204,9 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
     settings = {k: v for k, v in {"train.iters": iters, "train.batch": batch, "raster.bands": bands}.items()
                 if v is not None}
     cfg = load_config(config, overrides, tiny=tiny, settings=settings)
+    from .priors.weights import check_early
+
+    check_early(cfg.priors, weights, need_dino=cfg.usr.use_dino)  # a wrong weights file fails before torch loads
     res = run_training(str(tags), paths, cs, cfg, output, weights, pick_device(device), resume, progress,
                        cache_features, val_masks=val_masks, val_tags=val_tags, val_value_map=val_value_map,
                        report=report)

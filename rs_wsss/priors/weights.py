@@ -181,3 +181,19 @@ def load_state(rw: ResolvedWeights, arch: str) -> dict:
     tensors = read_tensors(rw.path)
     names = normalise_names(rw.backbone, list(tensors))
     return {m: tensors[f].float().contiguous() for f, m in names.items()}
+
+
+def check_early(cfg: PriorsConfig, weights: str | None = None, need_dino: bool = True) -> None:
+    """Check weights files given by ``--weights`` or ``$RS_WSSS_WEIGHTS_DIR`` against the architectures before torch
+    is even imported, so a wrong file fails in well under a second (hub-cache resolution is left to
+    :func:`resolve` later; a missing file is reported there too)."""
+    choice = weights if weights is not None else cfg.weights
+    if cfg.tiny or choice == RANDOM:
+        return
+    location = choice or os.environ.get(ENV_DIR)
+    if not location:
+        return
+    for backbone, arch in [("clip", cfg.clip_model)] + ([("dino", cfg.dino_model)] if need_dino else []):
+        found = _in_location(backbone, Path(location).expanduser())
+        if found is not None:
+            check_file(ResolvedWeights(backbone, found, "explicit" if choice else "env"), arch)

@@ -207,3 +207,22 @@ def test_files_that_are_not_weights_are_one_line_errors(content, tmp_path):
     with pytest.raises(RsWsssError) as exc:
         check_file(ResolvedWeights("clip", path, "explicit"), "ViT-B-16")
     assert "\n" not in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_the_cli_refuses_a_wrong_file_before_torch_is_imported(tmp_path, shared_data):
+    """segment --zero-shot / train check --weights files from names and shapes before importing torch."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.safetensors"
+    save_file({"cls_token": torch.zeros(1, 1, 8), "blocks.0.attn.qkv.weight": torch.zeros(24, 8)}, str(path))
+    code = ("import sys\nfrom rs_wsss_cli.main import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print('exit', e.code, 'torch' in sys.modules)\n")
+    scene = shared_data / "spacenet/sample_geotiff.tif"
+    p = subprocess.run([sys.executable, "-c", code, "segment", str(scene), "-o", str(tmp_path / "o.gpkg"),
+                        "--zero-shot", "--classes", "landcover", "--weights", str(path)], capture_output=True,
+                       text=True, timeout=300)
+    assert p.stdout.strip() == "exit 2 False", (p.stdout, p.stderr)
+    assert "none of the expected names" in p.stderr and p.stderr.count("\n") == 1
