@@ -195,9 +195,10 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
     for p in [val_tags] if val_tags else []:
         if not Path(p).is_file():
             raise RsWsssError(f"--val-tags {p}: file not found (give a tag file, .csv or .gpkg)")
-    reads = [tags, config, weights, classes, *input_files(paths)]  # the output may be none of them
+    reads = [tags, config, weights, classes, val_tags, *input_files(paths)]  # the output may be none of them
+    inputs = [str(p) for p in reads if p and os.path.isfile(p)]
     # an existing output is run_training's call (refused unless resume)
-    check_target(output, overwrite=True, inputs=[str(p) for p in reads if p and os.path.isfile(p)])
+    check_target(output, overwrite=True, inputs=inputs)
     bands = list(bands) if bands else None
     check_bands(paths, bands)
     cs = load_class_set(classes)
@@ -207,6 +208,10 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
     from .priors.weights import check_early
 
     check_early(cfg.priors, weights, need_dino=cfg.usr.use_dino)  # a wrong weights file fails before torch loads
+    from .outputs import guard_outputs
+    from .train.monitor import monitor_paths
+
+    guard_outputs(list(monitor_paths(output).values()), inputs, check=False)  # nor may a sibling (log, report, best)
     res = run_training(str(tags), paths, cs, cfg, output, weights, pick_device(device), resume, progress,
                        cache_features, val_masks=val_masks, val_tags=val_tags, val_value_map=val_value_map,
                        report=report)

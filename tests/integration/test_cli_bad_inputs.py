@@ -118,6 +118,7 @@ CASES = [
     ("several scenes into their own folder", ["segment", "{T}/multi/a.tif", "{T}/multi/b.tif", "-o", "{T}/multi", *ZS, "--overwrite"], "is the input"),
     ("output sibling is the checkpoint", ["segment", "{T}/scene.tif", "-o", "{T}/ck.gpkg", "--model", "{T}/ck.tif", "--overwrite"], "is the input"),
     ("train output is the tags file", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{T}/good.csv", "--classes", "landcover", "--tiny"], "is the input"),
+    ("train log sibling is the tags file", ["train", "--tags", "{T}/m2.log.csv", "{D}/" + NAIP, "-o", "{T}/m2.pt", "--classes", "landcover", "--tiny"], "is the input"),
     ("tags output is the vector layer", ["tags", "from-vector", "{T}/scene.tif", "--labels", "{T}/labels.gpkg", "--class-name", "building", "--classes", "landcover", "-o", "{T}/labels.gpkg", "--overwrite"], "is the input"),
 ]
 
@@ -147,6 +148,7 @@ def workdir(tmp_path_factory, shared_data, trained_spacenet):
     header = "image,col_off,row_off,width,height,labels\n"
     (t / "badclass.csv").write_text(f"{header}{naip},0,0,256,256,rooof\n")
     (t / "good.csv").write_text(f"{header}{naip},0,0,256,256,water\n")
+    (t / "m2.log.csv").write_text(f"{header}{naip},0,0,256,256,water\n")  # tags named like a training log
     (t / "bg.csv").write_text(f"{header}{naip},0,0,256,256,background\n")
     (t / "outside.csv").write_text(f"{header}{naip},999999,0,256,256,water\n")
     (t / "inf.csv").write_text(f"{header}{naip},1e400,0,256,256,water\n")
