@@ -54,7 +54,7 @@ def main() -> None:
             out.rmdir()
         sys.exit(rc)
     print(f"demo: wrote {out / 'demo.tif'} (+ .qml) and {out / 'demo.gpkg'} in {time.perf_counter() - t0:.1f} s "
-          f"from {scene.name}; open them in QGIS")
+          f"from {scene.name}; open them in QGIS, or {out / 'demo_report.html'} in a browser")
 
 
 if __name__ == "__main__":
