@@ -21,6 +21,7 @@ from rasterio.windows import Window
 
 NODATA = 255
 STRIP = 2048
+STRIP_PIXELS = 1 << 22  # pixels per strip read for the class areas (bincount widens them to int64: 32 MB)
 SUMMARY_FIELDS = ("class_id", "class_name", "polygons", "pixels", "area_m2", "area_ha", "share")
 
 
@@ -103,8 +104,9 @@ def raster_class_areas(class_tif: str | Path, class_names: Sequence[str] | None 
         row_area = pixel_areas_m2(src.crs, src.transform, src.width, src.height)
         counts = np.zeros(256, np.int64)
         areas = np.zeros(256, np.float64)
-        for top in range(0, src.height, STRIP):
-            n = min(STRIP, src.height - top)
+        rows = max(1, min(STRIP, STRIP_PIXELS // max(1, src.width)))  # wide rasters get shorter strips
+        for top in range(0, src.height, rows):
+            n = min(rows, src.height - top)
             arr = src.read(1, window=Window(0, top, src.width, n))
             if np.ptp(row_area) == 0:
                 c = np.bincount(arr.ravel(), minlength=256)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..raster.env import ensure_raster_env
 from . import html, quicklook
 
 RANDOM = "random-weights"
@@ -36,6 +37,7 @@ def class_areas(class_tif: str | Path, names: list[str]) -> dict[str, Any]:
             "size": size, "crs": crs.to_string() if crs else None}
 
 
+@ensure_raster_env  # GDAL's block cache capped: the decimated reads of a large raster must not fill RAM
 def write_segment_report(scene_path: str | Path, class_tif: str | Path, names: list[str],
                          colors: list[tuple[int, int, int]], meta: dict[str, str], params: dict[str, Any],
                          timings: dict[str, float], read: dict[str, Any] | None = None,
