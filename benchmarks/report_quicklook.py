@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import NAIP, machine, mosaic_vrt, peak_rss_of  # noqa: E402
+from _common import NAIP, machine, mosaic_vrt, peak_rss_of
 
 
 def class_cog(vrt: Path, out: Path) -> None:
@@ -27,8 +27,9 @@ def class_cog(vrt: Path, out: Path) -> None:
     from rasterio.windows import Window
 
     with rasterio.open(vrt) as src:
-        prof = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8", nodata=255,
-                    crs=src.crs, transform=src.transform, tiled=True, blockxsize=512, blockysize=512)
+        prof = {"driver": "GTiff", "width": src.width, "height": src.height, "count": 1, "dtype": "uint8",
+                "nodata": 255, "crs": src.crs, "transform": src.transform, "tiled": True, "blockxsize": 512,
+                "blockysize": 512}
         raw = out.with_suffix(".raw.tif")
         with rasterio.open(raw, "w", **prof) as dst:
             for top in range(0, src.height, 1024):

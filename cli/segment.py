@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import click
 
-from .options import (aoi_opt, bands_opt, bounds_crs_opt, bounds_opt, classes_opt, config_opt, creation_opt, device_opt,
-                      overlap_opt, overwrite_opt, scales_opt, set_opt, src_nodata_opt, tile_opt, tiny_opt, weights_opt)
+from .options import (
+    aoi_opt,
+    bands_opt,
+    bounds_crs_opt,
+    bounds_opt,
+    classes_opt,
+    config_opt,
+    creation_opt,
+    device_opt,
+    overlap_opt,
+    overwrite_opt,
+    scales_opt,
+    set_opt,
+    src_nodata_opt,
+    tile_opt,
+    tiny_opt,
+    weights_opt,
+)
 
 
 @click.command("segment")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["segment_raster", "train_from_tags", "__version__"]
+__all__ = ["__version__", "segment_raster", "train_from_tags"]
 
 if TYPE_CHECKING:
     from .api import segment_raster, train_from_tags

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import RsWsssError
+from .errors import InputNotFound, RsWsssError
 
 Progress = Callable[[str, int, int], None]
 PathLike = str | Path
@@ -52,7 +52,7 @@ def _exist(paths: list[str]) -> None:
 
     for p in paths:
         if not is_remote(p) and not Path(p).is_file():
-            raise RsWsssError(f"input not found: {p} (check the path)")
+            raise InputNotFound(f"input not found: {p} (check the path)")
 
 
 def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, model: PathLike | None = None,
@@ -121,9 +121,9 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
 
         zcfg = load_config(str(config) if config else None, tuple(overrides), tiny=tiny, settings=settings)
         check_early(zcfg.priors, weights, need_dino=zcfg.usr.enabled and zcfg.usr.use_dino)
-    spec = dict(model_path=str(model) if model else None, class_set=classes, zero_shot=zero_shot, weights=weights,
-                device=pick_device(device), tiny=tiny, overrides=tuple(overrides),
-                config_path=str(config) if config else None, settings=settings)
+    spec = {"model_path": str(model) if model else None, "class_set": classes, "zero_shot": zero_shot,
+            "weights": weights, "device": pick_device(device), "tiny": tiny, "overrides": tuple(overrides),
+            "config_path": str(config) if config else None, "settings": settings}
     t0 = time.perf_counter()
     seg = load_segmenter(**spec)
     load_s = time.perf_counter() - t0
@@ -194,7 +194,7 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
         raise RsWsssError("give --val-masks or --val-tags, not both")
     for p in [val_tags] if val_tags else []:
         if not Path(p).is_file():
-            raise RsWsssError(f"--val-tags {p}: file not found (give a tag file, .csv or .gpkg)")
+            raise InputNotFound(f"--val-tags {p}: file not found (give a tag file, .csv or .gpkg)")
     reads = [tags, config, weights, classes, val_tags, *input_files(paths)]  # the output may be none of them
     inputs = [str(p) for p in reads if p and os.path.isfile(p)]
     # an existing output is run_training's call (refused unless resume)

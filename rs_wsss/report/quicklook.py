@@ -86,7 +86,7 @@ def build_figure(rgb: np.ndarray, classes: np.ndarray, names: Sequence[str], col
     fig.text(6 / fig_w, 1 - 20 / fig_h, title, fontsize=12, weight="bold", va="center")
     if banner:
         fig.text(6 / fig_w, 1 - 46 / fig_h, banner, fontsize=11, weight="bold", color="white", va="center",
-                 bbox=dict(facecolor="#c62828", edgecolor="none", pad=3))
+                 bbox={"facecolor": "#c62828", "edgecolor": "none", "pad": 3})
     handles = []
     for i, (name, c) in enumerate(zip(names, colors)):
         label = name if percents is None else f"{name}  {percents[i]:.1f} %"

@@ -81,8 +81,8 @@ def render_html(scene_path, areas: dict, colors, meta: dict, params: dict, timin
         ("Quicklook", html.img(png, "quicklook") + f'<div class="muted">read at {ql_shape[1]}×{ql_shape[0]} px '
          f"(decimated); background is not overlaid</div>"),
         ("Legend", f'<div id="legend">{legend}</div>'),
-        ("Area per class", f'<div id="areas">{html.table(["", "class", "pixels", "m²", "ha", "%"], rows, raw_cols=(0,))}'
-         f'</div><div class="muted">{html.escape(note)}</div>'),
+        ("Area per class", (f'<div id="areas">{html.table(["", "class", "pixels", "m²", "ha", "%"], rows, (0,))}'
+                            f'</div><div class="muted">{html.escape(note)}</div>')),
         ("Model and weights", html.key_values(meta)),
         ("Parameters", html.key_values(params)),
         ("Timings (s)", html.key_values({k: round(v, 2) for k, v in timings.items()})),

@@ -101,4 +101,4 @@ def render_html(title: str, meta: dict, summary: dict, curves_png: bytes | None,
     return html.page(title, sections, banner)
 
 
-__all__ = ["curves_figure", "previews_figure", "render_html", "png_bytes"]
+__all__ = ["curves_figure", "png_bytes", "previews_figure", "render_html"]

@@ -25,7 +25,7 @@ import torch
 
 from ..classes import ClassSet
 from ..config import Config
-from ..errors import RsWsssError
+from ..errors import OutputExists
 
 log = logging.getLogger("rs_wsss")
 FIELDS = ["step", "loss", "L_seg", "L_aff", "lr", "seconds", "pseudo_fraction"]
@@ -44,7 +44,7 @@ def refuse_stale_best(out_path: str | Path, resume: bool) -> None:
     """A ``MODEL.best.pt`` left by an earlier run must not pass for this run's best: refuse it unless resuming."""
     best = monitor_paths(out_path)["best"]
     if best.exists() and not resume:
-        raise RsWsssError(f"output exists: {best} (from an earlier run); remove it, pass --resume, or choose another -o")
+        raise OutputExists(f"output exists: {best} (from an earlier run); remove it, pass --resume, or choose another -o")
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:

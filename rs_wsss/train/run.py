@@ -50,9 +50,9 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     from ..priors import build_priors
     from ..raster.io import Scene, known_norm, open_scene, scene_key
     from ..raster.tags import read_tags
+    from . import validate
     from .batches import Batch, CachedBatches, FreshBatches
     from .cache import FeatureCache
-    from . import validate
     from .loop import train
     from .monitor import TrainMonitor, fixed_previews
     from .sampler import TileSampler

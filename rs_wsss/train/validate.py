@@ -19,7 +19,7 @@ from rasterio.windows import Window
 
 from ..classes import ClassSet
 from ..config import Config
-from ..errors import RsWsssError
+from ..errors import InputNotFound, RsWsssError
 from .previews import pick_evenly, predict_classes
 
 MASK_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
@@ -83,7 +83,7 @@ def from_masks(mask_dir: str | Path, scenes: dict, class_set: ClassSet, cfg: Con
 
     d = Path(mask_dir)
     if not d.is_dir():
-        raise RsWsssError(f"--val-masks {d}: not a directory (give the folder of ground-truth masks)")
+        raise InputNotFound(f"--val-masks {d}: not a directory (give the folder of ground-truth masks)")
     table = code_table(class_set, value_map)
     found = {p.stem: p for p in sorted(d.iterdir()) if p.suffix.lower() in MASK_SUFFIXES}
     pairs = [(path, found[Path(path).stem]) for path in scenes if Path(path).stem in found]

@@ -12,9 +12,9 @@ import rasterio
 from PIL import Image
 
 from rs_wsss.classes import load_class_set
+from rs_wsss.outputs import output_paths
 from rs_wsss.raster.write import NODATA
 from rs_wsss.report import quicklook
-from rs_wsss.outputs import output_paths
 from rs_wsss.report.segment_report import class_areas, write_segment_report
 
 CS = load_class_set("landcover")
@@ -28,8 +28,9 @@ def class_tif(shared_data, tmp_path_factory):
     with rasterio.open(scene) as src, rasterio.open(shared_data / "spacenet/sample_fp_mask_from_geojson.tif") as m:
         classes = (m.read(1) > 0).astype(np.uint8)
         classes[src.read_masks(1) == 0] = NODATA
-        profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8", nodata=NODATA,
-                       crs=src.crs, transform=src.transform, tiled=True, blockxsize=256, blockysize=256)
+        profile = {"driver": "GTiff", "width": src.width, "height": src.height, "count": 1, "dtype": "uint8",
+                   "nodata": NODATA, "crs": src.crs, "transform": src.transform, "tiled": True, "blockxsize": 256,
+                   "blockysize": 256}
     out = tmp_path_factory.mktemp("seg") / "scene.tif"
     with rasterio.open(out, "w", **profile) as dst:
         dst.write(classes, 1)
