@@ -50,7 +50,7 @@ def run_cpu(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     """Run a command to completion; return (wall seconds, CPU seconds user + system of the child and its children)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -62,7 +62,7 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float,
     """Run a command; return (wall seconds, peak RSS MiB of the child, exit code)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     wall, rc = time.perf_counter() - t0, proc.returncode
     if rc:
         print(proc.stderr[-2000:], file=sys.stderr)

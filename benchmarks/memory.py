@@ -14,7 +14,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import NAIP, cli, cpu_flags, machine, make_checkpoint, mosaic_vrt, peak_rss_of, real_shaped_weights
+from _common import (
+    NAIP,
+    cli,
+    cpu_flags,
+    machine,
+    make_checkpoint,
+    mosaic_vrt,
+    peak_rss_of,
+    real_shaped_weights,
+)
 
 STAND_IN = r'''
 import sys, numpy as np

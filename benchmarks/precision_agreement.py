@@ -15,8 +15,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from _common import NAIP, cpu_flags, machine, make_checkpoint, mosaic_vrt, read_tiles, real_shaped_weights
+from _common import (
+    NAIP,
+    cpu_flags,
+    machine,
+    make_checkpoint,
+    mosaic_vrt,
+    read_tiles,
+    real_shaped_weights,
+)
 
 
 def main() -> None:

@@ -27,9 +27,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from _common import NAIP, bound_visual, cli, cpu_flags, machine, make_checkpoint, mosaic_vrt, read_tiles, \
-    real_shaped_weights, run_cpu
+from _common import (
+    NAIP,
+    bound_visual,
+    cli,
+    cpu_flags,
+    machine,
+    make_checkpoint,
+    mosaic_vrt,
+    read_tiles,
+    real_shaped_weights,
+    run_cpu,
+)
 
 CUDA = False
 
@@ -119,11 +128,11 @@ def main() -> None:
         from rs_wsss.model.crf import crf_refine_batch
 
         inproc |= {f"model forward, 3 scales (0.75, 1, 1.25), {p}": ours(p, (0.75, 1.0, 1.25)) for p in precisions}
-        probs = [ours(precisions[0])(x).float().cpu().numpy() for x in batches]
+        probs = {id(x): ours(precisions[0])(x).float().cpu().numpy() for x in batches}
 
-        def crf(x, _probs={id(x): p for x, p in zip(batches, probs)}):
+        def crf(x):
             rgb = (x.cpu().numpy().transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
-            crf_refine_batch(rgb, _probs[id(x)], InferConfig(), workers=1)
+            crf_refine_batch(rgb, probs[id(x)], InferConfig(), workers=1)
 
         inproc["dense CRF alone (pydensecrf2, 10 iterations, in-process)"] = crf
     rows: dict[str, list[tuple[float, float, float, float]]] = {}  # (ours, ours wall, bound, bound wall)

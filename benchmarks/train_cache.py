@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import NAIP, cpu_flags, machine
 
 

@@ -54,7 +54,9 @@ class ClipPrior(nn.Module):
             self.model = open_clip.create_model(cfg.clip_model)
             self.tokenizer = open_clip.get_tokenizer(cfg.clip_model)
         else:
-            from .weights import load_state  # read safely (OpenAI's TorchScript archive included), names checked
+            from .weights import (
+                load_state,  # read safely (OpenAI's TorchScript archive included), names checked
+            )
 
             self.model = _skeleton_with(cfg.clip_model, load_state(weights, cfg.clip_model))
             self.tokenizer = open_clip.get_tokenizer(cfg.clip_model)
@@ -89,7 +91,7 @@ class ClipPrior(nn.Module):
         key = (gh, gw, pos.dtype, pos.device)
         if key not in self._pos_cache:
             cls, grid = pos[:1].float(), pos[1:].float()
-            n = int(round(grid.shape[0] ** 0.5))
+            n = round(grid.shape[0] ** 0.5)
             if (gh, gw) != (n, n):
                 grid = grid.reshape(1, n, n, -1).permute(0, 3, 1, 2)
                 grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)

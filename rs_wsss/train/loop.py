@@ -14,7 +14,12 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import TrainingDiverged
-from ..model.checkpoint import load_checkpoint, restore_model, save_checkpoint, set_rng_state
+from ..model.checkpoint import (
+    load_checkpoint,
+    restore_model,
+    save_checkpoint,
+    set_rng_state,
+)
 from .batches import Batch
 
 log = logging.getLogger("rs_wsss")
@@ -65,7 +70,7 @@ def eta_text(rate: float | None, done: int, total: int) -> str:
     if not rate or done >= total:
         return ""
     left = (total - done) / rate
-    h, m = divmod(int(round(left / 60)), 60)
+    h, m = divmod(round(left / 60), 60)
     return f", {rate:.3g} it/s, ETA {f'{h} h ' if h else ''}{m} min for steps {done}–{total} of {total}"
 
 
