@@ -69,12 +69,18 @@ class TrainMonitor:
         self.extra, self.meta = extra or {}, meta or {}
         self.lr_of = poly_lambda(cfg.train)
         self.rows: list[dict] = []
-        self.val: list[dict] = []
+        # the validation history lives in ``extra``, which every checkpoint of the loop carries: a resumed run
+        # gets back the evaluations up to its checkpoint's step
+        self.val: list[dict] = self.extra.setdefault("validation", [])
         self.previews: list[tuple[int, bytes]] = []
         self.best = -math.inf
         self.write_files = write_files
         if resume and self.paths["log"].exists():
             self.rows = read_log(self.paths["log"])
+        if resume and Path(out_path).exists():
+            from ..model.checkpoint import load_checkpoint
+
+            self.val[:] = load_checkpoint(out_path)["extra"].get("validation", [])
         refuse_stale_best(out_path, resume)
         if self.paths["best"].exists():
             from ..model.checkpoint import load_checkpoint
@@ -88,6 +94,7 @@ class TrainMonitor:
         now = time.perf_counter()
         if self.first:  # a resumed run redoes the steps after its checkpoint: their old rows go
             self.rows = [r for r in self.rows if r["step"] < step]
+            self.val[:] = [v for v in self.val if v["step"] < step]
             self.first = False
         labels = out.get("labels")
         frac = float((labels != self.cfg.pseudo.ignore_index).float().mean()) if labels is not None else math.nan
@@ -95,7 +102,7 @@ class TrainMonitor:
                           "L_aff": float(out["aff"]), "lr": self.cfg.train.lr * self.lr_of(step - 1), "seconds": now - self.t_last,
                           "pseudo_fraction": frac})
         t = self.cfg.train
-        if step % t.report_every == 0:
+        if step % t.report_every == 0 or step == t.iters:  # the last step too, before the loop's final checkpoint
             self.checkpoint_hook(step, model)
             self.write_report(model, step)
         elif step % t.checkpoint_every == 0 and self.write_files:
@@ -128,12 +135,7 @@ class TrainMonitor:
                 save_checkpoint(self.paths["best"], model, None, None, step, {**self.extra, "val": res})
 
     def finish(self, model) -> dict[str, str]:
-        """Final log and report (with previews and validation at the last step, unless just done)."""
-        if not self.first:  # steps ran in this call (a run resumed at its end has nothing to add)
-            last = self.rows[-1]["step"]
-            if last % self.cfg.train.report_every != 0:
-                self.checkpoint_hook(last, model)
-                self.write_report(model, last)
+        """The files written (the last step's previews, validation and report were done by the hook itself)."""
         return {k: str(p) for k, p in self.paths.items() if p.exists()}
 
     def write_log(self) -> None:

@@ -58,14 +58,15 @@ def _run(data, out, iters, resume=False, fail_at=None, validator=True):
     torch.manual_seed(0)
     model = WSSS(cfg, CS, *build_priors(cfg.priors))
     val = validate.from_masks(data["masks"], data["scenes"], CS, cfg) if validator else None
-    mon = TrainMonitor(out, cfg, CS, resume, (data["images"], data["tags"], ["a", "b"]), val, {"norms": {}})
+    extra = {"norms": {}}  # one dict for the monitor and the loop's checkpoints, as run_training passes it
+    mon = TrainMonitor(out, cfg, CS, resume, (data["images"], data["tags"], ["a", "b"]), val, extra)
 
     def batch(step):
         if step == fail_at:
             raise KeyboardInterrupt
         return Batch(data["images"], data["tags"])
 
-    res = train(model, batch, cfg.train, out, resume, on_step=mon)
+    res = train(model, batch, cfg.train, out, resume, extra=extra, on_step=mon)
     return mon, mon.finish(model), res, cfg
 
 
@@ -98,14 +99,17 @@ def test_log_report_and_best_checkpoint(data, tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 
-def test_resume_keeps_one_row_per_step(data, tmp_path):
+def test_resume_keeps_one_row_per_step_and_the_validation_history(data, tmp_path):
     out = tmp_path / "model.pt"
     with pytest.raises(KeyboardInterrupt):
-        _run(data, out, 10, fail_at=6, validator=False)  # log flushed at 3 (report) and 4 (checkpoint) and 6 (report)
+        _run(data, out, 10, fail_at=6)  # log flushed at 3 (report) and 4 (checkpoint) and 6 (report)
     assert [r["step"] for r in read_log(monitor_paths(out)["log"])] == list(range(1, 7))
-    assert load_checkpoint(out)["step"] == 4
-    _run(data, out, 10, resume=True, validator=False)  # steps 5, 6 are run again: their old rows go
+    state = load_checkpoint(out)
+    assert state["step"] == 4 and [v["step"] for v in state["extra"]["validation"]] == [3]
+    mon, *_ = _run(data, out, 10, resume=True)  # steps 5, 6 are run again: their old rows go
     assert [r["step"] for r in read_log(monitor_paths(out)["log"])] == list(range(1, 11))
+    assert [v["step"] for v in mon.val] == [3, 6, 9, 10]  # step 3 from the checkpoint, then this run's
+    assert [v["step"] for v in load_checkpoint(out)["extra"]["validation"]] == [3, 6, 9, 10]
 
 
 def test_stale_best_checkpoint_is_refused(data, tmp_path):
