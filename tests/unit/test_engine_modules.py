@@ -20,12 +20,7 @@ from rs_wsss.model.wsss import WSSS
 from rs_wsss.priors import build_priors
 from rs_wsss.train.loop import build_optimizer
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:  # encoded knowledge bases go to a temporary cache, not ~/.cache
-        mp.setenv("RS_WSSS_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
+pytestmark = pytest.mark.usefixtures("kb_cache")  # encoded knowledge bases go to a temporary cache (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +34,6 @@ def images(potsdam_rgb) -> torch.Tensor:
     """Two real crops of non-patch-multiple size (60×72), float [0, 1]."""
     crops = [potsdam_rgb[r : r + 60, c : c + 72] for r, c in ((0, 0), (300, 200))]
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
-
-
-@pytest.fixture(scope="module")
-def priors():
-    return build_priors(tiny_config().priors)
 
 
 # ---- adapter, eqs 5–6 ------------------------------------------------------------------------------------------------
@@ -110,7 +100,7 @@ def test_only_adapters_and_decoder_reach_the_optimiser(priors):
     opt, sched = build_optimizer(model, tiny_config().train)
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
     want = {id(p) for m in (model.adapter, model.dino_adapter, model.decoder) for p in m.parameters()}
-    assert in_opt == want and len(want) > 0
+    assert in_opt == want and len(want) > 0 and len(in_opt) == len(model.trainable_parameters())
     assert not any(p.requires_grad for p in [*clip.parameters(), *dino.parameters()])
     assert opt.param_groups[0]["lr"] == pytest.approx(2e-3) and opt.param_groups[0]["weight_decay"] == pytest.approx(1e-3)
     c = model.param_counts()
@@ -225,7 +215,8 @@ def test_crf_refines_probabilities_on_a_real_image(potsdam_rgb):
 
 # ---- import boundary -------------------------------------------------------------------------------------------------
 def test_engine_imports_no_raster_or_cli_code():
-    code = ("import sys, rs_wsss.model.wsss, rs_wsss.model.checkpoint, rs_wsss.model.crf, rs_wsss.train.loop; "
+    code = ("import sys, rs_wsss.model.wsss, rs_wsss.model.checkpoint, rs_wsss.model.crf, rs_wsss.train.loop, "
+            "rs_wsss.priors; "
             "bad = [m for m in ('rasterio', 'geopandas', 'pyogrio', 'click', 'rs_wsss.raster', 'rs_wsss_cli') "
             "if m in sys.modules]; print(bad)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -8,45 +8,16 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from rs_wsss.classes import load_class_set
 from rs_wsss.config import tiny_config
 from rs_wsss.errors import RsWsssError
 from rs_wsss.model.checkpoint import load_checkpoint, restore_model, save_checkpoint
 from rs_wsss.model.wsss import WSSS
-from rs_wsss.priors import build_priors
 from rs_wsss.train.batches import Batch
 from rs_wsss.train.loop import build_optimizer, train
 
-CROPS = [(0, 0), (256, 192)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:  # encoded knowledge bases go to a temporary cache, not ~/.cache
-        mp.setenv("RS_WSSS_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
-@pytest.fixture(scope="module")
-def batch(shared_data) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two real 64 px Potsdam crops, tags from the index mask (0 = ignore, v → class v−1 of the potsdam set)."""
-    img = np.asarray(Image.open(shared_data / "potsdam/images/2_10_0_0_512_512.png").convert("RGB"))
-    mask = np.asarray(Image.open(shared_data / "potsdam/masks/2_10_0_0_512_512.png"))
-    imgs = np.stack([img[r : r + 64, c : c + 64] for r, c in CROPS]).transpose(0, 3, 1, 2).astype(np.float32) / 255
-    tags = np.zeros((len(CROPS), 6), np.float32)
-    for i, (r, c) in enumerate(CROPS):
-        for v in np.unique(mask[r : r + 64, c : c + 64]):
-            if v > 0:
-                tags[i, v - 1] = 1
-    assert tags.sum(1).min() >= 1 and (tags[0] != tags[1]).any()  # real, differing tags
-    return torch.from_numpy(imgs), torch.from_numpy(tags)
-
-
-@pytest.fixture(scope="module")
-def priors():
-    return build_priors(tiny_config().priors)
+pytestmark = pytest.mark.usefixtures("kb_cache")  # encoded knowledge bases go to a temporary cache (conftest)
 
 
 def _model(cfg, priors, classes="potsdam", seed=0) -> WSSS:
@@ -107,6 +78,7 @@ def test_checkpoint_roundtrip_gives_identical_logits(batch, priors, tmp_path):
     assert state["class_set"] == cs.to_dict() and state["kb_hash"] == cs.kb_hash()
     assert state["config"] == cfg.to_dict() and state["random_weights"] is True
     assert state["backbones"]["clip"] == priors[0].identifier and state["backbones"]["dino"] == priors[1].identifier
+    assert "random" in state["backbones"]["clip"]  # random weights are recorded as such
     assert state["extra"]["bands"] == [1, 2, 3] and np.isfinite(state["extra"]["last_loss"])
     assert set(state["rng"]) >= {"torch", "numpy", "python"} and state["optimizer"]["state"]
     # inference model: no DINO prior at all, only the DINO width recorded in the checkpoint
@@ -156,6 +128,17 @@ def test_resume_continues_at_the_saved_step_and_matches_an_uninterrupted_run(bat
     # a run already at its last step does nothing more
     again = train(resumed, steps, cfg.train, tmp_path / "cut.pt", resume=True)
     assert again["start"] == 6 and again["losses"] == []
+
+
+def test_resume_with_a_longer_schedule_continues_from_the_saved_step(batch, priors, tmp_path):
+    imgs, tags = batch
+    cfg4 = tiny_config(["train.iters=4", "train.checkpoint_every=2"])
+    train(_model(cfg4, priors), lambda s: Batch(imgs, tags), cfg4.train, tmp_path / "m.pt")
+    assert load_checkpoint(tmp_path / "m.pt")["step"] == 4
+    # resume to 6: starts at the saved step with the saved optimiser state
+    cfg6 = tiny_config(["train.iters=6", "train.checkpoint_every=2"])
+    res = train(_model(cfg6, priors), lambda s: Batch(imgs, tags), cfg6.train, tmp_path / "m.pt", resume=True)
+    assert res["start"] == 4 and len(res["losses"]) == 2 and load_checkpoint(tmp_path / "m.pt")["step"] == 6
 
 
 def test_foreign_checkpoints_are_refused_with_one_line(batch, priors, tmp_path):

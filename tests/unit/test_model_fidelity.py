@@ -8,41 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from rs_wsss.classes import load_class_set
 from rs_wsss.config import tiny_config
 from rs_wsss.model import usr, vpe
 from rs_wsss.model.wsss import WSSS
-from rs_wsss.priors import build_priors
 
-CROPS = [(0, 0), (256, 192)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:  # encoded knowledge bases go to a temporary cache, not ~/.cache
-        mp.setenv("RS_WSSS_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
-@pytest.fixture(scope="module")
-def batch(shared_data) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two real 64 px Potsdam crops with their tags from the index mask (v → class v−1)."""
-    img = np.asarray(Image.open(shared_data / "potsdam/images/2_10_0_0_512_512.png").convert("RGB"))
-    mask = np.asarray(Image.open(shared_data / "potsdam/masks/2_10_0_0_512_512.png"))
-    imgs = np.stack([img[r : r + 64, c : c + 64] for r, c in CROPS]).transpose(0, 3, 1, 2).astype(np.float32) / 255
-    tags = np.zeros((len(CROPS), 6), np.float32)
-    for i, (r, c) in enumerate(CROPS):
-        for v in np.unique(mask[r : r + 64, c : c + 64]):
-            if v > 0:
-                tags[i, v - 1] = 1
-    return torch.from_numpy(imgs), torch.from_numpy(tags)
-
-
-@pytest.fixture(scope="module")
-def priors():
-    return build_priors(tiny_config().priors)
+pytestmark = pytest.mark.usefixtures("kb_cache")  # encoded knowledge bases go to a temporary cache (conftest)
 
 
 def _model(overrides, priors, seed=0, dino=True) -> WSSS:
@@ -238,7 +210,11 @@ def test_predict_equals_a_hand_computed_average_over_scales_and_flips(batch, pri
     assert torch.allclose(model.predict(imgs, scales=scales, flip=True), total / count, atol=1e-5)
     # the config's scales and flip are the defaults
     model.cfg.infer.scales, model.cfg.infer.flip = scales, True
-    assert torch.allclose(model.predict(imgs), total / count, atol=1e-5)
+    p = model.predict(imgs)
+    assert torch.allclose(p, total / count, atol=1e-5)
+    assert p.shape == (2, 7, 64, 64) and torch.allclose(p.sum(1), torch.ones(2, 64, 64), atol=1e-5)
+    z = model.zero_shot(imgs)  # zero-shot over the same scales and flips gives probabilities too
+    assert z.shape == (2, 7, 64, 64) and torch.allclose(z.sum(1), torch.ones(2, 64, 64), atol=1e-4)
 
 
 def test_zero_shot_honours_infer_flip(batch, priors):
@@ -255,7 +231,12 @@ def test_zero_shot_honours_infer_flip(batch, priors):
 # ---- checkpoints from before these keys ------------------------------------------------------------------------------
 def test_a_checkpoint_without_the_new_keys_loads_with_its_earlier_behaviour(priors, tmp_path):
     from rs_wsss.config import Config
-    from rs_wsss.model.checkpoint import EARLIER, load_checkpoint, restore_model, save_checkpoint
+    from rs_wsss.model.checkpoint import (
+        EARLIER,
+        load_checkpoint,
+        restore_model,
+        save_checkpoint,
+    )
 
     old = _model(["adapter.dino_levels=1", "vpe.background_prototype=true", "pseudo.rule=band",
                   "loss.aff_radius=null"], priors)
