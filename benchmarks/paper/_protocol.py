@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +152,20 @@ def run(proto: Protocol, train: Split, test: Split, args: argparse.Namespace) ->
         print("dry run: tiny random backbones and a few iterations on the shared samples — the numbers only show the "
               "pipeline works end to end")
     return ours
+
+
+def reproduce(proto: Protocol, layout: str, split: Callable[[Path, str], Split],
+              samples: Callable[[], tuple[Split, Split]], argv: list[str] | None = None) -> None:
+    """A script's entry point: the (train, test) splits are ``samples()`` with --dry-run, else ``split(DATA, "train")``
+    and ``split(DATA, "val")`` under --data; then :func:`run`."""
+    args = parser(proto.name, layout).parse_args(argv)
+    if args.dry_run:
+        train, test = samples()
+    elif args.data is None:
+        sys.exit("give --data ROOT (see --help for the layout) or --dry-run")
+    else:
+        train, test = split(args.data, "train"), split(args.data, "val")
+    run(proto, train, test, args)
 
 
 def need(path: Path, what: str) -> Path:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _protocol import DATA, Protocol, Split, need, parser, run  # noqa: E402
+from _protocol import DATA, Protocol, Split, need, reproduce  # noqa: E402
 
 LAYOUT = """Layout (the iSAID devkit's, as CAPTAIN-WHU/iSAID_Devkit preprocess/dataset/iSAID; RGB-coded semantic masks
 *_instance_color_RGB.png beside the images or in a masks/ folder). Training tags come from the training masks on a
@@ -45,20 +45,19 @@ def split(root: Path, part: str) -> Split:
     return Split(images, masks)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parser("isaid", LAYOUT).parse_args(argv)
-    if args.dry_run:  # devkit samples: P0005 is a training image, P0003 a validation image (P0004, too, is left out
-        # to keep the CI dry run short)
-        def sample(names: list[str]) -> Split:
-            return Split([str(DATA / f"isaid/images/{n}.png") for n in names],
-                         [str(DATA / f"isaid/masks/{n}_instance_color_RGB.png") for n in names])
+def samples() -> tuple[Split, Split]:
+    """--dry-run: devkit samples, P0005 a training image and P0003 a validation image (P0004, too, is left out to keep
+    the CI dry run short)."""
 
-        train, test = sample(["P0005"]), sample(["P0003"])
-    elif args.data is None:
-        sys.exit("give --data ROOT (see --help for the layout) or --dry-run")
-    else:
-        train, test = split(args.data, "train"), split(args.data, "val")
-    run(PROTOCOL, train, test, args)
+    def sample(names: list[str]) -> Split:
+        return Split([str(DATA / f"isaid/images/{n}.png") for n in names],
+                     [str(DATA / f"isaid/masks/{n}_instance_color_RGB.png") for n in names])
+
+    return sample(["P0005"]), sample(["P0003"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    reproduce(PROTOCOL, LAYOUT, split, samples, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _protocol import DATA, Protocol, Split, need, parser, run  # noqa: E402
+from _protocol import DATA, Protocol, Split, need, reproduce  # noqa: E402
 
 LAYOUT = """Layout (the output of mmsegmentation's tools/dataset_converters/potsdam.py on 2_Ortho_RGB.zip and
 5_Labels_all_noBoundary.zip: the standard split of 24 training / 14 test images cut into 512 px patches, 3,456 and
@@ -34,17 +34,15 @@ def split(root: Path, part: str) -> Split:
     return Split(images, masks)
 
 
+def samples() -> tuple[Split, Split]:
+    """--dry-run: the one real Potsdam crop in the shared pack serves as both splits."""
+    sample = Split([str(DATA / "potsdam/images/2_10_0_0_512_512.png")],
+                   [str(DATA / "potsdam/masks/2_10_0_0_512_512.png")])
+    return sample, sample
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser("potsdam", LAYOUT).parse_args(argv)
-    if args.dry_run:  # the one real Potsdam crop in the shared pack serves as both splits
-        sample = Split([str(DATA / "potsdam/images/2_10_0_0_512_512.png")],
-                       [str(DATA / "potsdam/masks/2_10_0_0_512_512.png")])
-        train = test = sample
-    elif args.data is None:
-        sys.exit("give --data ROOT (see --help for the layout) or --dry-run")
-    else:
-        train, test = split(args.data, "train"), split(args.data, "val")
-    run(PROTOCOL, train, test, args)
+    reproduce(PROTOCOL, LAYOUT, split, samples, argv)
 
 
 if __name__ == "__main__":
