@@ -4,6 +4,7 @@ import tempfile
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingParameterBoolean,
     QgsProcessingUtils,
     QgsRasterFileWriter,
     QgsRasterPipe,
@@ -86,6 +87,27 @@ class RsWsssAlgorithm(QgsProcessingAlgorithm):
     def add_advanced(self, param):
         param.setFlags(param.flags() | param.FlagAdvanced)
         self.addParameter(param)
+
+    def add_test_options(self):
+        """The test-only options (random backbone weights, tiny architecture), shown only when test_mode() is on."""
+        if not test_mode():
+            return
+        for key, label in (
+            ("RANDOM_WEIGHTS", "Random backbone weights (testing only)"),
+            ("TINY", "Tiny test architecture (testing only)"),
+        ):
+            self.add_advanced(QgsProcessingParameterBoolean(key, self.tr(label), defaultValue=False))
+
+    def test_option_args(self, parameters, context):
+        """The CLI arguments of the test-only options (none outside test_mode())."""
+        if not test_mode():
+            return []
+        args = []
+        if self.parameterAsBool(parameters, "RANDOM_WEIGHTS", context):
+            args += ["--weights", "random"]
+        if self.parameterAsBool(parameters, "TINY", context):
+            args += ["--tiny"]
+        return args
 
     def kept_output(self, path, beside, stem, ext, feedback):
         """What the user keeps (a checkpoint, a tag grid to edit) goes to a real file: a temporary output is replaced by

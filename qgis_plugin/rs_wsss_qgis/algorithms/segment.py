@@ -19,7 +19,7 @@ from qgis.core import (
 
 from ..layers import ResultLayer, RunGroup, style_classes_raster, style_classes_vector, style_confidence
 from ..runner import CLASS_SETS, cli_supports, run_cli
-from .base import RsWsssAlgorithm, test_mode
+from .base import RsWsssAlgorithm
 from .clip import clip_to_vrt, raster_identity
 
 DEVICES = ["auto", "cpu", "cuda"]
@@ -153,17 +153,7 @@ class SegmentAlgorithm(RsWsssAlgorithm):
         self.add_advanced(
             QgsProcessingParameterEnum("PRECISION", self.tr("Numeric precision"), PRECISIONS, defaultValue=0)
         )
-        if test_mode():
-            self.add_advanced(
-                QgsProcessingParameterBoolean(
-                    "RANDOM_WEIGHTS", self.tr("Random backbone weights (testing only)"), defaultValue=False
-                )
-            )
-            self.add_advanced(
-                QgsProcessingParameterBoolean(
-                    "TINY", self.tr("Tiny test architecture (testing only)"), defaultValue=False
-                )
-            )
+        self.add_test_options()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_RASTER", self.tr("Class raster")))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
@@ -260,10 +250,7 @@ class SegmentAlgorithm(RsWsssAlgorithm):
             args += ["--probs"]
         if not self.parameterAsBool(parameters, "WRITE_REPORT", context):
             args += ["--no-report"]
-        if test_mode() and self.parameterAsBool(parameters, "RANDOM_WEIGHTS", context):
-            args += ["--weights", "random"]
-        if test_mode() and self.parameterAsBool(parameters, "TINY", context):
-            args += ["--tiny"]
+        args += self.test_option_args(parameters, context)
         run_cli(args, feedback)
         base = os.path.splitext(vector_out)[0]
         qml = base + ".qml"

@@ -15,7 +15,7 @@ from qgis.core import (
 )
 
 from ..runner import CLASS_SETS, run_cli
-from .base import RsWsssAlgorithm, test_mode
+from .base import RsWsssAlgorithm
 
 DEVICES = ["auto", "cpu", "cuda"]
 NO_TAGS = (
@@ -92,17 +92,7 @@ class TrainAlgorithm(RsWsssAlgorithm):
             )
         )
         self.add_advanced(QgsProcessingParameterEnum("DEVICE", self.tr("Device"), DEVICES, defaultValue=0))
-        if test_mode():
-            self.add_advanced(
-                QgsProcessingParameterBoolean(
-                    "RANDOM_WEIGHTS", self.tr("Random backbone weights (testing only)"), defaultValue=False
-                )
-            )
-            self.add_advanced(
-                QgsProcessingParameterBoolean(
-                    "TINY", self.tr("Tiny test architecture (testing only)"), defaultValue=False
-                )
-            )
+        self.add_test_options()
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT", self.tr("Checkpoint (default: model.pt beside the tags)"), "rs-wsss checkpoint (*.pt)"
@@ -173,10 +163,7 @@ class TrainAlgorithm(RsWsssAlgorithm):
         for key, opt in (("ITERS", "--iters"), ("BATCH", "--batch")):
             if parameters.get(key) not in (None, ""):
                 args += [opt, self.parameterAsInt(parameters, key, context)]
-        if test_mode() and self.parameterAsBool(parameters, "RANDOM_WEIGHTS", context):
-            args += ["--weights", "random"]
-        if test_mode() and self.parameterAsBool(parameters, "TINY", context):
-            args += ["--tiny"]
+        args += self.test_option_args(parameters, context)
         run_cli(args, feedback)
         result = {"OUTPUT": out}
         report = os.path.splitext(out)[0] + ".report.html"
