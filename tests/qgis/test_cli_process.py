@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ._long_run import long_segment_args
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "qgis_plugin"))
 from rs_wsss_qgis import cli_process as cp  # noqa: E402
 
@@ -142,20 +144,7 @@ def test_the_cli_unwinds_on_cancel_from_stdin_and_leaves_no_output(shared_data, 
     cmd = [
         str(cli),
         "--progress-json",
-        "segment",
-        str(shared_data / "spacenet/sample_geotiff.tif"),
-        "-o",
-        str(out / "long.gpkg"),
-        "--zero-shot",
-        "--classes",
-        "landcover",
-        "--tiny",
-        "--weights",
-        "random",
-        "--tile",
-        "64",
-        "--overlap",
-        "0.75",
+        *long_segment_args(shared_data / "spacenet/sample_geotiff.tif", out / "long.gpkg"),
     ]
     proc = subprocess.Popen(
         cmd,

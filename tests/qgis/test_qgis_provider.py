@@ -13,6 +13,8 @@ import geopandas as gpd
 import pytest
 import rasterio
 
+from ._long_run import long_segment_args
+
 REPO = Path(__file__).resolve().parents[2]
 QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
 CLI = Path(sys.executable).with_name("rs-wsss")
@@ -214,22 +216,7 @@ def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_p
 def test_cancelling_stops_the_subprocess_quickly_and_leaves_no_output(qgis_env, shared_data, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    args = [
-        "segment",
-        shared_data / "naip/m_4709963_se_14_1_20200831.tif",
-        "-o",
-        out / "long.gpkg",
-        "--zero-shot",
-        "--classes",
-        "landcover",
-        "--tiny",
-        "--weights",
-        "random",
-        "--tile",
-        "64",
-        "--overlap",
-        "0.75",
-    ]
+    args = long_segment_args(shared_data / "naip/m_4709963_se_14_1_20200831.tif", out / "long.gpkg")
     script = Path(__file__).with_name("cancel_script.py")
     p = subprocess.run(
         ["/usr/bin/python3", str(script), str(REPO / "qgis_plugin"), *map(str, args)],
