@@ -123,6 +123,13 @@ def load_class_set(name_or_path: str | Path) -> ClassSet:
     return class_set_from_dict(data, source=str(path))
 
 
+def _text(value: object, what: str, source: str) -> str:
+    """A YAML scalar as text; a list or mapping there (e.g. a YAML alias bomb) is refused, never stringified."""
+    if isinstance(value, (list, dict)):
+        raise RsWsssError(f"{source}: '{what}' must be text, not a {type(value).__name__}")
+    return str(value)
+
+
 def _as_list(value: object, what: str, source: str) -> list:
     """A YAML list field (absent/null = empty); a scalar or mapping there is a user error, not a TypeError later."""
     if value is None:
@@ -173,14 +180,15 @@ def color_hex(rgb: tuple[int, int, int]) -> str:
 def _class_from_dict(d: dict, source: str) -> ClassDef:
     if not isinstance(d, dict) or not d.get("name"):
         raise RsWsssError(f"{source}: every class needs a 'name'")
-    name = str(d["name"]).strip()
+    name = _text(d["name"], "name", source).strip()
     if ";" in name or "," in name:
         raise RsWsssError(f"{source}: class name '{name}' may not contain ';' or ','")
     return ClassDef(
         name=name,
         color=parse_color(d.get("color", "#808080"), f"{source}: class {name}"),
-        prompt=str(d.get("prompt") or name.replace("_", " ")),
-        descriptions=tuple(str(s) for s in _as_list(d.get("descriptions"), f"{name}.descriptions", source)),
+        prompt=_text(d.get("prompt") or name.replace("_", " "), f"{name}.prompt", source),
+        descriptions=tuple(_text(s, f"{name}.descriptions", source)
+                           for s in _as_list(d.get("descriptions"), f"{name}.descriptions", source)),
         codes=tuple(_code_in(c, f"{source}: class {name}") for c in _as_list(d.get("codes"), f"{name}.codes", source)),
     )
 

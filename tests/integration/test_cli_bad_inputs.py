@@ -72,6 +72,7 @@ CASES = [
     ("class set classes scalar", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--tiny", "--classes", "{T}/scalar.yaml"], "'classes' list"),
     ("class set codes mapping", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--tiny", "--classes", "{T}/codesmap.yaml"], "must be a list"),
     ("class set duplicate names", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--tiny", "--classes", "{T}/dupes.yaml"], "duplicate"),
+    ("class set YAML alias bomb", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--tiny", "--classes", "{T}/bomb.yaml"], "must be text"),
     ("class set unquoted colour", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--tiny", "--classes", "{T}/nullcolor.yaml"], "quote"),
     ("config binary", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--config", "{T}/binary.yaml"], "config"),
     ("config not UTF-8", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--config", "{T}/latin1_config.yaml"], "config"),
@@ -165,6 +166,9 @@ def workdir(tmp_path_factory, shared_data, trained_spacenet):
     (t / "codesmap.yaml").write_text("classes:\n  - name: a\n    codes: {x: 1}\n")
     (t / "dupes.yaml").write_text("classes:\n  - name: a\n  - name: a\n")
     (t / "nullcolor.yaml").write_text("classes:\n  - name: a\n    color: #3C1098\n")
+    levels = ["a: &a [" + ",".join(['"x"'] * 9) + "]"] + [
+        f"{b}: &{b} [" + ",".join([f"*{a}"] * 9) + "]" for a, b in zip("abcdefghi", "bcdefghij")]
+    (t / "bomb.yaml").write_text("\n".join(levels) + "\nclasses:\n  - name: a\n    descriptions: [*j]\n")  # 9^10
     _raster(t / "twoband.tif", count=2)
     _raster(t / "nodata.tif", nodata=0, fill=0)
     _raster(t / "scene.tif")
