@@ -49,7 +49,8 @@ if __name__ == "__main__":
         files = write_files(d)
         floor_cmd = cli() + ["segment", str(NAIP), "-o", str(d / "o.gpkg"), "--zero-shot", "--classes", "landcover"]
         t = time.perf_counter()
-        p = subprocess.run(floor_cmd + ["--weights", str(d / "missing.bin")], capture_output=True, text=True)
+        p = subprocess.run(floor_cmd + ["--weights", str(d / "missing.bin")], capture_output=True, text=True,
+                           check=False)
         floor = time.perf_counter() - t
         print(f"| for comparison: same command, weights path missing (reported after torch loads; exit {p.returncode}) | {floor:.2f} s |")
         for name, path in files.items():
@@ -61,7 +62,7 @@ if __name__ == "__main__":
             except WeightsNotFound:
                 inproc = time.perf_counter() - t
             t = time.perf_counter()
-            p = subprocess.run(floor_cmd + ["--weights", str(path)], capture_output=True, text=True)
+            p = subprocess.run(floor_cmd + ["--weights", str(path)], capture_output=True, text=True, check=False)
             wall = time.perf_counter() - t
             line = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
             print(f"| {name} ({size:.0f} MiB) | build_priors fails in {inproc * 1000:.0f} ms | CLI exit {p.returncode} "

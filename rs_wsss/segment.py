@@ -11,9 +11,9 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -166,16 +166,21 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
         RsWsssError: bad output name, existing output without ``overwrite``, unreadable scene, bad band choice,
             bounds/AOI outside the scene.
     """
+    from .atomic import disk_full, remove_quietly, sweep_stale, temp_path
+    from .outputs import guard_outputs, input_files
     from .raster import blocks
     from .raster.areas import raster_class_areas, write_area_summary
     from .raster.env import raster_env
-    from .atomic import disk_full, remove_quietly, sweep_stale, temp_path
-    from .outputs import guard_outputs, input_files
     from .raster.io import known_norm, open_scene
     from .raster.stac import stac_item, write_stac_item
     from .raster.stitch import stitch
     from .raster.vectorize import vectorize as to_polygons
-    from .raster.write import aux_path, finalize_class_raster, finalize_confidence_raster, write_qml
+    from .raster.write import (
+        aux_path,
+        finalize_class_raster,
+        finalize_confidence_raster,
+        write_qml,
+    )
 
     cs, cfg = seg.class_set, seg.cfg
     tile = cfg.raster.tile if tile is None else tile

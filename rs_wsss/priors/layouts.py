@@ -151,7 +151,7 @@ def _flexible(backbone: str, key: str, have: tuple, want: tuple) -> bool:
     if backbone != "dino" or key != "pos_embed" or len(have) != 3 or have[2] != want[2]:
         return False
     n = have[1] - 1
-    return n > 0 and int(round(n ** 0.5)) ** 2 == n
+    return n > 0 and round(n ** 0.5) ** 2 == n
 
 
 def _fmt(shape: tuple) -> str:

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rasterio.windows import Window, bounds as window_bounds, from_bounds
+from rasterio.windows import Window, from_bounds
+from rasterio.windows import bounds as window_bounds
 
 from ..classes import ClassSet
 from ..errors import InputNotFound, RsWsssError
 from .io import open_dataset
 from .masks import code_table, read_mask
 from .tiles import tile_windows
-from .write import NODATA, atomic_output
+from .write import atomic_output
 
 log = logging.getLogger("rs_wsss")
 FIELDS = ["image", "col_off", "row_off", "width", "height", "labels"]
@@ -110,7 +112,7 @@ def _decode(path: Path) -> str:
 
 
 def _labels(value) -> tuple[str, ...]:
-    if value is None or (isinstance(value, float) and value != value):  # empty GPKG field (None / NaN)
+    if value is None or (isinstance(value, float) and math.isnan(value)):  # empty GPKG field (None / NaN)
         return ()
     return tuple(s.strip() for s in str(value).split(";") if s.strip())
 
@@ -145,7 +147,6 @@ def _read_csv(path: Path, by_name: dict[str, str], problems: list[str]) -> list[
 
 def _read_gpkg(path: Path, by_name: dict[str, str], problems: list[str]) -> list[TagRow]:
     import geopandas as gpd
-
     from pyogrio.errors import DataLayerError, DataSourceError
 
     try:

@@ -5,7 +5,6 @@ the final paths hold nothing or a complete valid file, the next run cleans up wh
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -14,7 +13,6 @@ import xml.dom.minidom
 
 import geopandas as gpd
 import numpy as np
-import pytest
 import rasterio
 import torch
 
@@ -73,7 +71,7 @@ def test_segment_killed_at_three_points_then_resumed_equals_an_uninterrupted_run
     cmd = ["segment", scene, "-o", out, *ZS, "--block-size", "256", "--resume", "--overwrite"]  # 16 blocks
     rng = random.Random(1)
     k = rng.randint(2, 12)
-    stops = [("stitching, block %d of 16" % k, lambda e: e["stage"] == "segment" and e["done"] >= k),
+    stops = [(f"stitching, block {k} of 16", lambda e: e["stage"] == "segment" and e["done"] >= k),
              ("vectorising", lambda e: e["stage"] == "vectorize" and e["done"] == 0),
              ("assembly and COG write", lambda e: e["stage"] == "segment" and e["done"] == e["total"])]
     log, blocks = [], out.parent / ".o.tif.blocks"
@@ -120,7 +118,7 @@ def test_train_killed_during_checkpoint_writes_then_resumed(trained_spacenet, sh
     seen = []
     for _ in range(2):
         k = rng.randint(2, 12)
-        code, events, _ = _run_until(cmd + (["--resume"] if out.exists() else []),
+        code, _, _ = _run_until(cmd + (["--resume"] if out.exists() else []),
                                   lambda e, k=k: e["stage"] == "train" and e["done"] >= k)
         assert code == -signal.SIGKILL
         if out.exists():  # complete and loadable, whenever the kill came
