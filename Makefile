@@ -25,6 +25,8 @@ demo: $(STAMP)
 	@$(BIN)/python scripts/demo.py --out $(OUT) --classes $(CLASSES) $(if $(SCENE),--scene $(SCENE)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 
 test: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
 
 plugin-zip:

@@ -20,7 +20,8 @@ def machine() -> str:
 
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return (f"{platform.node()} | {platform.processor() or platform.machine()} x{os.cpu_count()} | "
-            f"python {platform.python_version()} | torch {torch.__version__} | device {dev} | {time.strftime('%Y-%m-%d')}")
+            f"python {platform.python_version()} | torch {torch.__version__} | device {dev} | "
+            f"{time.strftime('%Y-%m-%d')}")
 
 
 def mosaic_vrt(src: Path, out: Path, width: int, height: int) -> Path:
@@ -39,7 +40,8 @@ def mosaic_vrt(src: Path, out: Path, width: int, height: int) -> Path:
             f'<DstRect xOff="{x}" yOff="{y}" xSize="{min(w, width - x)}" ySize="{min(h, height - y)}"/></SimpleSource>'
             for y in range(0, height, h) for x in range(0, width, w))
         ci = ["Red", "Green", "Blue"][b - 1]
-        parts.append(f'<VRTRasterBand dataType="{dtype}" band="{b}"><ColorInterp>{ci}</ColorInterp>{sources}</VRTRasterBand>')
+        parts.append(f'<VRTRasterBand dataType="{dtype}" '
+                     f'band="{b}"><ColorInterp>{ci}</ColorInterp>{sources}</VRTRasterBand>')
     gt = f"{t.c}, {t.a}, {t.b}, {t.f}, {t.d}, {t.e}"
     out.write_text(f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>{crs}</SRS>'
                    f"<GeoTransform>{gt}</GeoTransform>{''.join(parts)}</VRTDataset>")

@@ -16,5 +16,6 @@ if __name__ == "__main__":
         subprocess.run(cli() + ["--help"], check=True, stdout=subprocess.DEVNULL)
         times.append(time.perf_counter() - t)
     print(machine())
-    print(f"| rs-wsss --help | median {statistics.median(times):.3f} s | min {min(times):.3f} | max {max(times):.3f} | goal < 1 s |")
+    print(f"| rs-wsss --help | median {statistics.median(times):.3f} s | min {min(times):.3f} | max {max(times):.3f} | "
+          "goal < 1 s |")
     sys.exit(0)

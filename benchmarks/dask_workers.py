@@ -36,7 +36,8 @@ def main() -> None:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rows.append((workers, time.perf_counter() - t))
     print(machine())
-    print(f"{len(SCENES)} real scenes, tile 256, blocks 512 px, {'tiny' if a.tiny else 'ViT-B/16'} zero-shot (CLIP path)")
+    print(f"{len(SCENES)} real scenes, tile 256, blocks 512 px, {'tiny' if a.tiny else 'ViT-B/16'} zero-shot (CLIP "
+          "path)")
     print("| Dask workers | wall s |\n|---|---|")
     for w, s in rows:
         print(f"| {w} | {s:.1f} |")

@@ -43,7 +43,8 @@ segment_scene(seg, sys.argv[1], Path(sys.argv[2]), tile=int(sys.argv[3]), overla
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--large", default="4900", help="N (N × N px) or WxH")
-    ap.add_argument("--small", default="2048x342", help="N or WxH; the default is 0.7 Mpx one tile row deep, four tiles "
+    ap.add_argument("--small", default="2048x342", help="N or WxH; the default is 0.7 Mpx one tile row deep, four "
+                                                        "tiles "
                     "wide, so both rasters run the same batch of 4 and only raster-size-dependent memory differs")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--tile", type=int, default=512)
@@ -70,8 +71,9 @@ def main() -> None:
         rows.append((f"{sw} × {sh} ({sw * sh / 1e6:.1f} Mpx)", rss, wall))
     print(machine())
     print(f"CPU: {cpu_flags()}")
-    print(f"model: {'cheap per-pixel stand-in' if a.stand_in else f'real ViT-B/16 + adapter/decoder checkpoint, precision {a.precision}'}; "
-          f"tile {a.tile}, overlap {a.overlap}; real NAIP imagery mosaics")
+    model = ("cheap per-pixel stand-in" if a.stand_in
+             else f"real ViT-B/16 + adapter/decoder checkpoint, precision {a.precision}")
+    print(f"model: {model}; tile {a.tile}, overlap {a.overlap}; real NAIP imagery mosaics")
     print("| raster | peak RSS MiB | wall s |\n|---|---|---|")
     for size, rss, wall in rows:
         print(f"| {size} | {rss:.0f} | {wall:.0f} |")

@@ -37,7 +37,8 @@ def main() -> None:
 
     cfg = load_config(overrides=[f"train.batch={a.batch}", "train.cache_views=1"])
     cs = load_class_set("landcover")
-    rows = [TagRow(r.image, r.window, ("water", "vegetation"), r.row) for r in template_grid([str(NAIP)], 512, 0.0)][: a.tiles]
+    grid = template_grid([str(NAIP)], 512, 0.0)
+    rows = [TagRow(r.image, r.window, ("water", "vegetation"), r.row) for r in grid][: a.tiles]
     sampler = TileSampler(rows, {str(NAIP): open_scene(NAIP)}, cs, cfg)
     clip, dino = build_priors(cfg.priors, "random")
     model = WSSS(cfg, cs, clip, dino).train()
@@ -49,7 +50,8 @@ def main() -> None:
     fill = time.perf_counter() - t
 
     def one(b):
-        out = model.step_from_features(b[2], b[0], b[1]) if len(b) > 2 and b[2] is not None else model.train_step(b[0], b[1])
+        out = model.step_from_features(b[2], b[0],
+                                       b[1]) if len(b) > 2 and b[2] is not None else model.train_step(b[0], b[1])
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -88,7 +90,8 @@ def main() -> None:
     print(f"| ratio cache ÷ recompute | {ips_cached / ips_recompute:.2f} | goal ≥ 5 |")
     h = a.iters / ips_cached / 3600
     print(f"projected {a.iters} × batch {a.batch} with the cache: {h:.1f} h of CPU time at {a.threads} thread(s) "
-          f"(wall on an otherwise idle machine ≈ that ÷ the thread speed-up); recomputing: {a.iters / ips_recompute / 3600:.1f} h")
+          "(wall on an otherwise idle machine ≈ that ÷ the thread speed-up); recomputing: "
+          f"{a.iters / ips_recompute / 3600:.1f} h")
     print("cached step, top operators by self CPU time:")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
 

@@ -1,4 +1,5 @@
-"""``rs-wsss config``: the resolved configuration (the dataclass defaults in rs_wsss/config.py and what overrides them)."""
+"""``rs-wsss config``: the resolved configuration (the dataclass defaults in rs_wsss/config.py and what overrides
+them)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ import click
 @click.argument("prediction", type=click.Path())
 @click.argument("ground_truth", type=click.Path())
 @click.option("--classes", "class_set", required=True, help="Class set name or YAML (the prediction's classes).")
-@click.option("--value-map", multiple=True, help="GT value → class, e.g. 255=building,0=background (default: the set's codes).")
+@click.option("--value-map", multiple=True, help="GT value → class, e.g. 255=building,0=background (default: the set's "
+                                                 "codes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate_cmd(prediction, ground_truth, class_set, value_map, as_json) -> None:
     """Per-class IoU, mIoU, overall accuracy and F1.

@@ -10,7 +10,8 @@ import click
 @click.option("--model", "model_path", type=click.Path(), help="A trained checkpoint (its config and classes).")
 @click.option("--weights", help="Weights directory or file, or 'random' (explicit random backbones).")
 @click.option("--tiny", is_flag=True, help="Tiny test architecture (random weights).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override, e.g. usr.use_dino=false.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config override, e.g. usr.use_dino=false.")
 @click.option("--size", type=int, help="Crop size for the FLOP count (default priors.clip_size, 320).")
 def info_cmd(class_set, model_path, weights, tiny, overrides, size) -> None:
     """Backbones, where their weights resolve from, trainable/total parameters, GFLOPs per crop, class set, and
@@ -27,7 +28,8 @@ def info_cmd(class_set, model_path, weights, tiny, overrides, size) -> None:
     model = build_model(class_set, model_path, weights, tiny, tuple(overrides))
     cfg = model.cfg
     p = cfg.priors
-    click.echo(f"CLIP   {'tiny' if p.tiny else p.clip_model} at {p.clip_size} px — {resolve('clip', p, weights).describe()}")
+    click.echo(f"CLIP   {'tiny' if p.tiny else p.clip_model} at {p.clip_size} px — "
+               f"{resolve('clip', p, weights).describe()}")
     if model.dino is not None:
         click.echo(f"DINO   {'tiny' if p.tiny else p.dino_model} at {p.dino_size} px, last {cfg.adapter.dino_levels} "
                    f"blocks — {resolve('dino', p, weights).describe()}")
@@ -36,7 +38,8 @@ def info_cmd(class_set, model_path, weights, tiny, overrides, size) -> None:
     c = param_counts(model)
     m = 1e6
     click.echo(f"trainable {c['trainable'] / m:.2f} M   (paper {PAPER['trainable'] / m:.2f} M): CLIP adapter "
-               f"{c['adapter'] / m:.2f} M, DINO adapter {c.get('dino_adapter', 0) / m:.2f} M, decoder {c['decoder'] / m:.2f} M")
+               f"{c['adapter'] / m:.2f} M, DINO adapter {c.get('dino_adapter', 0) / m:.2f} M, decoder "
+               f"{c['decoder'] / m:.2f} M")
     click.echo(f"total {c['total_no_text'] / m:.2f} M without the CLIP text tower, {c['total'] / m:.2f} M with it "
                f"({c['text_tower'] / m:.2f} M)   (paper {PAPER['total'] / m:.2f} M)")
     fl = crop_flops(model, size)

@@ -45,8 +45,9 @@ def template(scenes, output, tile, overlap, overwrite) -> None:
       rs-wsss tags template ortho/*.tif -o tags.gpkg --tile 512
       (open tags.gpkg in QGIS, type "building;road" into the labels field of each tile)
     """
+    from rs_wsss.outputs import check_target as check_output
+    from rs_wsss.outputs import input_files
     from rs_wsss.raster.tags import template_grid, write_tags
-    from rs_wsss.outputs import check_target as check_output, input_files
 
     from .common import check_inputs, log
 
@@ -59,17 +60,23 @@ def template(scenes, output, tile, overlap, overwrite) -> None:
 
 @tags.command("from-vector")
 @SCENES
-@click.option("--labels", "vector", required=True, type=click.Path(), help="Polygon/point layer (.gpkg, .geojson, .shp).")
+@click.option("--labels", "vector", required=True, type=click.Path(), help="Polygon/point layer (.gpkg, .geojson, "
+                                                                           ".shp).")
 @click.option("--field", help="Attribute holding the class name.")
 @click.option("--class-name", help="Give every feature this class (instead of --field).")
-@click.option("--value-map", multiple=True, help="Field value → class, e.g. yes=building (repeatable or comma-separated).")
+@click.option("--value-map", multiple=True, help="Field value → class, e.g. yes=building (repeatable or "
+                                                 "comma-separated).")
 @click.option("--classes", "class_set", default="landcover", show_default=True, help="Class set name or YAML.")
-@click.option("--min-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Minimum fraction of a tile a class must cover (0: any overlap).")
+@click.option("--min-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Minimum fraction of "
+                                                                                                  "a tile a class must "
+                                                                                                  "cover (0: any "
+                                                                                                  "overlap).")
 @OUT
 @TILE
 @_overlap(0.0)
 @overwrite_opt
-def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fraction, output, tile, overlap, overwrite) -> None:
+def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fraction, output, tile, overlap,
+                overwrite) -> None:
     """Tags from a vector layer in any CRS (reprojected to each scene).
 
     \b
@@ -79,8 +86,9 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
     """
     from rs_wsss.classes import load_class_set
     from rs_wsss.errors import RsWsssError
+    from rs_wsss.outputs import check_target as check_output
+    from rs_wsss.outputs import input_files
     from rs_wsss.raster.tags import tags_from_vector, write_tags
-    from rs_wsss.outputs import check_target as check_output, input_files
 
     from .common import check_inputs, log, parse_value_map
 
@@ -102,7 +110,9 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
 @click.option("--masks", required=True, help="Directory or glob of ground-truth class rasters.")
 @click.option("--classes", "class_set", required=True, help="Class set name or YAML (its codes decode the masks).")
 @click.option("--value-map", multiple=True, help="Mask value → class, e.g. 255=building,0=background.")
-@click.option("--min-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Minimum fraction of a tile a class must cover.")
+@click.option("--min-fraction", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Minimum fraction of "
+                                                                                                  "a tile a class must "
+                                                                                                  "cover.")
 @OUT
 @TILE
 @_overlap(0.0)
@@ -116,13 +126,17 @@ def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile,
     """
     from rs_wsss.classes import load_class_set
     from rs_wsss.errors import RsWsssError
+    from rs_wsss.outputs import check_target as check_output
+    from rs_wsss.outputs import input_files
     from rs_wsss.raster.tags import tags_from_raster, write_tags
-    from rs_wsss.outputs import check_target as check_output, input_files
 
     from .common import check_inputs, log, parse_value_map
 
     check_inputs(scenes)
-    files = sorted(str(p) for p in Path(masks).iterdir() if p.is_file()) if Path(masks).is_dir() else sorted(glob.glob(masks))
+    if Path(masks).is_dir():
+        files = sorted(str(p) for p in Path(masks).iterdir() if p.is_file())
+    else:
+        files = sorted(glob.glob(masks))
     if not files:
         raise RsWsssError(f"--masks {masks}: no files found")
     check_output(output, overwrite, inputs=[class_set, *files, *input_files(list(scenes))])

@@ -22,10 +22,12 @@ from .options import bands_opt, classes_opt, config_opt, device_opt, set_opt, ti
 @set_opt
 @tiny_opt
 @click.option("--cache-features", "cache_dir", type=click.Path(),
-              help="Frozen-feature cache directory: backbones run once per view (train.cache_views fixed crops per tile).")
+              help="Frozen-feature cache directory: backbones run once per view (train.cache_views fixed crops per "
+                   "tile).")
 @click.option("--val-masks", type=click.Path(), help="Folder of ground-truth masks named like the scenes: mIoU "
               "every train.report_every steps; the best checkpoint is kept as MODEL.best.pt.")
-@click.option("--val-tags", type=click.Path(), help="A tag file (.csv/.gpkg) for validation (tag mIoU), as --val-masks.")
+@click.option("--val-tags", type=click.Path(),
+              help="A tag file (.csv/.gpkg) for validation (tag mIoU), as --val-masks.")
 @click.option("--val-value-map", multiple=True, metavar="CODE=CLASS[,…]",
               help="Mask code → class for --val-masks, e.g. 255=building,0=background.")
 @click.option("--report/--no-report", default=True, show_default=True,

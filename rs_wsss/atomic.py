@@ -50,7 +50,7 @@ def sweep_stale(target: str | Path) -> list[Path]:
     target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")
     pattern = _stale_pattern(target)
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
     except OSError:

@@ -115,7 +115,8 @@ def load_class_set(name_or_path: str | Path) -> ClassSet:
     try:
         data = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
-        raise RsWsssError(f"class set {path} is not UTF-8 text (byte at offset {exc.start}); save it as UTF-8 YAML") from None
+        raise RsWsssError(f"class set {path} is not UTF-8 text (byte at offset {exc.start}); "
+                          "save it as UTF-8 YAML") from None
     except yaml.YAMLError as exc:
         raise RsWsssError(f"class set {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     except RecursionError:

@@ -10,6 +10,7 @@ are marked "not in paper" with the reason for the choice. ``rs-wsss config show`
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -61,7 +62,8 @@ class AdapterConfig:
     dim: int = ranged(256, ge=1)  # d of F_clip — not in paper (WeCLIP uses 256)
     dino_hidden_dim: int = ranged(256, ge=1)  # — not in paper; was 768 with one level (13.46 M trainable)
     dino_dim: int = ranged(256, ge=1)  # F_cd has dim + dino_dim channels (2d in the paper, so dino_dim = d)
-    dino_levels: int = ranged(12, ge=1)  # last n DINO blocks fed to the DINO adapter (all 12 of ViT-B/14); 1 = last block only
+    # last n DINO blocks fed to the DINO adapter (all 12 of ViT-B/14); 1 = last block only
+    dino_levels: int = ranged(12, ge=1)
     fuse_kernel: int = ranged(1, ge=1)  # kernel of the fusing Conv in eq 6
 
 
@@ -79,7 +81,8 @@ class DecoderConfig:
 class CAMConfig:
     """Initial CAM, eq 9, and its background channel (the paper does not say how it is formed)."""
 
-    bg_rule: Literal["power", "constant"] = "power"  # "power": bg = (1 - max_c M_c)^bg_power ; "constant": bg = bg_score
+    # "power": bg = (1 - max_c M_c)^bg_power ; "constant": bg = bg_score
+    bg_rule: Literal["power", "constant"] = "power"
     bg_power: float = ranged(1.0, gt=0)
     bg_score: float = ranged(0.45, ge=0, le=1)
 
@@ -172,8 +175,10 @@ class TrainConfig:
     # best checkpoint every report_every steps; the CSV log and curves are rewritten then too
     report_every: int = ranged(500, ge=1)
     preview_tiles: int = ranged(4, ge=0)  # tag rows shown in the previews (tagged rows first, spread over the file)
-    val_tiles: int = ranged(16, ge=1)  # validation windows at most (spread evenly), so a validation costs seconds, not minutes
-    val_min_fraction: float = ranged(0.02, ge=0, le=1)  # --val-tags: a class is "predicted" on a tile from this share of its pixels
+    # validation windows at most (spread evenly), so a validation costs seconds, not minutes
+    val_tiles: int = ranged(16, ge=1)
+    # --val-tags: a class is "predicted" on a tile from this share of its pixels
+    val_min_fraction: float = ranged(0.02, ge=0, le=1)
 
 
 @dataclass
@@ -189,10 +194,12 @@ class InferConfig:
     crf_bilateral_sxy: float = ranged(50.0, gt=0)
     crf_bilateral_srgb: float = ranged(13.0, gt=0)
     crf_bilateral_compat: float = ranged(10.0, ge=0)
-    batch: int = ranged(0, ge=0)  # tiles per forward; 0: automatic from tile size and memory (rs_wsss.runtime.auto_batch)
+    # tiles per forward; 0: automatic from tile size and memory (rs_wsss.runtime.auto_batch)
+    batch: int = ranged(0, ge=0)
     # auto: bf16 on CPUs with AMX/AVX512-BF16, autocast bf16 (or fp16) on CUDA, else fp32 (rs_wsss.runtime)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    crf_workers: int = ranged(0, ge=0)  # processes refining a batch's tiles in parallel; 0: one per two cores (1: in-process)
+    # processes refining a batch's tiles in parallel; 0: one per two cores (1: in-process)
+    crf_workers: int = ranged(0, ge=0)
 
 
 @dataclass
@@ -201,7 +208,8 @@ class RasterConfig:
 
     tile: int = ranged(512, ge=32)  # segment: tile side in px
     overlap: float = ranged(0.25, ge=0, lt=1)  # segment: share of a tile overlapping its neighbour
-    bands: list[int] | None = ranged_list(None, ge=1)  # 1-based; None: RGB by colour interpretation, else the first three
+    # 1-based; None: RGB by colour interpretation, else the first three
+    bands: list[int] | None = ranged_list(None, ge=1)
     percentile: list[float] = ranged_list([2.0, 98.0], min_items=2, ge=0, le=100)  # stretch for non-8-bit data
     max_nodata_fraction: float = ranged(0.5, ge=0, le=1)  # training tiles with more nodata are skipped
     gsd: float | None = ranged(None, gt=0)  # resample to this ground sample distance (CRS units/pixel)
@@ -269,7 +277,8 @@ def merge_into(cfg: Config, data: dict[str, Any], source: str = "config", drop_r
             raise ConfigError(f"{source}: unknown section '{section}' (known: {', '.join(_sections())})")
         sub = getattr(cfg, section)
         if not isinstance(values, dict):
-            raise ConfigError(f"{source}: section '{section}' must be a mapping of keys, e.g. '{section}: {{key: value}}'")
+            raise ConfigError(f"{source}: section '{section}' must be a mapping of keys, e.g. '{section}: "
+                              f"{{key: value}}'")
         fields = {f.name: f for f in dataclasses.fields(sub)}
         for key, value in values.items():
             name = f"{section}.{key}"
@@ -303,7 +312,7 @@ def set_value(cfg: Config, key: str, value: Any, source: str = "option") -> None
     merge_into(cfg, {section: {name: value}}, source=source)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), tiny: bool = False,
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), tiny: bool = False,
                 settings: dict[str, Any] | None = None) -> Config:
     """The dataclass defaults, then ``configs/tiny.yaml`` (with ``tiny``), then the YAML ``path``, then ``overrides``
     (``section.key=value`` strings), then ``settings`` (typed values by ``section.key``, e.g. from CLI options).
@@ -319,7 +328,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return configure(cfg, overrides, settings)
 
 
-def configure(cfg: Config, overrides: list[str] | tuple[str, ...] = (), settings: dict[str, Any] | None = None
+def configure(cfg: Config, overrides: Sequence[str] = (), settings: dict[str, Any] | None = None
               ) -> Config:
     """Apply ``overrides`` (``section.key=value``), then typed ``settings`` by ``section.key``, to ``cfg``; it."""
     for item in overrides:
@@ -330,7 +339,7 @@ def configure(cfg: Config, overrides: list[str] | tuple[str, ...] = (), settings
 
 
 def resolve_config(*, model_path: str | Path | None = None, config_path: str | Path | None = None,
-                   overrides: list[str] | tuple[str, ...] = (), tiny: bool = False,
+                   overrides: Sequence[str] = (), tiny: bool = False,
                    settings: dict[str, Any] | None = None) -> Config:
     """The config a run uses: a checkpoint's (``model_path``) or the defaults (+ tiny + ``config_path``), then
     ``overrides`` and ``settings``. What ``rs-wsss config show`` prints.
@@ -360,7 +369,7 @@ def changed(cfg: Config, reference: Config | None = None) -> dict[str, dict[str,
     return out
 
 
-def tiny_config(overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def tiny_config(overrides: Sequence[str] = ()) -> Config:
     """The small test architecture (random weights, same code path): ``configs/tiny.yaml``."""
     return load_config(overrides=overrides, tiny=True)
 

@@ -47,7 +47,7 @@ class _Mismatch(Exception):
         self.expected = expected
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(owner: type) -> dict[str, Any]:
     return get_type_hints(owner)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def output_paths(out: Path, vectorize: bool | None, probs: bool = False,
     return paths
 
 
-def check_target(path: str | Path, overwrite: bool, inputs: list[str | Path | None] = ()) -> Path:
+def check_target(path: str | Path, overwrite: bool, inputs: Sequence[str | Path | None] = ()) -> Path:
     """:func:`rs_wsss.raster.write.check_output` (exists / missing directory) plus a real write probe: permission
     bits do not tell root about read-only file systems, and a failure after an hour of work is the worst time to find
     out.
@@ -73,7 +74,8 @@ def check_target(path: str | Path, overwrite: bool, inputs: list[str | Path | No
         with tempfile.NamedTemporaryFile(dir=path.parent or Path("."), prefix=".rs-wsss-probe."):
             pass
     except OSError as exc:
-        raise RsWsssError(f"output directory is not writable: {path.parent} ({exc.strerror}); choose another -o") from None
+        raise RsWsssError(f"output directory is not writable: {path.parent} ({exc.strerror}); "
+                          "choose another -o") from None
     return path
 
 
@@ -96,7 +98,7 @@ class OutputPlan:
 
 
 def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = None, probs: bool = False,
-                 overwrite: bool = False, inputs: list[str | Path | None] = (), report: bool = False) -> OutputPlan:
+                 overwrite: bool = False, inputs: Sequence[str | Path | None] = (), report: bool = False) -> OutputPlan:
     """Map scenes to outputs and refuse, before any work, whatever would fail or clobber a file.
 
     Args:
@@ -108,7 +110,8 @@ def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = Non
         report: also write the quicklook and HTML report.
 
     Raises:
-        RsWsssError: an output that is an input (with or without ``overwrite``), a file name given for several scenes, clashing scene names, an existing output, an unwritable
+        RsWsssError: an output that is an input (with or without ``overwrite``), a file name given for several
+            scenes, clashing scene names, an existing output, an unwritable
             directory.
     """
     out = Path(output)
@@ -133,7 +136,7 @@ def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = Non
     return OutputPlan(targets, new_dir)
 
 
-def input_files(rasters: list[str | Path]) -> list[Path]:
+def input_files(rasters: Sequence[str | Path]) -> list[Path]:
     """The rasters and every file GDAL reads for them (a VRT's sources, overviews, sidecars)."""
     from .raster.io import open_dataset
 
@@ -158,7 +161,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def guard_outputs(outputs: list[str | Path | None], inputs: list[str | Path | None], overwrite: bool = False,
+def guard_outputs(outputs: Sequence[str | Path | None], inputs: Sequence[str | Path | None], overwrite: bool = False,
                   check: bool = True) -> list[Path]:
     """The one check of every file a command is about to write, before any work: none may be an input (scene, its
     VRT sources, tags, checkpoint, mask, config, class set, weights), with or without ``overwrite``; no two outputs

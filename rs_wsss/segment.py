@@ -77,7 +77,8 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
         cfg = Config.from_dict(state["config"], source=str(model_path))
         cs = class_set_from_dict(state["class_set"], source=str(model_path))
         if class_set and load_class_set(class_set).names != cs.names:
-            raise RsWsssError(f"{model_path} was trained for classes {', '.join(cs.names[1:])}, not '{class_set}'; drop --classes or retrain")
+            raise RsWsssError(f"{model_path} was trained for classes {', '.join(cs.names[1:])}, not '{class_set}'; "
+                              "drop --classes or retrain")
         configure(cfg, overrides, settings)
         clip, _ = build_priors(cfg.priors, weights, need_dino=False)
         model = WSSS(cfg, cs, clip, None, dino_width=state["dims"]["dino_width"])
@@ -211,7 +212,8 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
                     executor = blocks.LocalBlocks(seg.predict, cs.num_classes + 1, cfg.infer.batch)
                 if executor is None:
                     blocks.discard_workspace(folder)  # a dead run's blocks, now unused
-                    stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress, conf_tmp)
+                    stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress,
+                           conf_tmp)
                 else:
                     block = block or blocks.BLOCK
                     signature = _signature(seg, scene, scene_path, tile, overlap, block, conf_tmp is not None, extent)
@@ -224,7 +226,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             t_seg = time.perf_counter()
             finalize_class_raster(raw, temps["tif"], cs.names, cs.colors, seg.meta, creation_options)
             if probs:
-                finalize_confidence_raster(conf_tmp, temps["conf"], creation_options)
+                finalize_confidence_raster(conf_tmp, temps["conf"], creation_options)  # type: ignore[arg-type]
             write_qml(temps["qml"], cs.names, cs.colors)
             n_poly = None
             summary = (temps["areas_csv"], temps["areas_json"])
@@ -247,8 +249,8 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             t_vec = time.perf_counter()
             for key, tmp in temps.items():
                 if aux_path(tmp).exists():  # the class COG's categories and attribute table travel with it
-                    os.replace(aux_path(tmp), aux_path(paths[key]))
-                os.replace(tmp, paths[key])
+                    os.replace(aux_path(tmp), aux_path(paths[key]))  # type: ignore[arg-type]
+                os.replace(tmp, paths[key])  # type: ignore[arg-type]
         except KeyboardInterrupt:  # Ctrl-C / Cancel: the blocks stay for --resume
             raise
         except BaseException as exc:  # bad input, disk full …: nothing worth resuming
@@ -256,7 +258,8 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             remove_quietly(work, raw, conf_tmp, *temps.values())
             if full:
                 raise RsWsssError(f"no space left on the disk of {tif.parent} while writing the outputs of "
-                                  f"{Path(scene_path).name}; nothing was written: free space or choose another -o") from None
+                                  f"{Path(scene_path).name}; nothing was written: "
+                                  "free space or choose another -o") from None
             raise
         finally:
             remove_quietly(raw, conf_tmp, *temps.values())
@@ -271,7 +274,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
         times = {**(timings or {}), "segment": t_seg - t0, "finalize + vectorize": t_vec - t_seg}
         outputs = {k: str(v) for k, v in paths.items() if v and k not in REPORT_KEYS}
         write_segment_report(scene_path, tif, cs.names, cs.colors, seg.meta, shown, times, read, outputs,
-                             paths={k: paths[k] for k in REPORT_KEYS})
+                             paths={k: paths[k] for k in REPORT_KEYS})  # type: ignore[misc]
     return {k: str(v) for k, v in paths.items() if v} | {"polygons": n_poly}
 
 

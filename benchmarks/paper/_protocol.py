@@ -49,7 +49,7 @@ def run_cli(*args: object) -> None:
     print(f"  ({time.perf_counter() - t0:.1f} s, CPU {time.process_time() - c0:.1f} s)", flush=True)
 
 
-def confusion(pred_paths: list[Path], mask_paths: list[str], class_set) -> "object":
+def confusion(pred_paths: list[Path], mask_paths: list[str], class_set) -> object:
     """The confusion matrix summed over the split (each prediction on its mask's grid)."""
     import numpy as np
 

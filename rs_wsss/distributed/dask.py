@@ -9,7 +9,6 @@ Workers need the same rs-wsss install, weights and access to the input and outpu
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import logging
 import os

@@ -31,7 +31,8 @@ def rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),  # type: ignore[attr-defined]
+                  "gauss": float(gauss)},
         "python": list(random.getstate()[1]),
     }
 
@@ -46,7 +47,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((3, tuple(state["python"]), None))
 
 
-def save_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, step: int = 0, extra: dict | None = None) -> None:
+def save_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, step: int = 0,
+                    extra: dict | None = None) -> None:
     """Write atomically (temporary name, then rename): an interrupted save never corrupts the previous one."""
     path = Path(path)
     state = {
@@ -91,7 +93,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, not torch,
         # or pickled objects that weights_only refuses
-        raise RsWsssError(f"{path} is not an rs-wsss checkpoint ({type(exc).__name__}); retrain or pass the right file") from None
+        raise RsWsssError(f"{path} is not an rs-wsss checkpoint ({type(exc).__name__}); "
+                          "retrain or pass the right file") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "trainable" not in state:
         raise RsWsssError(f"{path} is not an rs-wsss checkpoint (format {FORMAT}); retrain or pass the right file")
     _fill_earlier_behaviour(state.get("config") or {})

@@ -36,7 +36,8 @@ def crf_refine(image: np.ndarray, probs: np.ndarray, cfg: InferConfig) -> np.nda
     d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(np.clip(probs, 1e-8, 1.0))))
     d.addPairwiseGaussian(sxy=cfg.crf_gauss_sxy, compat=cfg.crf_gauss_compat)
     d.addPairwiseBilateral(
-        sxy=cfg.crf_bilateral_sxy, srgb=cfg.crf_bilateral_srgb, rgbim=np.ascontiguousarray(image), compat=cfg.crf_bilateral_compat
+        sxy=cfg.crf_bilateral_sxy, srgb=cfg.crf_bilateral_srgb, rgbim=np.ascontiguousarray(image),
+        compat=cfg.crf_bilateral_compat,
     )
     return np.asarray(d.inference(cfg.crf_iters), dtype=np.float32).reshape(k, h, w)
 

@@ -35,7 +35,8 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, dim: int, num_classes: int, layers: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+    def __init__(self, dim: int, num_classes: int, layers: int, heads: int, mlp_ratio: float = 4.0,
+                 dropout: float = 0.0):
         super().__init__()
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)

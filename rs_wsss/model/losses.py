@@ -78,7 +78,7 @@ def affinity_labels(labels: torch.Tensor, size: tuple[int, int], ignore_index: i
     small = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long().flatten(1)
     aff = (small[:, :, None] == small[:, None, :]).long()
     unsure = small == ignore_index
-    far = ~window_mask(tuple(size), radius, labels.device)
+    far = ~window_mask(tuple(size), radius, labels.device)  # type: ignore[arg-type]
     return aff.masked_fill(unsure[:, :, None] | unsure[:, None, :] | far[None], ignore_index)
 
 

@@ -24,6 +24,8 @@ W_COLOUR, W_POS = 0.3, 0.01  # AFA's w1, w2
 
 
 class PAR(nn.Module):
+    kernel: torch.Tensor
+    dist: torch.Tensor
     def __init__(self, dilations: list[int], iters: int):
         super().__init__()
         self.dilations = [int(d) for d in dilations]

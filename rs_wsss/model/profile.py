@@ -104,7 +104,7 @@ def build_model(class_set: str | None, model_path: str | None, weights: str | No
         cs = class_set_from_dict(state["class_set"], source=str(model_path))
     else:
         cfg = tiny_config(overrides) if tiny else load_config(None, overrides)
-        cs = load_class_set(class_set)
+        cs = load_class_set(class_set)  # type: ignore[arg-type]
     clip, dino = build_priors(cfg.priors, weights, need_dino=cfg.usr.use_dino)
     model = WSSS(cfg, cs, clip, dino)
     if state is not None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch

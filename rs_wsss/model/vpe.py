@@ -3,7 +3,8 @@
 Channels are K = C + 1 with the background at 0. The background takes part in the exclusive argmax of eq 16 (which
 would otherwise hand every background pixel to some foreground class), but prototypes (eqs 17–19) exist for the tagged
 foreground classes only — "for each class c", "an image labelled as class c"; the model masks the background's seeds
-unless ``vpe.background_prototype``. ``tags_k`` (B, K) includes the background column (always true). Seeds and the prototype update run without gradients: the prototypes
+unless ``vpe.background_prototype``. ``tags_k`` (B, K) includes the background column (always true). Seeds and the
+prototype update run without gradients: the prototypes
 are a buffer, not parameters.
 """
 

@@ -6,6 +6,8 @@ classes; channel 0 of every CAM / logit tensor is the background.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,8 +25,16 @@ from .multiscale import resize as _resize
 from .par import PAR
 from .tpe import text_embeddings
 
+if TYPE_CHECKING:
+    from ..priors.clip import ClipPrior
+    from ..priors.dino import DinoPrior
+
 
 class WSSS(nn.Module):
+    clip: ClipPrior
+    dino: DinoPrior | None
+    prototypes: torch.Tensor
+    proto_init: torch.Tensor
     """Frozen priors + trainable adapters/decoder (Sect. 3).
 
     Trainable: ``adapter`` (CLIP, eqs 5–6, over all N blocks), ``dino_adapter`` (DINO, Sect. 3.5.1: the same
@@ -39,7 +49,8 @@ class WSSS(nn.Module):
     - :meth:`zero_shot`: TPE → eq 9 → USR, no decoder.
     """
 
-    def __init__(self, cfg: Config, class_set: ClassSet, clip: nn.Module, dino: nn.Module | None, dino_width: int | None = None):
+    def __init__(self, cfg: Config, class_set: ClassSet, clip: ClipPrior, dino: DinoPrior | None,
+                 dino_width: int | None = None):
         super().__init__()
         if cfg.usr.enabled and not 1 <= cfg.usr.n0 <= clip.num_blocks:  # the range depends on the backbone
             raise ConfigError(f"usr.n0={cfg.usr.n0} is outside 1..{clip.num_blocks} (the backbone has "
@@ -133,10 +144,11 @@ class WSSS(nn.Module):
                               "features cached by an older version or another config: delete that feature cache")
         b, _, d = dino_levels.shape[:3]
         grid = tuple(f_clip.shape[-2:])
-        x = _resize(dino_levels.flatten(0, 1), grid).view(b, n, d, *grid)
+        x = _resize(dino_levels.flatten(0, 1), grid).view(b, n, d, *grid)  # type: ignore[arg-type]
         return torch.cat([f_clip, self.dino_adapter(list(x.unbind(1)))], dim=1)
 
-    def step_from_features(self, feats: dict[str, torch.Tensor], images: torch.Tensor, tags: torch.Tensor) -> dict[str, torch.Tensor]:
+    def step_from_features(self, feats: dict[str, torch.Tensor], images: torch.Tensor,
+                           tags: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         b, _, height, width = images.shape
         f_clip = self.adapter(list(feats["tokens"].unbind(1)))  # eqs 5–6
@@ -156,7 +168,8 @@ class WSSS(nn.Module):
             labels = losses.pseudo_labels(cams, tags_k, cfg.pseudo.high, cfg.pseudo.low, cfg.pseudo.ignore_index,
                                           cfg.pseudo.rule)
         seg = losses.seg_loss(logits, labels, cfg.pseudo.ignore_index)
-        aff_pred = usr.joint_affinity(f_cd.flatten(2), cfg.usr.normalize_affinity) if cfg.loss.aff_on == "joint" else dec_aff
+        aff_pred = usr.joint_affinity(f_cd.flatten(2),
+                                      cfg.usr.normalize_affinity) if cfg.loss.aff_on == "joint" else dec_aff
         aff_lab = losses.affinity_labels(labels, (h, w), cfg.pseudo.ignore_index, cfg.loss.aff_radius)
         aff = losses.affinity_loss(aff_pred, aff_lab, cfg.pseudo.ignore_index)
         loss = losses.total_loss(seg, aff, cfg.loss)  # eq 21
@@ -201,7 +214,8 @@ class WSSS(nn.Module):
 
     # ---- inference ----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, scales: list[float] | None = None, flip: bool | None = None) -> torch.Tensor:
+    def predict(self, images: torch.Tensor, scales: list[float] | None = None,
+                flip: bool | None = None) -> torch.Tensor:
         """Decoder probabilities (B, C+1, H, W), averaged over scales (and horizontal flips). DINO is not run."""
         def probs(x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
             logits, _ = self.decoder(self.adapter(self.clip(x, need_attn=False).tokens), out_size)

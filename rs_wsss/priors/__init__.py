@@ -34,7 +34,8 @@ def build_priors(
     if clip_w.is_random:
         import logging
 
-        logging.getLogger("rs_wsss").warning("RANDOM backbone weights (explicit): outputs only show the mechanics and are marked random-weights")
+        logging.getLogger("rs_wsss").warning("RANDOM backbone weights (explicit): outputs only show the mechanics and "
+                                             "are marked random-weights")
     import torch
 
     # random backbones are drawn from a fixed seed: every process (a resumed run, a segment after train) gets the

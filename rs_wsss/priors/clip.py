@@ -13,6 +13,7 @@ parameters first, no second copy): ``load_state_dict(assign=True)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ def _tiny_clip(size: int) -> nn.Module:
 
 
 class ClipPrior(nn.Module):
+    model: Any  # an open_clip CLIP (or the tiny stand-in); typed loosely, as open_clip is
     """Frozen CLIP image + text encoders; ``forward`` takes RGB in [0, 1] and applies CLIP's own mean/std."""
 
     def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights):
@@ -176,7 +178,7 @@ def _skeleton_with(name: str, state: dict[str, torch.Tensor]) -> nn.Module:
 
 
 def _attention(mha: nn.MultiheadAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """nn.MultiheadAttention (batch-first input) computed by hand, returning the output and the per-head probabilities."""
+    """nn.MultiheadAttention (batch-first input) computed by hand; the output and the per-head probabilities."""
     b, n, c = x.shape
     h = mha.num_heads
     q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)

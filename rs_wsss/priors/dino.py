@@ -3,6 +3,8 @@ adapter of USR (Sect. 3.5.1), and the last block's tokens for zero-shot F_cd."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +17,7 @@ DINO_STD = (0.229, 0.224, 0.225)
 
 
 class DinoPrior(nn.Module):
+    model: Any  # a timm VisionTransformer
     """Frozen DINOv2 taking RGB in [0, 1]: :meth:`forward` returns the last block's patch tokens (B, D, h, w),
     :meth:`levels` the last n blocks' (B, n, D, h, w); prefix tokens removed, DINOv2's final LayerNorm applied to
     every block (its own multi-layer convention, ``get_intermediate_layers(norm=True)``)."""

@@ -47,7 +47,8 @@ def _blocks(prefix: str, width: int, layers: int, mlp: int) -> Shapes:
         out.update({b + "ln_1.weight": (width,), b + "ln_1.bias": (width,), b + "ln_2.weight": (width,),
                     b + "ln_2.bias": (width,), b + "attn.in_proj_weight": (3 * width, width),
                     b + "attn.in_proj_bias": (3 * width,), b + "attn.out_proj.weight": (width, width),
-                    b + "attn.out_proj.bias": (width,), b + "mlp.c_fc.weight": (mlp, width), b + "mlp.c_fc.bias": (mlp,),
+                    b + "attn.out_proj.bias": (width,), b + "mlp.c_fc.weight": (mlp,
+                                                                                width), b + "mlp.c_fc.bias": (mlp,),
                     b + "mlp.c_proj.weight": (width, mlp), b + "mlp.c_proj.bias": (width,)})
     return out
 
@@ -138,7 +139,8 @@ def problems(backbone: str, arch: str, shapes: Shapes) -> str | None:
     parts = []
     if wrong:
         k = wrong[0]
-        parts.append(f"{k} is {_fmt(have[k])}, expected {_fmt(want[k])}" + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
+        more = f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        parts.append(f"{k} is {_fmt(have[k])}, expected {_fmt(want[k])}{more}")
     if missing:
         parts.append(f"{len(missing)} tensors missing, e.g. {missing[0]}")
     if extra:

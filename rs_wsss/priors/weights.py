@@ -168,7 +168,8 @@ def check_file(rw: ResolvedWeights, arch: str) -> None:
     why = problems(rw.backbone, arch, shapes)
     if why:
         raise WeightsNotFound(f"{rw.path} is {describe(shapes)}, not {rw.backbone} weights for {arch} ({why}); "
-                              f"give the {rw.backbone} file for {arch} (rs-wsss weights --check FILE --backbone {rw.backbone})")
+                              f"give the {rw.backbone} file for {arch} "
+                              f"(rs-wsss weights --check FILE --backbone {rw.backbone})")
 
 
 def load_state(rw: ResolvedWeights, arch: str) -> dict:

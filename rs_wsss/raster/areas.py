@@ -118,7 +118,7 @@ def raster_class_areas(class_tif: str | Path, class_names: Sequence[str] | None 
                     counts += c
                     areas += c * row_area[top + r]
     present = [c for c in range(256) if counts[c] and c != NODATA]
-    return summary_rows(present, areas[present], names, pixels=counts[present])
+    return summary_rows(present, areas[present], names, pixels=counts[present])  # type: ignore[arg-type]
 
 
 def polygon_class_areas(gdf: Any, class_names: Sequence[str]) -> list[dict[str, Any]]:

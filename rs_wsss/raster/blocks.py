@@ -43,7 +43,8 @@ def block_windows(width: int, height: int, block: int, stride: int) -> list[Wind
     if block < 1 or stride < 1:
         raise ValueError(f"block and stride must be ≥ 1, got {block}, {stride}")
     b = max(stride, block // stride * stride)
-    return [Window(c, r, min(b, width - c), min(b, height - r)) for r in range(0, height, b) for c in range(0, width, b)]
+    return [Window(c, r, min(b, width - c), min(b, height - r))
+            for r in range(0, height, b) for c in range(0, width, b)]
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: 
     """
     windows = block_windows(scene.width, scene.height, block, tile_stride(tile, overlap))
     private = work is None
-    folder = Path(tempfile.mkdtemp(prefix=f".{raw.name}.{os.getpid()}.blocks", dir=raw.parent)) if work is None else work
+    folder = Path(tempfile.mkdtemp(prefix=f".{raw.name}.{os.getpid()}.blocks",
+                                   dir=raw.parent)) if work is None else work
     try:
         jobs = [BlockJob(w, folder / f"block_{int(w.col_off)}_{int(w.row_off)}.tif",
                          folder / f"block_{int(w.col_off)}_{int(w.row_off)}_conf.tif" if conf is not None else None)
@@ -165,7 +167,8 @@ def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: 
             log.info("resuming: %d of %d blocks already written", skipped, len(jobs))
             if progress:
                 progress("segment", skipped, len(jobs))
-        counted = (lambda stage, n, total: progress(stage, n + skipped, len(jobs))) if progress and skipped else progress
+        counted = (lambda stage, n, total: progress(stage, n + skipped,
+                                                    len(jobs))) if progress and skipped else progress
         executor(scene, todo, tile=tile, overlap=overlap, progress=counted)
         assemble_blocks(jobs, scene, raw, conf, folder)
     finally:

@@ -37,9 +37,10 @@ def metrics(conf: np.ndarray, class_names: list[str]) -> dict:
         f1 = np.where(present, 2 * tp / (2 * tp + fp + fn), np.nan)
     total = conf.sum()
     return {
-        "per_class": {n: {"iou": _f(iou[i]), "f1": _f(f1[i]), "pixels": int(conf[i].sum())} for i, n in enumerate(class_names)},
-        "mIoU": _f(np.nanmean(iou)) if present.any() else None,
-        "mF1": _f(np.nanmean(f1)) if present.any() else None,
+        "per_class": {n: {"iou": _f(iou[i]), "f1": _f(f1[i]), "pixels": int(conf[i].sum())}
+                      for i, n in enumerate(class_names)},
+        "mIoU": _f(np.nanmean(iou)) if present.any() else None,  # type: ignore[arg-type]
+        "mF1": _f(np.nanmean(f1)) if present.any() else None,  # type: ignore[arg-type]
         "OA": _f(tp.sum() / total) if total else None,
         "pixels": int(total),
     }
@@ -68,7 +69,7 @@ def evaluate_rasters(pred_path: str | Path, gt_path: str | Path, class_set: Clas
             if same:
                 g = read_mask(gt, win, table)
             else:
-                g = _reprojected_gt(decoded, gt, pred, win)
+                g = _reprojected_gt(decoded, gt, pred, win)  # type: ignore[arg-type]
             conf += confusion_matrix(p, g, len(names))
     out = metrics(conf, names)
     out.update(prediction=str(pred_path), ground_truth=str(gt_path), class_set=class_set.name)
@@ -79,6 +80,7 @@ def _reprojected_gt(decoded: np.ndarray, gt, pred, win: Window) -> np.ndarray:
     out = np.full((int(win.height), int(win.width)), NODATA, np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        reproject(decoded, out, src_transform=gt.transform, src_crs=gt.crs, dst_transform=rasterio.windows.transform(win, pred.transform),
+        reproject(decoded, out, src_transform=gt.transform, src_crs=gt.crs,
+                  dst_transform=rasterio.windows.transform(win, pred.transform),
                   dst_crs=pred.crs, resampling=Resampling.nearest, src_nodata=NODATA, dst_nodata=NODATA)
     return out

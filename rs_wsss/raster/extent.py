@@ -64,7 +64,7 @@ def parse_bounds(text: str) -> tuple[float, float, float, float]:
         vals = ()
     if len(vals) != 4 or not (vals[0] < vals[2] and vals[1] < vals[3]) or not all(map(math.isfinite, vals)):
         raise RsWsssError(f"--bounds '{text}': expected xmin,ymin,xmax,ymax with xmin < xmax and ymin < ymax")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 def bounds_window(src: Any, bounds: Sequence[float], bounds_crs: Any = None) -> Window:

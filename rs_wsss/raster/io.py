@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ def default_bands(src) -> list[int]:
     if all(c in ci for c in want):
         return [ci.index(c) + 1 for c in want]
     if src.count == 2 and ci[1] != ColorInterp.alpha:
-        raise RsWsssError(f"{Path(src.name).name} has 2 bands and no RGB reading: choose the bands to use as R,G,B with "
+        raise RsWsssError(f"{Path(src.name).name} has 2 bands and no RGB reading: choose the bands to use as R,G,B "
+                          "with "
                           "--bands (e.g. --bands 1,1,2, or --bands 1 for grey) or set raster.bands")
     return [1, 2, 3] if src.count >= 3 else [1, 1, 1]
 
@@ -115,7 +117,7 @@ class Scene:
     """One raster opened for reading; ``read(window)`` → (float32 (3, h, w) in [0, 1], valid bool (h, w))."""
 
     def __init__(self, path: str | Path, bands: list[int] | None = None, norm: NormStats | None = None,
-                 gsd: float | None = None, percentile: tuple[float, float] = (2.0, 98.0),
+                 gsd: float | None = None, percentile: Sequence[float] = (2.0, 98.0),
                  extent: Extent | None = None):
         self.path = str(path)
         self.dataset = open_dataset(path)
@@ -194,7 +196,7 @@ def _intersects(window: Window, full: Window) -> bool:
             and window.col_off + window.width > 0 and window.row_off + window.height > 0)
 
 
-def compute_norm(scene: Scene, percentile: tuple[float, float] = (2.0, 98.0)) -> NormStats:
+def compute_norm(scene: Scene, percentile: Sequence[float] = (2.0, 98.0)) -> NormStats:
     """8-bit data: 0–255 as is. Other types: per-band percentiles of the valid pixels of a decimated read. A scene
     without a valid pixel is refused (for 8-bit data too: its output would be nodata only)."""
     src = scene.src
@@ -233,7 +235,7 @@ def _resampled(src, gsd: float):
 
 
 def open_scene(path: str | Path, bands: list[int] | None = None, norm: NormStats | None = None,
-               gsd: float | None = None, percentile: tuple[float, float] = (2.0, 98.0),
+               gsd: float | None = None, percentile: Sequence[float] = (2.0, 98.0),
                extent: Extent | None = None) -> Scene:
     """Open a scene for reading (see ``Scene``); ``extent`` restricts it to --bounds/--aoi and adds --src-nodata."""
     return Scene(path, bands, norm, gsd, percentile, extent)

@@ -33,7 +33,7 @@ def stac_path(out: str | Path) -> Path:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def stac_item(grid_raster: str | Path, source: str, assets: Mapping[str, str | Path], parameters: Mapping[str, Any],

@@ -106,7 +106,7 @@ def write_gpkg_style(gpkg: str | Path, layer: str, class_names: Sequence[str], c
         "styleName": layer, "styleQML": vector_qml(class_names, colors, ids),
         "styleSLD": vector_sld(layer, class_names, colors, ids), "useAsDefault": True,
         "description": "rs-wsss classes", "owner": "", "ui": None,
-        "update_time": _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None),
+        "update_time": _dt.datetime.now(_dt.UTC).replace(tzinfo=None),
     }
     # written through OGR so the table is registered in gpkg_contents as an attributes table, as QGIS does
     pyogrio.write_dataframe(pd.DataFrame([row], columns=list(LAYER_STYLES_COLUMNS)), str(gpkg), layer="layer_styles",

@@ -55,14 +55,18 @@ def read_tags(path: str | Path, scenes: list[str], class_set: ClassSet) -> list[
                 if class_set.index(name) == 0:
                     problems.append(f"row {r.row}: '{name}' is the background (leave labels empty instead)")
             except RsWsssError:
-                problems.append(f"row {r.row}: unknown class '{name}' (known: {', '.join(c.name for c in class_set.classes)})")
+                problems.append(f"row {r.row}: unknown class '{name}' (known: "
+                                f"{', '.join(c.name for c in class_set.classes)})")
         if r.image not in sizes:
             with open_dataset(r.image) as ds:
                 sizes[r.image] = (ds.width, ds.height)
         w, h = sizes[r.image]
         win = r.window
-        if win.width <= 0 or win.height <= 0 or win.col_off < 0 or win.row_off < 0 or win.col_off >= w or win.row_off >= h:
-            problems.append(f"row {r.row}: window {int(win.col_off)},{int(win.row_off)},{int(win.width)},{int(win.height)} is outside {Path(r.image).name} ({w}x{h})")
+        if (win.width <= 0 or win.height <= 0 or win.col_off < 0 or win.row_off < 0 or win.col_off >= w
+                or win.row_off >= h):
+            problems.append(f"row {r.row}: window "
+                            f"{int(win.col_off)},{int(win.row_off)},{int(win.width)},{int(win.height)} is outside "
+                            f"{Path(r.image).name} ({w}x{h})")
         if r.key in seen:
             problems.append(f"row {r.row}: duplicate of row {seen[r.key]}")
         seen.setdefault(r.key, r.row)
@@ -132,7 +136,7 @@ def _read_csv(path: Path, by_name: dict[str, str], problems: list[str]) -> list[
                 problems.append(f"row {i}: image '{rec['image']}' not found")
                 continue
             try:
-                values = [float(rec[k]) for k in ("col_off", "row_off", "width", "height")]  # type: ignore[arg-type]
+                values = [float(rec[k]) for k in ("col_off", "row_off", "width", "height")]
                 if not all(v.is_integer() and abs(v) < 2**31 for v in values):
                     raise ValueError
                 win = Window(*(int(v) for v in values))
@@ -223,7 +227,7 @@ def _write_gpkg(rows: list[TagRow], path: Path, overwrite: bool) -> None:
 # ---- generators -------------------------------------------------------------------------------------------------
 def template_grid(scenes: list[str], tile: int, overlap: float) -> list[TagRow]:
     """Every tile of every scene with empty labels, for a person to fill in (in QGIS, say)."""
-    rows = []
+    rows: list[TagRow] = []
     for s in scenes:
         with open_dataset(s) as ds:
             rows += [TagRow(str(s), w, (), len(rows) + 1) for w in tile_windows(ds.width, ds.height, tile, overlap)]
@@ -246,16 +250,19 @@ def tags_from_vector(scenes: list[str], vector_path: str | Path, field: str | No
     except (RuntimeError, OSError, ValueError) as exc:  # pyogrio's errors are RuntimeErrors; text decoding, I/O
         raise RsWsssError(f"cannot read vector layer {vector_path}: {str(exc).splitlines()[0]}") from None
     if constant_class is None and (field is None or field not in layer.columns):
-        raise RsWsssError(f"{vector_path}: field '{field}' not found (fields: {', '.join(c for c in layer.columns if c != 'geometry')}); or use --class-name")
+        raise RsWsssError(f"{vector_path}: field '{field}' not found (fields: "
+                          f"{', '.join(c for c in layer.columns if c != 'geometry')}); or use --class-name")
     names = [constant_class] * len(layer) if constant_class else [
         (value_map or {}).get(str(v), str(v)) for v in layer[field]]
     unknown = sorted({n for n in names if n not in class_set.names})
     if unknown:
-        raise RsWsssError(f"{vector_path}: values {', '.join(unknown)} are not classes of '{class_set.name}' (use --value-map VALUE=CLASS)")
+        raise RsWsssError(f"{vector_path}: values {', '.join(unknown)} are not classes of '{class_set.name}' (use "
+                          "--value-map VALUE=CLASS)")
     if layer.crs is not None and layer.crs.is_geographic and len(layer):
         x0, y0, x1, y1 = layer.total_bounds
         if min(x0, y0) < -180 or x1 > 180 or y1 > 90:  # GeoJSON without a crs member read as CRS84, yet projected
-            log.warning("%s claims %s but its coordinates are projected: treating it as having no CRS", vector_path, layer.crs)
+            log.warning("%s claims %s but its coordinates are projected: treating it as having no CRS", vector_path,
+                        layer.crs)
             layer = layer.set_crs(None, allow_override=True)
     layer = layer.assign(_cls=names)
     layer = layer[layer.geometry.notna() & ~layer.geometry.is_empty]
@@ -295,7 +302,8 @@ def tags_from_raster(scenes: list[str], masks: list[str], class_set: ClassSet, t
     for s, m in pairs:
         with open_dataset(s) as ds, open_dataset(m) as ms:
             if (ms.width, ms.height) != (ds.width, ds.height):
-                raise RsWsssError(f"mask {Path(m).name} is {ms.width}x{ms.height}, scene {Path(s).name} is {ds.width}x{ds.height}")
+                raise RsWsssError(f"mask {Path(m).name} is {ms.width}x{ms.height}, scene {Path(s).name} is "
+                                  f"{ds.width}x{ds.height}")
             for w in tile_windows(ds.width, ds.height, tile, overlap):
                 inner = w.intersection(Window(0, 0, ds.width, ds.height))
                 ids = read_mask(ms, inner, table)

@@ -92,7 +92,7 @@ def build_figure(rgb: np.ndarray, classes: np.ndarray, names: Sequence[str], col
         label = name if percents is None else f"{name}  {percents[i]:.1f} %"
         if i == 0:
             label += " (no overlay)"
-        handles.append(Patch(facecolor=np.asarray(c[:3]) / 255, edgecolor="#333", label=label))
+        handles.append(Patch(facecolor=np.asarray(c[:3]) / 255, edgecolor="#333", label=label))  # type: ignore[arg-type]
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=((w + 8) / fig_w, 1 - top / fig_h), frameon=False,
                fontsize=10, title="classes", title_fontsize=11, alignment="left")
     return fig

@@ -26,7 +26,8 @@ def curves_figure(rows: list[dict], val: list[dict]):
         ax.plot(step, y, color=color, lw=0.8, alpha=0.35 if len(y) > 50 else 1.0, label=key if len(y) <= 50 else None)
         if len(y) > 50:  # noisy per-step values: a moving average carries the trend
             k = max(5, len(y) // 50)
-            ax.plot(step[k - 1 :], np.convolve(y, np.ones(k) / k, "valid"), color=color, lw=1.6, label=f"{key} (mean of {k})")
+            ax.plot(step[k - 1 :], np.convolve(y, np.ones(k) / k, "valid"), color=color, lw=1.6, label=f"{key} (mean "
+                                                                                                       f"of {k})")
     ax.set_ylabel("loss")
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
@@ -77,8 +78,8 @@ def previews_figure(maps: dict[str, np.ndarray], names: Sequence[str], colors: S
                 ax.set_title(key, fontsize=10)
             if j == 0 and i < len(tile_labels):
                 ax.set_ylabel(tile_labels[i], fontsize=7)
-    handles = [Patch(facecolor=np.asarray(c[:3]) / 255, edgecolor="#333", label=nm) for nm, c in zip(names, colors)]
-    handles.append(Patch(facecolor=np.asarray(IGNORE_RGB) / 255, edgecolor="#333", label="ignore (pseudo labels)"))
+    handles = [Patch(facecolor=np.asarray(c[:3]) / 255, edgecolor="#333", label=nm) for nm, c in zip(names, colors)]  # type: ignore[arg-type]
+    handles.append(Patch(facecolor=np.asarray(IGNORE_RGB) / 255, edgecolor="#333", label="ignore (pseudo labels)"))  # type: ignore[arg-type]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=8, frameon=False)
     fig.suptitle(f"step {step}", fontsize=11)
     return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ class CachedBatches:
         return cache_key(file_identity(r.image), win, v, cfg.train.seed, s.crop, cfg.train.hflip, scene.bands,
                          scene.norm.to_dict(), backbones, p.clip_size, p.dino_size, cfg.raster.gsd)
 
-    def fill(self, model: torch.nn.Module, progress: Progress | None = None) -> list[tuple[int, int, str]]:
+    def fill(self, model: Any, progress: Progress | None = None) -> list[tuple[int, int, str]]:
         """Compute the frozen features of every view once (misses only); the usable (tile, view, key), sorted.
 
         Raises:

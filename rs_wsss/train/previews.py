@@ -18,7 +18,8 @@ def read_tiles(scenes: dict, windows: list, size: int) -> torch.Tensor:
     out = []
     for path, win in windows:
         img, _ = scenes[path].read(win)
-        out.append(F.interpolate(torch.from_numpy(img)[None], size=(size, size), mode="bilinear", align_corners=False)[0])
+        out.append(F.interpolate(torch.from_numpy(img)[None], size=(size, size), mode="bilinear",
+                                 align_corners=False)[0])
     return torch.stack(out)
 
 

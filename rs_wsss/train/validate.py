@@ -46,8 +46,9 @@ class Validator:
 
         names = self.class_set.names
         conf = sum(confusion_matrix(p, g, len(names)) for p, g in zip(preds, self.targets))
-        m = metrics(conf, names)
-        return {"metric": self.metric, "score": m["mIoU"], "per_class": {k: v["iou"] for k, v in m["per_class"].items()},
+        m = metrics(conf, names)  # type: ignore[arg-type]
+        return {"metric": self.metric, "score": m["mIoU"],
+                "per_class": {k: v["iou"] for k, v in m["per_class"].items()},
                 "OA": m["OA"], "tiles": len(preds), "source": self.source}
 
     def _tags(self, preds: list[np.ndarray]) -> dict:

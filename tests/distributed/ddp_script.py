@@ -14,8 +14,8 @@ from rs_wsss.model.wsss import WSSS
 from rs_wsss.priors import build_priors
 from rs_wsss.raster.io import open_scene
 from rs_wsss.raster.tags import tags_from_vector
-from rs_wsss.train.loop import train
 from rs_wsss.train.batches import FreshBatches
+from rs_wsss.train.loop import train
 from rs_wsss.train.sampler import TileSampler
 
 data = sys.argv[2]
@@ -24,7 +24,8 @@ rank, n = world()
 cfg = tiny_config(["train.iters=3", "train.batch=4", "train.checkpoint_every=100", "par.iters=2"])
 cs = load_class_set("landcover")
 scene = f"{data}/spacenet/sample_geotiff.tif"
-rows = tags_from_vector([scene], f"{data}/spacenet/geotiff_labels.geojson", None, cs, 256, 0.0, constant_class="building")
+rows = tags_from_vector([scene], f"{data}/spacenet/geotiff_labels.geojson", None, cs, 256, 0.0,
+                        constant_class="building")
 sampler = TileSampler(rows, {scene: open_scene(scene)}, cs, cfg)
 torch.manual_seed(0)
 model = WSSS(cfg, cs, *build_priors(cfg.priors))

@@ -16,7 +16,8 @@ pytest.importorskip("dask.distributed", reason="dask[distributed] is part of the
 
 def _segment(shared_data, out, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1")  # workers run one torch thread; GEMM sums depend on the count
-    cmd = [sys.executable, "-m", "rs_wsss_cli.main", "segment", str(shared_data / "naip/m_4709963_se_14_1_20200831.tif"),
+    cmd = [sys.executable, "-m", "rs_wsss_cli.main", "segment",
+           str(shared_data / "naip/m_4709963_se_14_1_20200831.tif"),
            "-o", str(out), "--zero-shot", "--classes", "landcover", "--tiny", "--tile", "128", "--overlap", "0.25",
            "--probs", "--set", "infer.batch=1", *extra]  # one tile per forward: batch size changes GEMM rounding
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

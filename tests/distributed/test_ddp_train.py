@@ -14,9 +14,11 @@ SCRIPT = Path(__file__).with_name("ddp_script.py")
 def test_two_gloo_ranks_stay_identical_and_match_a_single_process(shared_data, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single, multi = tmp_path / "single.json", tmp_path / "multi.json"
-    p = subprocess.run([sys.executable, str(SCRIPT), str(single), str(shared_data)], env=env, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, str(SCRIPT), str(single), str(shared_data)], env=env, capture_output=True,
+                       text=True)
     assert p.returncode == 0, p.stderr[-3000:]
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(SCRIPT),
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                        str(SCRIPT),
                         str(multi), str(shared_data)], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     a, b = json.loads(single.read_text()), json.loads(multi.read_text())

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-
 # One torch thread per CLI process: the tiny models gain nothing from threads, and on a shared 2-core machine OpenMP
 # threads spinning against other processes make a tiny training run 3-4x slower.
 ENV = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))

@@ -1,5 +1,6 @@
 """The notebook API: ``import rs_wsss`` is light, ``train_from_tags`` writes log/report and keeps the best checkpoint
-under validation, ``segment_raster`` returns the output paths (and a GeoDataFrame), and the CLI calls these functions."""
+under validation, ``segment_raster`` returns the output paths (and a GeoDataFrame), and the CLI calls these
+functions."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def _cache_dir(tmp_path_factory):
 
 
 def test_import_is_light_and_exports_the_api():
-    code = ("import sys, rs_wsss\nheavy=[m for m in ('torch','rasterio','matplotlib','geopandas') if m in sys.modules]\n"
+    code = ("import sys, rs_wsss\nheavy=[m for m in ('torch','rasterio','matplotlib','geopandas') if m in "
+            "sys.modules]\n"
             "assert not heavy, heavy\nfrom rs_wsss import segment_raster, train_from_tags\n"
             "assert segment_raster.__module__ == 'rs_wsss.api' == train_from_tags.__module__")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

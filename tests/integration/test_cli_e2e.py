@@ -25,7 +25,8 @@ def test_spacenet_tags_train_segment_evaluate(shared_data, trained_spacenet, tmp
     state = torch.load(trained_spacenet / "model.pt", weights_only=True)
     assert state["step"] == 8 and state["random_weights"] and scene_key(scene) in state["extra"]["norms"]  # by identity
     out = tmp_path / "out.gpkg"
-    p = run_cli("--progress-json", "segment", scene, "-o", out, "--model", trained_spacenet / "model.pt", "--tile", "256")
+    p = run_cli("--progress-json", "segment", scene, "-o", out, "--model", trained_spacenet / "model.pt", "--tile",
+                "256")
     assert p.returncode == 0, p.stderr
     progress = [json.loads(l) for l in p.stderr.splitlines() if l.startswith("{")]
     assert progress and progress[-1]["stage"] in ("segment", "vectorize") and {"done", "total"} <= set(progress[0])
@@ -63,7 +64,8 @@ def test_naip_four_band_zero_shot_and_template(shared_data, tmp_path):
     with rasterio.open(tmp_path / "z_confidence.tif") as c:
         conf = c.read(1)
         assert conf.max() <= 1.0 and conf.min() > 0
-    assert set(gpd.read_file(tmp_path / "z.gpkg").class_name) <= {"background", "building", "road", "vegetation", "water", "bare_land"}
+    landcover = {"background", "building", "road", "vegetation", "water", "bare_land"}
+    assert set(gpd.read_file(tmp_path / "z.gpkg").class_name) <= landcover
 
 
 def test_several_scenes_give_one_output_each_in_their_own_crs(shared_data, tmp_path):

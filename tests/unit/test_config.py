@@ -12,8 +12,16 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rs_wsss.config import (Config, apply_override, changed, load_config, packaged_config, resolve_config, set_value,
-                            tiny_config)
+from rs_wsss.config import (
+    Config,
+    apply_override,
+    changed,
+    load_config,
+    packaged_config,
+    resolve_config,
+    set_value,
+    tiny_config,
+)
 from rs_wsss.errors import ConfigError, RsWsssError
 
 KEYS = [(s.name, f.name) for s in dataclasses.fields(Config) for f in dataclasses.fields(getattr(Config(), s.name))]

@@ -102,9 +102,11 @@ def test_only_adapters_and_decoder_reach_the_optimiser(priors):
     want = {id(p) for m in (model.adapter, model.dino_adapter, model.decoder) for p in m.parameters()}
     assert in_opt == want and len(want) > 0 and len(in_opt) == len(model.trainable_parameters())
     assert not any(p.requires_grad for p in [*clip.parameters(), *dino.parameters()])
-    assert opt.param_groups[0]["lr"] == pytest.approx(2e-3) and opt.param_groups[0]["weight_decay"] == pytest.approx(1e-3)
+    group = opt.param_groups[0]
+    assert group["lr"] == pytest.approx(2e-3) and group["weight_decay"] == pytest.approx(1e-3)
     c = model.param_counts()
-    assert c["trainable"] == c["adapter"] + c["dino_adapter"] + c["decoder"] == sum(p.numel() for p in model.trainable_parameters())
+    n_trainable = sum(p.numel() for p in model.trainable_parameters())
+    assert c["trainable"] == c["adapter"] + c["dino_adapter"] + c["decoder"] == n_trainable
     assert c["total"] == c["trainable"] + c["clip"] + c["dino"]
     # a backbone that is not frozen is refused
     p = next(clip.parameters())

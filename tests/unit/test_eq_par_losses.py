@@ -87,8 +87,10 @@ def test_pseudo_labels_weclip_argmax_by_hand():
     cam = torch.tensor([[[[0.1, 0.3, 0.9, 0.8, 0.6]],
                          [[0.9, 0.5, 0.2, 0.1, 0.7]],
                          [[0.1, 0.4, 0.3, 0.95, 0.1]]]])
-    assert losses.pseudo_labels(cam, torch.tensor([[True, True, False]]), 0.55, 0.35, 255).tolist() == [[[1, 1, 0, 0, 1]]]
-    assert losses.pseudo_labels(cam, torch.tensor([[True, True, True]]), 0.55, 0.35, 255).tolist() == [[[1, 1, 0, 2, 1]]]
+    assert losses.pseudo_labels(cam, torch.tensor([[True, True, False]]), 0.55, 0.35,
+                                255).tolist() == [[[1, 1, 0, 0, 1]]]
+    assert losses.pseudo_labels(cam, torch.tensor([[True, True, True]]), 0.55, 0.35,
+                                255).tolist() == [[[1, 1, 0, 2, 1]]]
     assert losses.pseudo_labels(cam, torch.tensor([[True, False, False]]), 0.9, 0.1, 255).tolist() == [[[0] * 5]]
     with pytest.raises(ValueError, match="pseudo.rule"):
         losses.pseudo_labels(cam, torch.tensor([[True, True, True]]), 0.55, 0.35, 255, "otsu")

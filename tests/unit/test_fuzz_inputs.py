@@ -21,7 +21,8 @@ from rs_wsss.classes import load_class_set
 from rs_wsss.errors import RsWsssError
 from rs_wsss.raster.tags import read_tags
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("RS_WSSS_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(__import__("os").environ.get("RS_WSSS_FUZZ_EXAMPLES", "60")), deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _one_line(exc: BaseException) -> None:
@@ -78,7 +79,8 @@ CELL = st.one_of(st.text(max_size=12), st.integers(-10**30, 10**30).map(str),
 
 @FUZZ
 @given(st.lists(st.lists(CELL, min_size=0, max_size=8), min_size=0, max_size=6),
-       st.sampled_from(["image,col_off,row_off,width,height,labels", "image,labels", "", "\ufeffimage,col_off,row_off,width,height,labels"]))
+       st.sampled_from(["image,col_off,row_off,width,height,labels", "image,labels", "",
+                        "\ufeffimage,col_off,row_off,width,height,labels"]))
 def test_tags_csv_structured(tmp_path, scene, landcover, rows, header):
     import csv
     import io

@@ -25,7 +25,8 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, scene, how, overwrite):
     out = {"same path": lambda: scene, "dot-dot": lambda: sub / ".." / "scene.tif",
            "symlink": lambda: (sub / "link.tif").symlink_to(scene) or sub / "link.tif",
            "hard link": lambda: os.link(scene, sub / "hard.tif") or sub / "hard.tif",
-           "symlinked dir": lambda: (tmp_path / "alias").symlink_to(tmp_path) or tmp_path / "alias" / "scene.tif"}[how]()
+           "symlinked dir": lambda: (tmp_path / "alias").symlink_to(tmp_path) or tmp_path / "alias" / "scene.tif",
+           }[how]()
     with pytest.raises(RsWsssError, match="is the input"):
         guard_outputs([tmp_path / "other.qml", out], [scene], overwrite=overwrite)
     assert scene.read_bytes() == b"precious"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import geopandas as gpd
 import pytest
 import rasterio
-from rasterio.windows import Window, bounds as window_bounds
+from rasterio.windows import bounds as window_bounds
 from shapely.geometry import box
 
 from rs_wsss.classes import load_class_set
@@ -39,7 +39,8 @@ def test_vector_layer_without_crs_and_field_values(shared_data, caplog):
         rows = tags_from_vector([scene], layer, None, CS, 256, 0.0, constant_class="vegetation")
     assert "no CRS" in caplog.text and any("vegetation" in r.labels for r in rows)
     with pytest.raises(RsWsssError, match="value-map"):
-        tags_from_vector([str(shared_data / "nc_landsat/lsat7_2000_10.tif")], shared_data / "nc_landsat/landsat96_polygons.shp",
+        tags_from_vector([str(shared_data / "nc_landsat/lsat7_2000_10.tif")],
+                         shared_data / "nc_landsat/landsat96_polygons.shp",
                          "label", CS, 128, 0.0)
 
 
@@ -53,7 +54,8 @@ def test_tags_from_ground_truth_rasters_decode_palette_and_rgb_masks(shared_data
 
 def test_csv_and_gpkg_round_trip(shared_data, tmp_path):
     scene = str(shared_data / "naip/m_4709963_se_14_1_20200831.tif")
-    rows = [TagRow(r.image, r.window, ("water",) if i % 2 else (), r.row) for i, r in enumerate(template_grid([scene], 256, 0.0))]
+    grid = template_grid([scene], 256, 0.0)
+    rows = [TagRow(r.image, r.window, ("water",) if i % 2 else (), r.row) for i, r in enumerate(grid)]
     for name in ("t.csv", "t.gpkg"):
         write_tags(rows, tmp_path / name)
         back = read_tags(tmp_path / name, [scene], CS)
@@ -75,7 +77,8 @@ def test_validation_lists_every_problem_with_row_numbers(shared_data, tmp_path):
         read_tags(csv, [a, b], CS)
     msg = str(exc.value)
     assert "\n" not in msg and "5 problems" in msg
-    for part in ("row 1: unknown class 'rooof'", "row 2: window", "row 3: duplicate of row 1", "row 4: image 'missing.tif'",
+    for part in ("row 1: unknown class 'rooof'", "row 2: window", "row 3: duplicate of row 1", "row 4: image "
+                                                                                               "'missing.tif'",
                  "scene sample_geotiff.tif has no rows"):
         assert part in msg
 

@@ -49,7 +49,8 @@ def data(shared_data):
         for v in np.unique(mask[w.row_off : w.row_off + 128, w.col_off : w.col_off + 128]):
             if v > 0:
                 tags[i, v - 1] = 1
-    yield {"path": path, "scenes": {path: scene}, "images": images, "tags": tags, "masks": shared_data / "potsdam/masks"}
+    yield {"path": path, "scenes": {path: scene}, "images": images, "tags": tags,
+           "masks": shared_data / "potsdam/masks"}
     scene.close()
 
 

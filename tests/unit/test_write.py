@@ -11,8 +11,13 @@ import rasterio
 from rasterio.transform import from_origin
 
 from rs_wsss.errors import RsWsssError
-from rs_wsss.raster.write import (aux_path, atomic_output, finalize_class_raster, finalize_confidence_raster,
-                                  parse_creation_options)
+from rs_wsss.raster.write import (
+    atomic_output,
+    aux_path,
+    finalize_class_raster,
+    finalize_confidence_raster,
+    parse_creation_options,
+)
 
 NAMES = ["background", "building", "water"]
 COLORS = [(0, 0, 0), (255, 0, 0), (0, 0, 255)]
