@@ -46,8 +46,8 @@ def main() -> None:
     valid = np.ones((len(tiles), 512, 512), bool)
     out, joint = {}, {}
     for p in ("fp32", a.precision):
-        seg = load_segmenter(str(ckpt), None, False, str(weights), "cpu", overrides=[f"infer.precision={p}",
-                                                                                    "infer.scales=[1.0]", "infer.crf=false"])
+        sets = [f"infer.precision={p}", "infer.scales=[1.0]", "infer.crf=false"]
+        seg = load_segmenter(str(ckpt), None, False, str(weights), "cpu", overrides=sets)
         out[p] = np.concatenate([seg.predict(tiles[i : i + 1], valid[i : i + 1]) for i in range(len(tiles))])
         with torch.inference_mode():
             joint[p] = torch.cat([seg.model.clip(torch.from_numpy(tiles[i : i + 1]), need_attn=False).joint
@@ -58,7 +58,8 @@ def main() -> None:
     rel = ((joint[a.precision] - joint["fp32"]).norm() / joint["fp32"].norm()).item()
     print(machine())
     print(f"CPU: {cpu_flags()}; {len(tiles)} NAIP tiles of 512 px, real-shaped ViT-B/16 + decoder (random values)")
-    print(f"| {a.precision} vs fp32 | pixel agreement {agree:.4%} | max |Δp| {d.max():.4f} | mean |Δp| {d.mean():.5f} | "
+    print(f"| {a.precision} vs fp32 | pixel agreement {agree:.4%} | max |Δp| {d.max():.4f} | mean |Δp| {d.mean():.5f} "
+          "| "
           f"CLIP joint tokens rel. L2 error {rel:.4f} | decoder max p (fp32) mean {hi.max(1).mean():.3f} |")
 
 

@@ -52,7 +52,8 @@ if __name__ == "__main__":
         p = subprocess.run(floor_cmd + ["--weights", str(d / "missing.bin")], capture_output=True, text=True,
                            check=False)
         floor = time.perf_counter() - t
-        print(f"| for comparison: same command, weights path missing (reported after torch loads; exit {p.returncode}) | {floor:.2f} s |")
+        print(f"| for comparison: same command, weights path missing (reported after torch loads; exit {p.returncode}) "
+              f"| {floor:.2f} s |")
         for name, path in files.items():
             size = path.stat().st_size / 2**20
             t = time.perf_counter()

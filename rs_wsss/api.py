@@ -62,7 +62,8 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
                    bands: Sequence[int] | None = None, probs: bool = False, vectorize: bool | None = None,
                    min_area: float = 0.0, simplify: float = 0.0, bounds: Sequence[float] | None = None,
                    bounds_crs: str | None = None, aoi: PathLike | None = None, src_nodata: float | None = None,
-                   creation_options: dict[str, str] | None = None, overwrite: bool = False, report: bool = True, config: PathLike | None = None,
+                   creation_options: dict[str, str] | None = None, overwrite: bool = False, report: bool = True,
+                   config: PathLike | None = None,
                    overrides: Sequence[str] = (), tiny: bool = False, dask: str | None = None,
                    block_size: int | None = None, resume: bool = False, progress: Progress | None = None,
                    return_gdf: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
@@ -101,7 +102,7 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
     _exist(paths + [str(p) for p in (model, aoi) if p])  # GDAL paths (/vsicurl/, s3://) are checked by opening
     if bounds_crs and not bounds:
         raise RsWsssError("--bounds-crs needs --bounds xmin,ymin,xmax,ymax")
-    extent = (Extent(tuple(bounds) if bounds else None, bounds_crs, str(aoi) if aoi else None, src_nodata)
+    extent = (Extent(tuple(bounds) if bounds else None, bounds_crs, str(aoi) if aoi else None, src_nodata)  # type: ignore[arg-type]
               if (bounds or aoi or src_nodata is not None) else None)
     bands = list(bands) if bands else None
     check_bands(paths, bands)  # unreadable rasters and impossible band choices fail before a model is built
@@ -121,7 +122,8 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
 
         zcfg = load_config(str(config) if config else None, tuple(overrides), tiny=tiny, settings=settings)
         check_early(zcfg.priors, weights, need_dino=zcfg.usr.enabled and zcfg.usr.use_dino)
-    spec = {"model_path": str(model) if model else None, "class_set": classes, "zero_shot": zero_shot,
+    spec: dict[str, Any] = {
+            "model_path": str(model) if model else None, "class_set": classes, "zero_shot": zero_shot,
             "weights": weights, "device": pick_device(device), "tiny": tiny, "overrides": tuple(overrides),
             "config_path": str(config) if config else None, "settings": settings}
     t0 = time.perf_counter()

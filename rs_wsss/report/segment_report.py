@@ -32,7 +32,7 @@ def class_areas(class_tif: str | Path, names: list[str]) -> dict[str, Any]:
         m2 = float(r["area_m2"]) if crs is not None else None
         rows.append({"class": name, "pixels": int(r["pixels"]), "m2": m2, "ha": m2 / 1e4 if m2 is not None else None,
                      "percent": 100.0 * r["pixels"] / valid if valid else 0.0})
-    total = sum(r["m2"] for r in rows) if crs is not None else None
+    total = sum(r["m2"] for r in rows) if crs is not None else None  # type: ignore[misc]
     return {"classes": rows, "total_m2": total, "valid_pixels": valid, "nodata_pixels": size[0] * size[1] - valid,
             "size": size, "crs": crs.to_string() if crs else None}
 
@@ -76,7 +76,8 @@ def render_html(scene_path, areas: dict, colors, meta: dict, params: dict, timin
     w, h = areas["size"]
     note = (f"Ground areas in {areas['crs']}. " if have_m2 else "No CRS: areas in pixels only. ")
     note += f"{w}×{h} px; {areas['nodata_pixels']:,} nodata pixels are not counted."
-    legend = "".join(f"<div>{html.swatch(c)}{html.escape(n)}</div>" for n, c in zip([r["class"] for r in areas["classes"]], colors))
+    legend = "".join(f"<div>{html.swatch(c)}{html.escape(n)}</div>" for n,
+                     c in zip([r["class"] for r in areas["classes"]], colors))
     sections = [
         ("Quicklook", html.img(png, "quicklook") + f'<div class="muted">read at {ql_shape[1]}×{ql_shape[0]} px '
          f"(decimated); background is not overlaid</div>"),

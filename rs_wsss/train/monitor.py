@@ -44,7 +44,8 @@ def refuse_stale_best(out_path: str | Path, resume: bool) -> None:
     """A ``MODEL.best.pt`` left by an earlier run must not pass for this run's best: refuse it unless resuming."""
     best = monitor_paths(out_path)["best"]
     if best.exists() and not resume:
-        raise OutputExists(f"output exists: {best} (from an earlier run); remove it, pass --resume, or choose another -o")
+        raise OutputExists(f"output exists: {best} (from an earlier run); remove it, pass --resume, or choose another "
+                           "-o")
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
@@ -99,7 +100,8 @@ class TrainMonitor:
         labels = out.get("labels")
         frac = float((labels != self.cfg.pseudo.ignore_index).float().mean()) if labels is not None else math.nan
         self.rows.append({"step": step, "loss": float(out["loss"].detach()), "L_seg": float(out["seg"]),
-                          "L_aff": float(out["aff"]), "lr": self.cfg.train.lr * self.lr_of(step - 1), "seconds": now - self.t_last,
+                          "L_aff": float(out["aff"]), "lr": self.cfg.train.lr * self.lr_of(step - 1),
+                          "seconds": now - self.t_last,
                           "pseudo_fraction": frac})
         t = self.cfg.train
         if step % t.report_every == 0 or step == t.iters:  # the last step too, before the loop's final checkpoint

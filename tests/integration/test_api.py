@@ -93,9 +93,8 @@ def test_segment_raster_returns_paths_and_a_geodataframe(shared_data, trained_sp
 
 def test_cli_calls_the_api(monkeypatch, tmp_path):
     """The CLI only parses and prints: its options arrive unchanged at ``segment_raster`` / ``train_from_tags``."""
-    from rs_wsss_cli.main import cli
-
     import rs_wsss.api
+    from rs_wsss_cli.main import cli
 
     calls = {}
 

@@ -125,7 +125,10 @@ def test_tag_miou_by_hand():
     cs = load_class_set("potsdam")
     cfg = tiny_config(["train.val_min_fraction=0.25"])
     valid = np.ones((2, 2), bool)
-    lab = lambda *c: np.isin(np.arange(1, cs.num_classes + 1), c)
+
+    def lab(*c):
+        return np.isin(np.arange(1, cs.num_classes + 1), c)
+
     v = validate.Validator("tags", [], [(lab(1), valid), (lab(2), valid), (lab(), valid)], cs, cfg, "t")
     preds = [np.array([[1, 0], [0, 0]]), np.array([[0, 0], [0, 3]]), np.array([[1, 1], [0, 0]])]
     res = v._tags([p.astype(np.uint8) for p in preds])
