@@ -73,6 +73,9 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
             raise RsWsssError(f"{out_path} was trained for another class set; use the same --classes to resume")
         known_norms = state["extra"].get("norms", {})
     rows = read_tags(tags_path, scenes, class_set)
+    if not any(r.labels for r in rows):  # a grid nobody filled in: the model could only learn "background"
+        log.warning("every one of the %d tag rows has empty labels, so training sees background only; fill the "
+                    "'labels' field with class names (e.g. in QGIS) for the tiles where they appear", len(rows))
     opened: dict[str, Scene] = {}
     val_opened: dict[str, Scene] = {}
     try:

@@ -132,3 +132,25 @@ def test_help_is_fast_and_imports_no_torch():
                 ["evaluate"], ["kb", "show"], ["kb", "build"], ["weights"]):
         q = run_cli(*sub, "--help")
         assert q.returncode == 0 and "Example" in q.stdout, (sub, q.stderr)
+
+
+def test_a_tag_grid_with_every_label_empty_warns_that_training_sees_background_only(shared_data, tmp_path):
+    scene = shared_data / "spacenet/sample_geotiff.tif"
+    grid = tmp_path / "tags.csv"
+    p = run_cli("tags", "template", scene, "-o", grid, "--tile", "256")  # every label empty, as a new user leaves it
+    assert p.returncode == 0, p.stderr
+    p = run_cli("train", "--tags", grid, scene, "-o", tmp_path / "m.pt", "--classes", "landcover", "--tiny",
+                "--iters", "1")
+    assert p.returncode == 0, p.stderr
+    assert "empty labels" in p.stderr and "background only" in p.stderr
+    # one filled-in row is enough to silence it
+    rows = list(csv.DictReader(open(grid)))
+    rows[0]["labels"] = "building"
+    with open(grid, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    p = run_cli("train", "--tags", grid, scene, "-o", tmp_path / "m2.pt", "--classes", "landcover", "--tiny",
+                "--iters", "1")
+    assert p.returncode == 0, p.stderr
+    assert "empty labels" not in p.stderr
