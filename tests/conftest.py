@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,23 @@ def _offline_hub(monkeypatch):
     # Tests never reach a model hub: weights are random (explicitly) or written by the test itself.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def run_main_in_process(argv: list[str], capfd) -> tuple[int, str]:
+    """``rs-wsss ARGV`` through the real entry point in this process; logging/signal state restored afterwards."""
+    from rs_wsss_cli.main import main
+
+    logger, root = logging.getLogger("rs_wsss"), logging.getLogger()
+    saved = (logger.handlers[:], logger.level, logger.propagate, root.handlers[:], root.level,
+             signal.getsignal(signal.SIGTERM))
+    capfd.readouterr()
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+        root.handlers[:], root.level = saved[3], saved[4]
+        signal.signal(signal.SIGTERM, saved[5])
+    return code, capfd.readouterr().err

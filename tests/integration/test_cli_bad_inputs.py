@@ -9,11 +9,9 @@ a subprocess, where the process itself is the point (CUDA visibility, unknown op
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import zipfile
@@ -23,6 +21,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from ..conftest import run_main_in_process
 from .conftest import ENV, run_cli
 
 NAIP = "naip/m_4709963_se_14_1_20200831.tif"
@@ -210,26 +209,6 @@ def _snapshot(root) -> dict:
     return out
 
 
-def _run_in_process(argv: list[str], capfd) -> tuple[int, str]:
-    """``rs-wsss ARGV`` through the real entry point in this process; logging/signal state restored afterwards."""
-    from rs_wsss_cli.main import main
-
-    logger, root = logging.getLogger("rs_wsss"), logging.getLogger()
-    saved = (logger.handlers[:], logger.level, logger.propagate, root.handlers[:], root.level,
-             signal.getsignal(signal.SIGTERM))
-    capfd.readouterr()
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-        root.handlers[:], root.level = saved[3], saved[4]
-        signal.signal(signal.SIGTERM, saved[5])
-    return code, capfd.readouterr().err
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_line_and_exit_2(case, workdir, shared_data, trained_spacenet, capfd, monkeypatch):
     _, args, words = case[:3]
@@ -250,7 +229,7 @@ def test_bad_input_gives_one_line_and_exit_2(case, workdir, shared_data, trained
                            timeout=600, env=dict(ENV, CUDA_VISIBLE_DEVICES=""), cwd=cwd, check=False)
         code, err = p.returncode, p.stderr
     else:
-        code, err = _run_in_process(argv, capfd)
+        code, err = run_main_in_process(argv, capfd)
     lines = [l for l in err.splitlines() if l.strip()]
     assert code == 2, (code, err)
     assert len(lines) == 1 and "Traceback" not in err, err

@@ -21,6 +21,8 @@ from rs_wsss.classes import load_class_set
 from rs_wsss.errors import RsWsssError
 from rs_wsss.raster.tags import read_tags
 
+from ..conftest import run_main_in_process
+
 FUZZ = settings(max_examples=int(__import__("os").environ.get("RS_WSSS_FUZZ_EXAMPLES", "60")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -195,26 +197,6 @@ def seg_args(tmp_path_factory, scene):
     return [str(scene), "-o", str(d / "o.gpkg"), "--zero-shot", "--classes", "landcover", "--tiny"]
 
 
-def _cli(argv: list[str], capfd) -> tuple[int, str]:
-    import logging
-    import signal
-
-    from rs_wsss_cli.main import main
-
-    logger, root = logging.getLogger("rs_wsss"), logging.getLogger()
-    saved = (logger.handlers[:], root.handlers[:], signal.getsignal(signal.SIGTERM))
-    capfd.readouterr()
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        logger.handlers[:], root.handlers[:] = saved[0], saved[1]
-        signal.signal(signal.SIGTERM, saved[2])
-    return code, capfd.readouterr().err
-
-
 OPTION_TEXT = st.one_of(st.text(max_size=12), st.lists(st.integers(-3, 6).map(str), max_size=5).map(",".join),
                         st.lists(st.floats(allow_nan=True, allow_infinity=True).map(repr), max_size=4).map(",".join),
                         st.sampled_from(["", ",", "1,,2", " 1 , 2 ", "1e400", "0x10", "½", "١,٢,٣", "-0", "3,2,1"]))
@@ -223,7 +205,7 @@ OPTION_TEXT = st.one_of(st.text(max_size=12), st.lists(st.integers(-3, 6).map(st
 @FUZZ
 @given(opt=st.sampled_from(["--bands", "--scales", "-b"]), value=OPTION_TEXT)
 def test_bands_and_scales_never_crash(seg_args, capfd, opt, value):
-    code, err = _cli(["segment", *seg_args, opt, value], capfd)
+    code, err = run_main_in_process(["segment", *seg_args, opt, value], capfd)
     lines = [l for l in err.splitlines() if l.strip()]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
 
