@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..atomic import atomic_path
 from ..classes import ClassSet
 from ..config import TPEConfig
 from ..errors import RsWsssError
@@ -59,9 +60,8 @@ def encode_knowledge_base(
         kb = torch.cat([encode_text(texts[i : i + _BATCH]).float().cpu() for i in range(0, len(texts), _BATCH)])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(kb, tmp)
-        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        with atomic_path(path) as tmp:  # a concurrent reader never sees half a file; a killed writer's is swept
+            torch.save(kb, tmp)
     return kb
 
 

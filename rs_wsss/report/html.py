@@ -6,7 +6,6 @@ No template engine and no server: a report is one file a user can mail or open f
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
@@ -27,15 +26,11 @@ RANDOM_BANNER = ("RANDOM WEIGHTS: the backbones were not pretrained. These resul
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """Write under a temporary name beside ``path``, then rename: a reader never sees a half-written file."""
-    from ..atomic import temp_path
+    from ..atomic import atomic_path
 
     path = Path(path)
-    tmp = temp_path(path)  # PID-tagged: a killed writer's leftover is swept by the next run
-    try:
+    with atomic_path(path) as tmp:  # PID-tagged: a killed writer's leftover is swept by the next run
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_path
+
 
 def cache_key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -50,9 +52,8 @@ class FeatureCache:
     def put(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + f".{os.getpid()}.tmp")
-        save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in tensors.items()}, tmp)
-        tmp.replace(p)  # atomic: readers never see half a file
+        with atomic_path(p) as tmp:  # readers never see half a file
+            save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in tensors.items()}, tmp)
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.root.rglob("*.safetensors"))
