@@ -209,7 +209,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
                             tuple(cfg.raster.percentile), extent) as scene:
                 # large rasters go in blocks: memory bounded by the block, and a killed run can be resumed
                 if executor is None and (resume or max(scene.width, scene.height) > blocks.MAX_STRIP_WIDTH):
-                    executor = blocks.LocalBlocks(seg.predict, cs.num_classes + 1, cfg.infer.batch)
+                    executor = blocks.LocalBlocks(seg.predict, cs.num_classes + 1)
                 if executor is None:
                     blocks.discard_workspace(folder)  # a dead run's blocks, now unused
                     stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress,
@@ -218,7 +218,8 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
                     block = block or blocks.BLOCK
                     signature = _signature(seg, scene, scene_path, tile, overlap, block, conf_tmp is not None, extent)
                     work = blocks.open_workspace(folder, signature, resume)
-                    blocks.stitch_blocks(scene, executor, tile=tile, overlap=overlap, block=block, raw=raw,
+                    blocks.stitch_blocks(scene, executor, tile=tile, overlap=overlap, batch=cfg.infer.batch,
+                                         block=block, raw=raw,
                                          conf=conf_tmp, progress=progress, work=work)
                 crs = scene.crs
                 read = {"bands": list(scene.bands), "norm": scene.norm.to_dict(), "gsd": cfg.raster.gsd,

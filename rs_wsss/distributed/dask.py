@@ -62,9 +62,12 @@ def _segmenter(spec: dict[str, Any]) -> Any:
 
 
 def segment_block(spec: dict[str, Any], scene_path: str, norm: dict[str, Any], bounds: tuple[int, int, int, int],
-                  tile: int, overlap: float, out: str, conf: str | None,
+                  tile: int, overlap: float, batch: int, out: str, conf: str | None,
                   extent: dict[str, Any] | None = None) -> tuple[str, str | None]:
-    """One block (col_off, row_off, width, height) → ``out`` (+ ``conf``). Idempotent: a retried task is harmless."""
+    """One block (col_off, row_off, width, height) → ``out`` (+ ``conf``). Idempotent: a retried task is harmless.
+
+    ``batch`` is the driver's, not this worker's automatic choice: with the tile grid it fixes which tiles are
+    predicted together, so the block equals the whole-raster run."""
     from ..raster.env import raster_env
     from ..raster.io import NormStats, open_scene
     from ..raster.stitch import stitch
@@ -78,7 +81,7 @@ def segment_block(spec: dict[str, Any], scene_path: str, norm: dict[str, Any], b
 
     with raster_env(), open_scene(scene_path, cfg.raster.bands, NormStats.from_dict(norm), cfg.raster.gsd,
                                   tuple(cfg.raster.percentile), Extent(**extent) if extent else None) as sc:
-        stitch(sc, seg.predict, seg.class_set.num_classes + 1, tile, overlap, tmp, cfg.infer.batch, None, tmp_conf,
+        stitch(sc, seg.predict, seg.class_set.num_classes + 1, tile, overlap, tmp, batch, None, tmp_conf,
                block=Window(*bounds))
     os.replace(tmp, out_p)  # a worker lost mid-block leaves only a temp file; the retry rewrites the block
     if tmp_conf and conf_p:
@@ -96,13 +99,13 @@ class DaskBlocks:
     client: Any
     spec: dict[str, Any]
 
-    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float,
+    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float, batch: int,
                  progress: Progress | None) -> None:
         from dask.distributed import as_completed
 
         stem = Path(scene.path).stem
         futures = [self.client.submit(segment_block, self.spec, str(scene.path), scene.norm.to_dict(), j.bounds,
-                                      tile, overlap, str(j.out), str(j.conf) if j.conf else None,
+                                      tile, overlap, batch, str(j.out), str(j.conf) if j.conf else None,
                                       dataclasses.asdict(scene.extent),
                                       key=f"rs-wsss-block-{os.getpid()}-{stem}-{j.bounds[0]}-{j.bounds[1]}", retries=2)
                    for j in jobs]

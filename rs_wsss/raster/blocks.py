@@ -63,28 +63,28 @@ class BlockJob:
 
 
 class BlockExecutor(Protocol):
-    """Stitches every job's block of ``scene`` on the tile grid (``tile`` px, ``overlap`` fraction) into its files;
-    calls ``progress("segment", done, total)``."""
+    """Stitches every job's block of ``scene`` on the tile grid (``tile`` px, ``overlap`` fraction, ``batch`` tiles
+    per forward, batches cut as :func:`~rs_wsss.raster.tiles.tile_batches` does) into its files; calls
+    ``progress("segment", done, total)``."""
 
-    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float,
+    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float, batch: int,
                  progress: Progress | None) -> None: ...
 
 
 @dataclass
 class LocalBlocks:
-    """Stitch the blocks one after another in this process (``batch`` tiles per ``predict`` call)."""
+    """Stitch the blocks one after another in this process."""
 
     predict: Predict
     num_classes: int
-    batch: int
 
-    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float,
+    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float, batch: int,
                  progress: Progress | None) -> None:
         for n, job in enumerate(jobs, start=1):
             # temporary names, renamed when whole: a block file that exists is complete (what --resume relies on)
             out, conf = temp_path(job.out), temp_path(job.conf) if job.conf else None
             try:
-                stitch(scene, self.predict, self.num_classes, tile, overlap, out, self.batch, None, conf,
+                stitch(scene, self.predict, self.num_classes, tile, overlap, out, batch, None, conf,
                        block=job.window)
                 if conf is not None and job.conf is not None:
                     os.replace(conf, job.conf)
@@ -139,14 +139,17 @@ def discard_workspace(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: float, block: int, raw: Path,
-                  conf: Path | None = None, progress: Progress | None = None, work: Path | None = None) -> None:
+def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: float, batch: int, block: int,
+                  raw: Path, conf: Path | None = None, progress: Progress | None = None,
+                  work: Path | None = None) -> None:
     """Stitch ``scene`` block by block with ``executor`` into ``raw`` (uint8 class ids) and ``conf`` (float32).
 
     Args:
         scene: the open scene.
         executor: who stitches each block (:class:`LocalBlocks`, a Dask executor, …).
         tile: tile side in px; overlap: tile overlap fraction in [0, 1) (they fix the global tile grid).
+        batch: tiles per forward; with the grid it fixes which tiles are predicted together, the same in every
+            block, worker and resumed run as in the whole-raster run.
         block: block side in px (rounded down to a multiple of the tile stride).
         raw: the class GeoTIFF to write; conf: the confidence GeoTIFF to write, or None.
         progress: optional ``progress(stage, done, total)``.
@@ -169,7 +172,7 @@ def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: 
                 progress("segment", skipped, len(jobs))
         counted = (lambda stage, n, total: progress(stage, n + skipped,
                                                     len(jobs))) if progress and skipped else progress
-        executor(scene, todo, tile=tile, overlap=overlap, progress=counted)
+        executor(scene, todo, tile=tile, overlap=overlap, batch=batch, progress=counted)
         assemble_blocks(jobs, scene, raw, conf, folder)
     finally:
         if private:

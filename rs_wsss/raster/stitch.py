@@ -15,7 +15,7 @@ import rasterio
 from rasterio.windows import Window
 
 from .io import Scene
-from .tiles import tile_windows
+from .tiles import tile_batches
 from .write import NODATA
 
 Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -34,12 +34,20 @@ def stitch(scene: Scene, predict: Predict, num_classes: int, tile: int, overlap:
            block: Window | None = None) -> None:
     """Segment ``scene`` tile by tile with ``predict`` and write a uint8 class GeoTIFF (nodata 255) to ``out_path``
     (and the max probability as float32 to ``conf_path``). ``block`` restricts the output to a sub-window of the
-    global tile grid (for distributed runs): its pixels equal those of the whole-raster run."""
-    windows = tile_windows(scene.width, scene.height, tile, overlap)
+    global tile grid (for distributed runs): its pixels equal those of the whole-raster run.
+
+    The tiles ``predict`` sees together are fixed by the global grid (:func:`tile_batches`), whatever ``block``: a
+    block predicts every batch that touches it whole. A tile's probabilities may depend on its batch-mates in the last
+    bits (GEMM kernels choose their blocking by batch size on some CPUs), so this is what makes a blocked, resumed or
+    distributed run equal the whole-raster run by construction, not by the luck of the CPU."""
     area = block or Window(0, 0, scene.width, scene.height)
     a_c0, a_r0, a_w, a_h = int(area.col_off), int(area.row_off), int(area.width), int(area.height)
-    windows = [w for w in windows if w.col_off < a_c0 + a_w and w.col_off + tile > a_c0
-               and w.row_off < a_r0 + a_h and w.row_off + tile > a_r0]
+
+    def touches(w: Window) -> bool:
+        return (w.col_off < a_c0 + a_w and w.col_off + tile > a_c0
+                and w.row_off < a_r0 + a_h and w.row_off + tile > a_r0)
+
+    chunks = [c for c in tile_batches(scene.width, scene.height, tile, overlap, batch) if any(map(touches, c))]
     weight = weight_window(tile)
     profile = dict(driver="GTiff", width=a_w, height=a_h, count=1, dtype="uint8", nodata=NODATA, tiled=True,
                    blockxsize=256, blockysize=256, compress="deflate", crs=scene.crs,
@@ -48,8 +56,7 @@ def stitch(scene: Scene, predict: Predict, num_classes: int, tile: int, overlap:
     wsum = np.zeros((tile, a_w), np.float32)
     valid_buf = np.zeros((tile, a_w), bool)
     top = a_r0  # raster row of acc[:, 0]
-    rows = sorted({int(w.row_off) for w in windows})
-    done, total = 0, len(windows)
+    done, total = 0, sum(map(len, chunks))
     conf_ds = rasterio.open(conf_path, "w", **{**profile, "dtype": "float32", "nodata": -1.0}) if conf_path else None
     with rasterio.open(out_path, "w", **profile) as dst:
         def flush(until: int) -> None:
@@ -69,21 +76,18 @@ def stitch(scene: Scene, predict: Predict, num_classes: int, tile: int, overlap:
                 buf[..., tile - n :, :] = 0
             top += n
 
-        for r in rows:
-            flush(max(r, a_r0))
-            row_windows = [w for w in windows if int(w.row_off) == r]
-            for i in range(0, len(row_windows), batch):
-                chunk = row_windows[i : i + batch]
-                reads = [scene.read(w) for w in chunk]
-                keep = [j for j, (_, v) in enumerate(reads) if v.any()]  # all-nodata tiles are not predicted
-                if keep:
-                    imgs = np.stack([_pad_reflect(reads[j][0], reads[j][1]) for j in keep])
-                    probs = predict(imgs, np.stack([reads[j][1] for j in keep]))
-                    for j, p in zip(keep, probs):
-                        _accumulate(acc, wsum, valid_buf, chunk[j], reads[j][1], p, weight, top, a_c0, a_w)
-                done += len(chunk)
-                if progress:
-                    progress("segment", done, total)
+        for chunk in chunks:  # row-major: a chunk never starts above an earlier one
+            flush(max(int(chunk[0].row_off), a_r0))
+            reads = [scene.read(w) for w in chunk]
+            keep = [j for j, (_, v) in enumerate(reads) if v.any()]  # all-nodata tiles are not predicted
+            if keep:
+                imgs = np.stack([_pad_reflect(reads[j][0], reads[j][1]) for j in keep])
+                probs = predict(imgs, np.stack([reads[j][1] for j in keep]))
+                for j, p in zip(keep, probs):  # tiles of the batch outside the block add nothing (clipped)
+                    _accumulate(acc, wsum, valid_buf, chunk[j], reads[j][1], p, weight, top, a_c0, a_w)
+            done += len(chunk)
+            if progress:
+                progress("segment", done, total)
         flush(a_r0 + a_h)
     if conf_ds is not None:
         conf_ds.close()

@@ -27,3 +27,16 @@ def tile_windows(width: int, height: int, tile: int, overlap: float) -> list[Win
     """Row-major windows (all ``tile`` × ``tile``) every :func:`tile_stride` px, edge tiles included."""
     stride = tile_stride(tile, overlap)
     return [Window(c, r, tile, tile) for r in offsets(height, tile, stride) for c in offsets(width, tile, stride)]
+
+
+def tile_batches(width: int, height: int, tile: int, overlap: float, batch: int) -> list[list[Window]]:
+    """The tiles predicted together: each row of :func:`tile_windows` cut into runs of ``batch`` from its left edge.
+
+    A function of the global grid alone, so every way of cutting the raster (blocks, resumed runs, Dask workers)
+    predicts each tile beside the same neighbours as the whole-raster run."""
+    if batch < 1:
+        raise ValueError(f"batch must be ≥ 1, got {batch}")
+    rows: dict[int, list[Window]] = {}
+    for w in tile_windows(width, height, tile, overlap):
+        rows.setdefault(int(w.row_off), []).append(w)
+    return [r[i : i + batch] for _, r in sorted(rows.items()) for i in range(0, len(r), batch)]

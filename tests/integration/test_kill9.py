@@ -13,9 +13,11 @@ import xml.dom.minidom
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import rasterio
 import torch
 
+from ..conftest import REPO
 from .conftest import ENV, run_cli
 
 SCENE = "spacenet/sample_geotiff.tif"
@@ -59,41 +61,81 @@ def _valid_or_absent(paths) -> list[str]:
     return present
 
 
-def test_segment_killed_at_three_points_then_resumed_equals_an_uninterrupted_run(shared_data, tmp_path):
-    scene = shared_data / SCENE
-    ref = tmp_path / "ref" / "o.gpkg"
-    ref.parent.mkdir()
-    p = run_cli("segment", scene, "-o", ref, *ZS)  # whole-raster stitching, no blocks
+def _killed_at(args: list, stage: str, done: int | str, seed: int | None = None) -> tuple[int, list[dict], list[str]]:
+    """Run ``rs-wsss --progress-json ARGS``, which SIGKILLs itself right after reporting ``done`` of ``stage``
+    (``"total"``: when the stage completes); ``seed`` shuffles its block order (tests/integration/_kill_at.py)."""
+    cmd = [sys.executable, "-m", "tests.integration._kill_at", stage, str(done), *([str(seed)] if seed is not None
+                                                                                   else []),
+           "--", "--progress-json", *map(str, args)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=600)
+    events, other = [], []
+    for line in p.stderr.splitlines(keepends=True):
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            other.append(line)
+    return p.returncode, events, other
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(shared_data, tmp_path_factory):
+    """The reference: one uninterrupted run, whole-raster stitching (no blocks)."""
+    ref = tmp_path_factory.mktemp("ref") / "o.gpkg"
+    p = run_cli("segment", shared_data / SCENE, "-o", ref, *ZS)
     assert p.returncode == 0, p.stderr
-    out = tmp_path / "run" / "o.gpkg"
-    out.parent.mkdir()
+    return ref
+
+
+def _same_as(ref, out) -> None:
+    with rasterio.open(ref.with_suffix(".tif")) as a, rasterio.open(out.with_suffix(".tif")) as b:
+        x, y = a.read(1), b.read(1)
+        assert a.transform == b.transform
+        assert np.array_equal(x, y), f"{(x != y).sum()} of {x.size} pixels differ"
+    assert len(gpd.read_file(ref)) == len(gpd.read_file(out))
+
+
+def test_segment_killed_at_three_points_then_resumed_equals_an_uninterrupted_run(shared_data, tmp_path,
+                                                                                  uninterrupted):
+    ref = uninterrupted
+    out = tmp_path / "o.gpkg"
     finals = [out, out.with_suffix(".tif"), out.with_suffix(".qml")]
-    cmd = ["segment", scene, "-o", out, *ZS, "--block-size", "256", "--resume", "--overwrite"]  # 16 blocks
-    rng = random.Random(1)
-    k = rng.randint(2, 12)
-    stops = [(f"stitching, block {k} of 16", lambda e: e["stage"] == "segment" and e["done"] >= k),
-             ("vectorising", lambda e: e["stage"] == "vectorize" and e["done"] == 0),
-             ("assembly and COG write", lambda e: e["stage"] == "segment" and e["done"] == e["total"])]
+    cmd = ["segment", shared_data / SCENE, "-o", out, *ZS, "--block-size", "256", "--resume", "--overwrite"]  # 16
+    k = random.Random(1).randint(2, 12)
+    stops = [(f"stitching, block {k} of 16", "segment", k), ("vectorising", "vectorize", 0),
+             ("assembly and COG write", "segment", "total")]
     log, blocks = [], out.parent / ".o.tif.blocks"
-    for i, (name, stop) in enumerate(stops):
-        code, events, lines = _run_until(cmd, stop)
-        assert code == -signal.SIGKILL, (name, code, events[-3:])
-        done = [e["done"] for e in events if e["stage"] == "segment"]
-        log.append((name, done[-1] if done else 0, _valid_or_absent(finals)))
-        if i == 0:
-            written = len([f for f in blocks.glob("block_*.tif") if not f.name.endswith("_conf.tif")])
-            assert written >= k  # each block file is renamed into place whole
+    for i, (name, stage, done) in enumerate(stops):
+        code, events, lines = _killed_at(cmd, stage, done)
+        assert code == -signal.SIGKILL, (name, code, events[-3:], lines[-3:])
+        done_events = [e["done"] for e in events if e["stage"] == "segment"]
+        log.append((name, done_events[-1] if done_events else 0, _valid_or_absent(finals)))
+        if i == 0:  # killed right after block k was renamed into place: exactly k block files, each whole
+            assert len([f for f in blocks.glob("block_*.tif") if not f.name.endswith("_conf.tif")]) == k
         if i == 1:  # the run after the mid-stitching kill skipped what was written
-            assert any(f"resuming: {written} of 16 blocks already written" in line for line in lines), lines
+            assert any(f"resuming: {k} of 16 blocks already written" in line for line in lines), lines
     assert blocks.is_dir()  # what --resume continues from
     p = run_cli(*cmd)
     assert p.returncode == 0, p.stderr
     assert "resuming: 16 of 16 blocks already written" in p.stderr  # the last kill came after all blocks
     assert sorted(q.name for q in out.parent.iterdir()) == sorted(q.name for q in ref.parent.iterdir())  # no leftovers
-    with rasterio.open(ref.with_suffix(".tif")) as a, rasterio.open(out.with_suffix(".tif")) as b:
-        assert np.array_equal(a.read(1), b.read(1)) and a.transform == b.transform
-    assert len(gpd.read_file(ref)) == len(gpd.read_file(out))
+    _same_as(ref, out)
     print("kill -9 points (stage, blocks done when killed, finals present):", log)
+
+
+@pytest.mark.parametrize("k, seed", [(1, None), (9, 5), (15, 2)])
+def test_segment_killed_after_any_block_in_any_order_resumes_to_the_same_raster(shared_data, tmp_path, uninterrupted,
+                                                                                k, seed):
+    out = tmp_path / "o.gpkg"
+    cmd = ["segment", shared_data / SCENE, "-o", out, *ZS, "--block-size", "256", "--resume", "--overwrite"]
+    code, _, lines = _killed_at(cmd, "segment", k, seed)
+    assert code == -signal.SIGKILL, lines[-3:]
+    blocks = sorted(f.name for f in (tmp_path / ".o.tif.blocks").glob("block_*[0-9].tif"))
+    assert len(blocks) == k
+    # the resumed run stitches the other blocks in another order (seed + 1), as another worker layout would
+    code, _, lines = _killed_at(cmd, "never", 0, None if seed is None else seed + 1)
+    assert code == 0, lines[-3:]
+    assert any(f"resuming: {k} of 16 blocks already written" in line for line in lines), lines
+    _same_as(uninterrupted, out)
 
 
 def test_a_changed_setting_does_not_resume_and_a_plain_run_discards_dead_blocks(shared_data, tmp_path):
