@@ -34,6 +34,7 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
+    from rs_wsss.build import ModelSpec
     from rs_wsss.segment import load_segmenter
 
     torch.set_num_threads(a.threads)
@@ -46,8 +47,8 @@ def main() -> None:
     valid = np.ones((len(tiles), 512, 512), bool)
     out, joint = {}, {}
     for p in ("fp32", a.precision):
-        sets = [f"infer.precision={p}", "infer.scales=[1.0]", "infer.crf=false"]
-        seg = load_segmenter(str(ckpt), None, False, str(weights), "cpu", overrides=sets)
+        sets = (f"infer.precision={p}", "infer.scales=[1.0]", "infer.crf=false")
+        seg = load_segmenter(ModelSpec(str(ckpt), overrides=sets, weights=str(weights)))
         out[p] = np.concatenate([seg.predict(tiles[i : i + 1], valid[i : i + 1]) for i in range(len(tiles))])
         with torch.inference_mode():
             joint[p] = torch.cat([seg.model.clip(torch.from_numpy(tiles[i : i + 1]), need_attn=False).joint

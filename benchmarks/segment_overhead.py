@@ -74,6 +74,7 @@ def main() -> None:
     CUDA = a.device == "cuda"
     torch.set_num_threads(a.threads)
 
+    from rs_wsss.build import ModelSpec
     from rs_wsss.classes import load_class_set  # noqa: F401  (imports are not part of any timing below)
     from rs_wsss.model.checkpoint import load_checkpoint
     from rs_wsss.runtime import autocast, choose_precision
@@ -94,8 +95,8 @@ def main() -> None:
     # in-process models: the bound, and the segment model at each precision (loaded exactly as segment loads it)
     models = {}
     for p in precisions:
-        seg = load_segmenter(str(ckpt), None, False, str(weights), a.device, overrides=[f"infer.precision={p}",
-                                                                                         "infer.scales=[1.0]"])
+        spec = ModelSpec(str(ckpt), overrides=(f"infer.precision={p}", "infer.scales=[1.0]"), weights=str(weights))
+        seg = load_segmenter(spec, device=a.device)
         models[p] = seg.model
     visual = bound_visual(models[precisions[0]].clip, a.tile // 16).to(dev)
     assert load_checkpoint(ckpt)["random_weights"] is False  # the real weights path, not --weights random

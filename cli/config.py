@@ -31,9 +31,10 @@ def show(model_path: str | None, config_path: str | None, overrides: tuple[str, 
       rs-wsss config show --model model.pt --changed
       rs-wsss config show --changed --set usr.alpha=2 > mine.yaml && rs-wsss segment ... --config mine.yaml
     """
-    from rs_wsss.config import changed, dump_yaml, resolve_config
+    from rs_wsss.build import ModelSpec, resolve_config
+    from rs_wsss.config import changed, dump_yaml
 
-    cfg = resolve_config(model_path=model_path, config_path=config_path, overrides=overrides, tiny=tiny)
+    cfg, _ = resolve_config(ModelSpec(model_path, config_path=config_path, overrides=tuple(overrides), tiny=tiny))
     if only_changed:
         click.echo(dump_yaml(changed(cfg)), nl=False)
     else:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import click
 
+from .options import config_opt, set_opt, tiny_opt
+
 
 @click.command("info")
 @click.option("--classes", "class_set", help="Class set name or YAML (the packaged config).")
 @click.option("--model", "model_path", type=click.Path(), help="A trained checkpoint (its config and classes).")
 @click.option("--weights", help="Weights directory or file, or 'random' (explicit random backbones).")
-@click.option("--tiny", is_flag=True, help="Tiny test architecture (random weights).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Config override, e.g. usr.use_dino=false.")
+@config_opt
+@tiny_opt
+@set_opt
 @click.option("--size", type=int, help="Crop size for the FLOP count (default priors.clip_size, 320).")
-def info_cmd(class_set, model_path, weights, tiny, overrides, size) -> None:
+def info_cmd(class_set: str | None, model_path: str | None, weights: str | None, config_path: str | None,
+             tiny: bool, overrides: tuple[str, ...], size: int | None) -> None:
     """Backbones, where their weights resolve from, trainable/total parameters, GFLOPs per crop, class set, and
     the config values that differ from the defaults (the paper's reading).
 
@@ -22,10 +25,16 @@ def info_cmd(class_set, model_path, weights, tiny, overrides, size) -> None:
       rs-wsss info --classes isaid --weights random     # the paper: 16.45 M trainable, 177.89 M, 194 GFLOPs
       rs-wsss info --model model.pt --weights ~/weights
     """
-    from rs_wsss.model.profile import PAPER, build_model, config_differences, crop_flops, param_counts
+    from rs_wsss.build import ModelSpec, build
+    from rs_wsss.errors import RsWsssError
+    from rs_wsss.model.profile import PAPER, config_differences, crop_flops, param_counts
     from rs_wsss.priors.weights import resolve
 
-    model = build_model(class_set, model_path, weights, tiny, tuple(overrides))
+    if (class_set is None) == (model_path is None):
+        raise RsWsssError("give either --classes SET or --model CKPT")
+    # both backbones, so that the totals are complete
+    model = build(ModelSpec(model_path, class_set, config_path, tuple(overrides), tiny, weights=weights),
+                  "describe").model.eval()
     cfg = model.cfg
     p = cfg.priors
     click.echo(f"CLIP   {'tiny' if p.tiny else p.clip_model} at {p.clip_size} px — "

@@ -52,7 +52,7 @@ def train_cmd(ctx: click.Context, scenes: tuple[str, ...], tags_path: str, outpu
     if nproc > 1:  # this very command again under torchrun, one process per rank
         import sys
 
-        from rs_wsss.distributed.launch import relaunch_under_torchrun, without_option
+        from rs_wsss.train.launch import relaunch_under_torchrun, without_option
 
         raise SystemExit(relaunch_under_torchrun(nproc, without_option(sys.argv[1:], "--nproc")))
     from rs_wsss.api import train_from_tags

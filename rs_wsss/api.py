@@ -93,6 +93,7 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
         Per scene ``{"scene", "tif", "qml", ["gpkg"], ["conf"], ["quicklook", "report"], "polygons", "seconds",
         ["gdf"]}``: one dict for a single path, a list for a list.
     """
+    from .build import ModelSpec, needs_dino, resolve_config
     from .outputs import plan_outputs
     from .raster.extent import Extent
     from .raster.io import check_bands, check_extent
@@ -116,25 +117,24 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
     settings = {k: v for k, v in {"infer.scales": list(scales) if scales else None, "infer.crf": crf,
                                   "infer.precision": precision, "raster.bands": bands, "raster.tile": tile,
                                   "raster.overlap": overlap}.items() if v is not None}
+    spec = ModelSpec(model_path=str(model) if model else None, class_set=classes,
+                     config_path=str(config) if config else None, overrides=tuple(overrides), tiny=tiny,
+                     settings=settings, weights=weights)
     if zero_shot and not model:  # the config is known without torch: a wrong weights file fails here, in ms
-        from .config import load_config
         from .priors.weights import check_early
 
-        zcfg = load_config(str(config) if config else None, tuple(overrides), tiny=tiny, settings=settings)
-        check_early(zcfg.priors, weights, need_dino=zcfg.usr.enabled and zcfg.usr.use_dino)
-    spec: dict[str, Any] = {
-            "model_path": str(model) if model else None, "class_set": classes, "zero_shot": zero_shot,
-            "weights": weights, "device": pick_device(device), "tiny": tiny, "overrides": tuple(overrides),
-            "config_path": str(config) if config else None, "settings": settings}
+        zcfg, _ = resolve_config(spec)
+        check_early(zcfg.priors, weights, need_dino=needs_dino(zcfg, "zero_shot"))
+    device = pick_device(device)
     t0 = time.perf_counter()
-    seg = load_segmenter(**spec)
+    seg = load_segmenter(spec, zero_shot, device)
     load_s = time.perf_counter() - t0
     executor, client = None, None
     if dask:
         from .distributed.dask import DaskBlocks, make_client
 
         client = make_client(dask)
-        executor = DaskBlocks(client, spec)
+        executor = DaskBlocks(client, {"spec": spec.to_dict(), "zero_shot": zero_shot, "device": device})
     results = []
     try:
         plan.make_dir()
@@ -184,8 +184,8 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
         "params", "validation"}``: paths of the files written, the step range of this call, per-step losses, parameter
         counts and the validation results (one dict per evaluation: step, metric, score, per_class).
     """
+    from .build import ModelSpec, needs_dino, resolve_config
     from .classes import load_class_set
-    from .config import load_config
     from .outputs import check_target, input_files
     from .raster.io import check_bands
     from .train.run import run_training
@@ -206,10 +206,12 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
     cs = load_class_set(classes)
     settings = {k: v for k, v in {"train.iters": iters, "train.batch": batch, "raster.bands": bands}.items()
                 if v is not None}
-    cfg = load_config(config, overrides, tiny=tiny, settings=settings)
+    cfg, _ = resolve_config(ModelSpec(config_path=str(config) if config else None, overrides=tuple(overrides),
+                                      tiny=tiny, settings=settings))
     from .priors.weights import check_early
 
-    check_early(cfg.priors, weights, need_dino=cfg.usr.use_dino)  # a wrong weights file fails before torch loads
+    # a wrong weights file fails before torch loads
+    check_early(cfg.priors, weights, need_dino=needs_dino(cfg, "train"))
     from .outputs import guard_outputs
     from .train.monitor import monitor_paths
 

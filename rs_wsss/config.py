@@ -338,26 +338,6 @@ def configure(cfg: Config, overrides: Sequence[str] = (), settings: dict[str, An
     return cfg
 
 
-def resolve_config(*, model_path: str | Path | None = None, config_path: str | Path | None = None,
-                   overrides: Sequence[str] = (), tiny: bool = False,
-                   settings: dict[str, Any] | None = None) -> Config:
-    """The config a run uses: a checkpoint's (``model_path``) or the defaults (+ tiny + ``config_path``), then
-    ``overrides`` and ``settings``. What ``rs-wsss config show`` prints.
-
-    Raises:
-        ConfigError: both ``model_path`` and ``config_path``/``tiny`` given, or a bad file, key or value.
-        RsWsssError: ``model_path`` is not an rs-wsss checkpoint.
-    """
-    if model_path is None:
-        return load_config(config_path, overrides, tiny=tiny, settings=settings)
-    if config_path is not None or tiny:
-        raise ConfigError("a checkpoint carries its own config: give --model or --config/--tiny, not both")
-    from .model.checkpoint import load_checkpoint
-
-    cfg = Config.from_dict(load_checkpoint(model_path)["config"], source=str(model_path))
-    return configure(cfg, overrides, settings)
-
-
 def changed(cfg: Config, reference: Config | None = None) -> dict[str, dict[str, Any]]:
     """The sections and keys of ``cfg`` that differ from ``reference`` (default: the dataclass defaults)."""
     ref = (reference or Config()).to_dict()

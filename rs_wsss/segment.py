@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
-from .classes import ClassSet, class_set_from_dict, load_class_set
-from .config import Config, configure, load_config
+from ._version import __version__
+from .classes import ClassSet
+from .config import Config
 from .errors import RsWsssError
 from .outputs import output_paths
 
 if TYPE_CHECKING:
+    from .build import ModelSpec
     from .raster.blocks import BlockExecutor
     from .raster.extent import Extent
 
@@ -47,51 +48,34 @@ class Segmenter:
     auto_batch: Callable[[int], int] | None = None  # tile px → batch size, when infer.batch is 0 (automatic)
 
 
-def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: bool, weights: str | None = None,
-                   device: str = "cpu", tiny: bool = False, overrides: list[str] | tuple[str, ...] = (),
-                   config_path: str | None = None, settings: dict[str, Any] | None = None) -> Segmenter:
+def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu") -> Segmenter:
     """A trained checkpoint (decoder inference, no DINO) or zero-shot (TPE → CAM → USR, no training).
 
     Args:
-        model_path: a checkpoint from training, or None with ``zero_shot``.
-        class_set: a packaged class set or YAML (required for zero-shot; must match the checkpoint otherwise).
-        zero_shot: text-driven CAM refined by USR, no training.
-        weights: backbone weights directory/file, or "random". device: "cpu", "cuda", "cuda:1" ….
-        tiny: the tiny test architecture (zero-shot). overrides: ``section.key=value`` strings.
-        config_path: a user YAML (zero-shot). settings: typed values by ``section.key`` (from CLI options), applied
-            last. Every argument is JSON-able, so Dask workers rebuild the same model from them.
+        spec: the checkpoint (``spec.model_path``) or, zero-shot, the class set, config and overrides
+            (:class:`rs_wsss.build.ModelSpec`, JSON-able: Dask workers rebuild the same model from it).
+        zero_shot: text-driven CAM refined by USR, no training (needs ``spec.class_set``, no checkpoint).
+        device: "cpu", "cuda", "cuda:1" ….
 
     Raises:
         RsWsssError: bad combination of arguments, unknown class set, bad config, missing or wrong weights.
     """
     import torch
 
-    from .model.checkpoint import file_hash, load_checkpoint, restore_model
-    from .model.wsss import WSSS
-    from .priors import build_priors
+    from .build import build
 
-    if zero_shot == bool(model_path):
+    if zero_shot == bool(spec.model_path):
         raise RsWsssError("give either --model model.pt or --zero-shot --classes SET")
-    if model_path:
-        state = load_checkpoint(model_path)
-        cfg = Config.from_dict(state["config"], source=str(model_path))
-        cs = class_set_from_dict(state["class_set"], source=str(model_path))
-        if class_set and load_class_set(class_set).names != cs.names:
-            raise RsWsssError(f"{model_path} was trained for classes {', '.join(cs.names[1:])}, not '{class_set}'; "
-                              "drop --classes or retrain")
-        configure(cfg, overrides, settings)
-        clip, _ = build_priors(cfg.priors, weights, need_dino=False)
-        model = WSSS(cfg, cs, clip, None, dino_width=state["dims"]["dino_width"])
-        restore_model(model, state, str(model_path))
-        model_id = f"checkpoint:{file_hash(model_path)}"
-        norms = state["extra"].get("norms", {})
+    if zero_shot and not spec.class_set:
+        raise RsWsssError("--zero-shot needs --classes SET (a packaged set or a YAML file)")
+    built = build(spec, "zero_shot" if zero_shot else "predict")
+    cfg, cs, clip, model = built.cfg, built.class_set, built.clip, built.model
+    if built.state is not None:
+        from .model.checkpoint import file_hash
+
+        model_id = f"checkpoint:{file_hash(spec.model_path)}"  # type: ignore[arg-type]
+        norms = built.state["extra"].get("norms", {})
     else:
-        if not class_set:
-            raise RsWsssError("--zero-shot needs --classes SET (a packaged set or a YAML file)")
-        cs = load_class_set(class_set)
-        cfg = load_config(config_path, overrides, tiny=tiny, settings=settings)
-        clip, dino = build_priors(cfg.priors, weights, need_dino=cfg.usr.enabled and cfg.usr.use_dino)
-        model = WSSS(cfg, cs, clip, dino)
         model_id, norms = "zero-shot", {}
     model.to(device).eval()
     random_weights = "random" in clip.identifier  # build_priors has said so in the log
@@ -102,7 +86,7 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
         apply_precision(model, dtype)
     # the decoder runs under autocast; zero-shot's CAM/USR arithmetic (cosines, sigmoids, attention powers) stays
     # float32 on float32 CLIP outputs: only the CLIP tower is in low precision there
-    ctx = (lambda: autocast(device, dtype)) if model_path else contextlib.nullcontext
+    ctx = (lambda: autocast(device, dtype)) if not zero_shot else contextlib.nullcontext
     batch_of = None
     if cfg.infer.batch <= 0:  # resolved now for the config's tile size, again by segment_scene for the one it gets
 
@@ -115,7 +99,7 @@ def load_segmenter(model_path: str | None, class_set: str | None, zero_shot: boo
     def predict(batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(device)
         with torch.inference_mode(), ctx():
-            probs = (model.predict(x) if model_path else model.zero_shot(x)).float().cpu().numpy()
+            probs = (model.zero_shot(x) if zero_shot else model.predict(x)).float().cpu().numpy()
         if cfg.infer.crf:
             from .model.crf import crf_refine_batch, crf_workers
 

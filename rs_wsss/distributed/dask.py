@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rasterio.windows import Window
-
 from ..errors import RsWsssError
 from ..raster.blocks import BlockJob, Progress
 from ..raster.io import Scene
@@ -52,48 +50,43 @@ def make_client(address: str) -> Any:
 
 
 def _segmenter(spec: dict[str, Any]) -> Any:
-    """The worker's model, built once per process and reused by every block it segments."""
+    """The worker's model, built once per process (through :mod:`rs_wsss.build`, as the driver's) and reused by every
+    block it segments."""
     key = json.dumps(spec, sort_keys=True)
     if key not in _WORKER_SEGMENTERS:
+        from ..build import ModelSpec
         from ..segment import load_segmenter
 
-        _WORKER_SEGMENTERS[key] = load_segmenter(**spec)
+        _WORKER_SEGMENTERS[key] = load_segmenter(ModelSpec.from_dict(spec["spec"]), spec["zero_shot"],
+                                                 spec["device"])
     return _WORKER_SEGMENTERS[key]
 
 
-def segment_block(spec: dict[str, Any], scene_path: str, norm: dict[str, Any], bounds: tuple[int, int, int, int],
-                  tile: int, overlap: float, batch: int, out: str, conf: str | None,
-                  extent: dict[str, Any] | None = None) -> tuple[str, str | None]:
-    """One block (col_off, row_off, width, height) → ``out`` (+ ``conf``). Idempotent: a retried task is harmless.
+def segment_block(spec: dict[str, Any], scene_path: str, norm: dict[str, Any], job: BlockJob, tile: int,
+                  overlap: float, batch: int, extent: dict[str, Any] | None = None) -> BlockJob:
+    """One block of the scene → its files (:func:`rs_wsss.raster.blocks.stitch_block`); a retried task is harmless.
 
     ``batch`` is the driver's, not this worker's automatic choice: with the tile grid it fixes which tiles are
     predicted together, so the block equals the whole-raster run."""
+    from ..raster.blocks import stitch_block
     from ..raster.env import raster_env
+    from ..raster.extent import Extent
     from ..raster.io import NormStats, open_scene
-    from ..raster.stitch import stitch
 
     seg = _segmenter(spec)
     cfg = seg.cfg
-    out_p, conf_p = Path(out), Path(conf) if conf else None
-    tmp = out_p.with_name(f".{out_p.stem}.{os.getpid()}.tif")
-    tmp_conf = conf_p.with_name(f".{conf_p.stem}.{os.getpid()}.tif") if conf_p else None
-    from ..raster.extent import Extent
-
     with raster_env(), open_scene(scene_path, cfg.raster.bands, NormStats.from_dict(norm), cfg.raster.gsd,
                                   tuple(cfg.raster.percentile), Extent(**extent) if extent else None) as sc:
-        stitch(sc, seg.predict, seg.class_set.num_classes + 1, tile, overlap, tmp, batch, None, tmp_conf,
-               block=Window(*bounds))
-    os.replace(tmp, out_p)  # a worker lost mid-block leaves only a temp file; the retry rewrites the block
-    if tmp_conf and conf_p:
-        os.replace(tmp_conf, conf_p)
-    return out, conf
+        stitch_block(sc, seg.predict, seg.class_set.num_classes + 1, job, tile=tile, overlap=overlap, batch=batch)
+    return job
 
 
 @dataclass
 class DaskBlocks:
     """A :class:`~rs_wsss.raster.blocks.BlockExecutor` that farms blocks out to a ``dask.distributed`` client.
 
-    ``spec`` is the keyword arguments of :func:`rs_wsss.segment.load_segmenter`, so each worker builds the same model.
+    ``spec`` is ``{"spec": ModelSpec.to_dict(), "zero_shot": bool, "device": str}``, the arguments of
+    :func:`rs_wsss.segment.load_segmenter`, so each worker builds the same model.
     """
 
     client: Any
@@ -104,9 +97,8 @@ class DaskBlocks:
         from dask.distributed import as_completed
 
         stem = Path(scene.path).stem
-        futures = [self.client.submit(segment_block, self.spec, str(scene.path), scene.norm.to_dict(), j.bounds,
-                                      tile, overlap, batch, str(j.out), str(j.conf) if j.conf else None,
-                                      dataclasses.asdict(scene.extent),
+        futures = [self.client.submit(segment_block, self.spec, str(scene.path), scene.norm.to_dict(), j, tile,
+                                      overlap, batch, dataclasses.asdict(scene.extent),
                                       key=f"rs-wsss-block-{os.getpid()}-{stem}-{j.bounds[0]}-{j.bounds[1]}", retries=2)
                    for j in jobs]
         for n, fut in enumerate(as_completed(futures), start=1):

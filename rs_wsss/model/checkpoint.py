@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..atomic import atomic_path, disk_full, sweep_stale
 from ..errors import InputNotFound, RsWsssError
 

@@ -80,33 +80,3 @@ def config_differences(cfg: Config, reference: Config | None = None) -> list[tup
             if value != default:
                 out.append((f"{section}.{key}", value, default))
     return out
-
-
-def build_model(class_set: str | None, model_path: str | None, weights: str | None, tiny: bool = False,
-                overrides: tuple[str, ...] = ()):
-    """The model ``rs-wsss info`` describes: from a checkpoint (its config, classes and trained weights; both
-    backbones are built so that totals are complete) or from a class set with the packaged (or tiny) config."""
-    from ..classes import class_set_from_dict, load_class_set
-    from ..config import apply_override, load_config, tiny_config
-    from ..errors import RsWsssError
-    from ..priors import build_priors
-    from .checkpoint import load_checkpoint, restore_model
-    from .wsss import WSSS
-
-    if (class_set is None) == (model_path is None):
-        raise RsWsssError("give either --classes SET or --model CKPT")
-    state = None
-    if model_path is not None:
-        state = load_checkpoint(model_path)
-        cfg = Config.from_dict(state["config"])
-        for item in overrides:
-            apply_override(cfg, item)
-        cs = class_set_from_dict(state["class_set"], source=str(model_path))
-    else:
-        cfg = tiny_config(overrides) if tiny else load_config(None, overrides)
-        cs = load_class_set(class_set)  # type: ignore[arg-type]
-    clip, dino = build_priors(cfg.priors, weights, need_dino=cfg.usr.use_dino)
-    model = WSSS(cfg, cs, clip, dino)
-    if state is not None:
-        restore_model(model, state, str(model_path))
-    return model.eval()

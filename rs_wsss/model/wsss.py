@@ -6,6 +6,7 @@ classes; channel 0 of every CAM / logit tensor is the background.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
 
 
 class WSSS(nn.Module):
-    clip: ClipPrior
-    dino: DinoPrior | None
-    prototypes: torch.Tensor
-    proto_init: torch.Tensor
     """Frozen priors + trainable adapters/decoder (Sect. 3).
 
     Trainable: ``adapter`` (CLIP, eqs 5–6, over all N blocks), ``dino_adapter`` (DINO, Sect. 3.5.1: the same
@@ -49,9 +46,17 @@ class WSSS(nn.Module):
     - :meth:`zero_shot`: TPE → eq 9 → USR, no decoder.
     """
 
+    clip: ClipPrior
+    dino: DinoPrior | None
+    prototypes: torch.Tensor
+    proto_init: torch.Tensor
+
     def __init__(self, cfg: Config, class_set: ClassSet, clip: ClipPrior, dino: DinoPrior | None,
-                 dino_width: int | None = None):
+                 dino_width: int | None = None,
+                 all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
         super().__init__()
+        # sums VPE's seed statistics over the data-parallel ranks (eq 18); the training loop sets it (train.ddp)
+        self.all_reduce: Callable[[torch.Tensor], torch.Tensor] = all_reduce or _identity
         if cfg.usr.enabled and not 1 <= cfg.usr.n0 <= clip.num_blocks:  # the range depends on the backbone
             raise ConfigError(f"usr.n0={cfg.usr.n0} is outside 1..{clip.num_blocks} (the backbone has "
                               f"{clip.num_blocks} blocks); set usr.n0 in that range")
@@ -197,10 +202,8 @@ class WSSS(nn.Module):
             has_proto[0] = cfg.vpe.background_prototype
             if update:
                 seeds = vpe.seed_mask(cams, tags_k, cfg.vpe.topk_percent) & has_proto[None, :, None]
-                from ..distributed.ddp import all_reduce_sum  # identity for a single process
-
                 protos, init = vpe.update_prototypes(self.prototypes, self.proto_init, fcd, seeds, cfg.vpe.momentum,
-                                                     reduce=all_reduce_sum)
+                                                     reduce=self.all_reduce)
                 self.prototypes.copy_(protos)
                 self.proto_init.copy_(init)
             # a class without a prototype yet is left as USR made it (S_c = 1) rather than erased
@@ -265,3 +268,8 @@ class WSSS(nn.Module):
             m_f = usr.usr_refine(cams, torch.cat(parts, 1).flatten(2), f.attn, n0, self.cfg.usr.alpha)
             cams = usr.normalise_maps(cams, m_f)
         return cams.view(cams.shape[0], -1, h, w)
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    """The all-reduce of a single process."""
+    return t

@@ -81,18 +81,25 @@ class LocalBlocks:
     def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float, batch: int,
                  progress: Progress | None) -> None:
         for n, job in enumerate(jobs, start=1):
-            # temporary names, renamed when whole: a block file that exists is complete (what --resume relies on)
-            out, conf = temp_path(job.out), temp_path(job.conf) if job.conf else None
-            try:
-                stitch(scene, self.predict, self.num_classes, tile, overlap, out, batch, None, conf,
-                       block=job.window)
-                if conf is not None and job.conf is not None:
-                    os.replace(conf, job.conf)
-                os.replace(out, job.out)
-            finally:
-                remove_quietly(out, conf)
+            stitch_block(scene, self.predict, self.num_classes, job, tile=tile, overlap=overlap, batch=batch)
             if progress:
                 progress("segment", n, len(jobs))
+
+
+def stitch_block(scene: Scene, predict: Predict, num_classes: int, job: BlockJob, *, tile: int, overlap: float,
+                 batch: int) -> None:
+    """Stitch one block of the global tile grid into ``job.out`` (+ ``job.conf``), the way every executor does.
+
+    The files are written under temporary names and renamed when whole, so a block file that exists is complete
+    (what ``--resume`` relies on) and a retried task (a lost Dask worker) is harmless."""
+    out, conf = temp_path(job.out), temp_path(job.conf) if job.conf else None
+    try:
+        stitch(scene, predict, num_classes, tile, overlap, out, batch, None, conf, block=job.window)
+        if conf is not None and job.conf is not None:
+            os.replace(conf, job.conf)
+        os.replace(out, job.out)
+    finally:
+        remove_quietly(out, conf)
 
 
 def open_workspace(folder: Path, signature: dict[str, Any], resume: bool) -> Path:

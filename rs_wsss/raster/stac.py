@@ -16,7 +16,7 @@ import rasterio
 import shapely
 from rasterio.warp import transform_geom
 
-from .. import __version__
+from .._version import __version__
 
 EXTENSIONS = ["https://stac-extensions.github.io/projection/v2.0.0/schema.json",
               "https://stac-extensions.github.io/processing/v1.2.0/schema.json"]

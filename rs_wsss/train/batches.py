@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..distributed.ddp import rank_slice
 from ..errors import RsWsssError
 from .cache import FeatureCache, cache_key, file_identity
+from .ddp import rank_slice
 from .sampler import TileSampler
 
 log = logging.getLogger("rs_wsss")
@@ -37,7 +37,7 @@ class Batch:
         return Batch(self.images.to(device), self.tags.to(device), feats)
 
     def shard(self, global_batch: int) -> Batch:
-        """This rank's slice of a global batch (see :func:`rs_wsss.distributed.ddp.rank_slice`)."""
+        """This rank's slice of a global batch (see :func:`rs_wsss.train.ddp.rank_slice`)."""
         sl = rank_slice(global_batch)
         if sl == slice(0, global_batch):
             return self

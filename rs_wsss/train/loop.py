@@ -92,9 +92,10 @@ def train(
     Returns ``{"start", "step", "losses", "seg", "aff"}`` (per-step histories of this call).
     Under torchrun the model is wrapped in DDP, ``batches`` must give this rank's slice of the global batch,
     and only rank 0 writes checkpoints."""
-    from ..distributed.ddp import world, wrap
+    from .ddp import all_reduce_sum, world, wrap
 
     rank, _ = world()
+    model.all_reduce = all_reduce_sum  # VPE's prototype statistics summed over the ranks (itself for one process)
     out_path = Path(out_path)
     get_batch = _batch_getter(batches)
     opt, sched = build_optimizer(model, cfg)

@@ -44,15 +44,14 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     """
     import torch
 
-    from ..distributed.ddp import init_from_env
+    from ..build import assemble
     from ..model.checkpoint import load_checkpoint
-    from ..model.wsss import WSSS
-    from ..priors import build_priors
     from ..raster.io import Scene, known_norm, open_scene, scene_key
     from ..raster.tags import read_tags
     from . import validate
     from .batches import Batch, CachedBatches, FreshBatches
     from .cache import FeatureCache
+    from .ddp import init_from_env
     from .loop import train
     from .monitor import TrainMonitor, fixed_previews
     from .sampler import TileSampler
@@ -85,8 +84,7 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
                                              cfg.raster.gsd, tuple(cfg.raster.percentile))
         sampler = TileSampler(rows, opened, class_set, cfg)
         torch.manual_seed(cfg.train.seed)  # reproducible adapter/decoder initialisation
-        clip, dino = build_priors(cfg.priors, weights, need_dino=cfg.usr.use_dino)
-        model = WSSS(cfg, class_set, clip, dino).to(device)
+        model = assemble(cfg, class_set, weights, "train").model.to(device)
         counts = model.param_counts()
         log.info("parameters: %.2f M total, %.3f M trainable; %d tagged tiles in %d scenes",
                  counts["total"] / 1e6, counts["trainable"] / 1e6, len(rows), len(opened))

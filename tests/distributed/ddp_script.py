@@ -9,12 +9,12 @@ import torch.distributed as dist
 
 from rs_wsss.classes import load_class_set
 from rs_wsss.config import tiny_config
-from rs_wsss.distributed.ddp import init_from_env, world
 from rs_wsss.model.wsss import WSSS
 from rs_wsss.priors import build_priors
 from rs_wsss.raster.io import open_scene
 from rs_wsss.raster.tags import tags_from_vector
 from rs_wsss.train.batches import FreshBatches
+from rs_wsss.train.ddp import init_from_env, world
 from rs_wsss.train.loop import train
 from rs_wsss.train.sampler import TileSampler
 

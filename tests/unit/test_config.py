@@ -12,13 +12,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rs_wsss.build import ModelSpec, resolve_config
 from rs_wsss.config import (
     Config,
     apply_override,
     changed,
     load_config,
     packaged_config,
-    resolve_config,
     set_value,
     tiny_config,
 )
@@ -129,10 +129,10 @@ def test_a_checkpoints_removed_keys_are_dropped_and_its_config_is_shown(tmp_path
     stored["train"]["tile"] = 512  # written by an older rs-wsss
     ckpt = tmp_path / "m.pt"
     torch.save({"format": 1, "trainable": {}, "config": stored}, ckpt)
-    cfg = resolve_config(model_path=ckpt, overrides=["infer.batch=3"])
+    cfg, _ = resolve_config(ModelSpec(str(ckpt), overrides=("infer.batch=3",)))
     assert cfg.usr.alpha == 5 and cfg.infer.batch == 3 and cfg.priors.tiny
     with pytest.raises(ConfigError, match="not both"):
-        resolve_config(model_path=ckpt, tiny=True)
+        resolve_config(ModelSpec(str(ckpt), tiny=True))
 
 
 @settings(max_examples=150, deadline=None)

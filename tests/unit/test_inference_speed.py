@@ -66,6 +66,7 @@ def _potsdam(shared_data, size=128):
 
 
 def test_precision_switch_changes_the_compute_dtype_and_agrees_with_fp32(tmp_path, shared_data):
+    from rs_wsss.build import ModelSpec
     from rs_wsss.segment import load_segmenter
 
     ckpt = _tiny_checkpoint(tmp_path / "m.pt")
@@ -73,7 +74,7 @@ def test_precision_switch_changes_the_compute_dtype_and_agrees_with_fp32(tmp_pat
     seen = {}
     out = {}
     for p in ("fp32", "bf16"):
-        seg = load_segmenter(str(ckpt), None, False, overrides=[f"infer.precision={p}"])
+        seg = load_segmenter(ModelSpec(str(ckpt), overrides=(f"infer.precision={p}",)))
         hook = seg.model.decoder.blocks[0].qkv.register_forward_hook(lambda m, i, o, p=p: seen.__setitem__(p, o.dtype))
         out[p] = seg.predict(x, np.ones(x.shape[:1] + x.shape[2:], bool))
         hook.remove()

@@ -1,5 +1,6 @@
-"""The code layout rules: no module over 400 lines, and no import cycle among rs_wsss modules (read with ast, so
-lazy imports inside functions count too)."""
+"""The code layout rules: no module over 400 lines, no function over 12 parameters, no import cycle among rs_wsss
+modules nor among its packages, and no torch in the raster layer (read with ast, so lazy imports inside functions
+count too)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,33 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def unit(module: str) -> str:
+    """The layer a module belongs to: its sub-package (``rs_wsss.raster``), or itself for a top-level module."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph collapsed to layers: sub-package (or top-level module) → the others it imports."""
+    out: dict[str, set[str]] = {}
+    for m, targets in graph.items():
+        out.setdefault(unit(m), set()).update(unit(t) for t in targets if unit(t) != unit(m))
+    return out
+
+
+def imported_distributions(folder: Path) -> dict[str, set[str]]:
+    """Module file → the top-level names it imports (at module level or inside functions, ``TYPE_CHECKING`` too)."""
+    out: dict[str, set[str]] = {}
+    for path in sorted(folder.rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        out[str(path.relative_to(ROOT))] = names
+    return out
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """One import cycle as a list of modules, or None (depth-first search)."""
     state: dict[str, int] = {}
@@ -74,6 +102,30 @@ def test_no_import_cycle_in_rs_wsss():
     graph = import_graph()
     assert graph["rs_wsss.segment"] >= {"rs_wsss.outputs", "rs_wsss.raster.blocks"}  # the parser sees imports
     assert find_cycle(graph) is None, " → ".join(find_cycle(graph) or [])
+
+
+def test_no_package_imports_a_package_that_imports_it_back():
+    graph = package_graph(import_graph())
+    assert "rs_wsss.model" in graph["rs_wsss.train"]  # the collapsed graph still sees the imports
+    assert find_cycle(graph) is None, " → ".join(find_cycle(graph) or [])
+    assert "rs_wsss.model" not in graph["rs_wsss.config"]  # config is below the model it configures
+    assert not graph["rs_wsss._version"]  # a leaf: checkpoint and STAC writers import it, not the package root
+    # the one model factory: nothing but build.py constructs WSSS or resolves a checkpoint's config
+    builders = {m for m, targets in import_graph().items() if "rs_wsss.model.wsss" in targets}
+    assert builders == {"rs_wsss.build"}, builders
+
+
+def test_the_package_graph_collapses_modules_into_their_package():
+    graph = {"rs_wsss.a.x": {"rs_wsss.b.y"}, "rs_wsss.b.y": {"rs_wsss.a.z"}, "rs_wsss.a.z": set()}
+    assert find_cycle(graph) is None  # no module cycle …
+    assert find_cycle(package_graph(graph)) == ["rs_wsss.a", "rs_wsss.b", "rs_wsss.a"]  # … but a package cycle
+
+
+def test_the_raster_layer_never_imports_torch():
+    used = imported_distributions(ROOT / "rs_wsss" / "raster")
+    assert "rasterio" in used["rs_wsss/raster/io.py"]  # the scan sees imports
+    torch_users = sorted(p for p, names in used.items() if "torch" in names)
+    assert not torch_users, torch_users
 
 
 def test_the_cycle_finder_finds_a_cycle():
