@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import click
 
@@ -82,6 +83,13 @@ def parse_value_map(items: tuple[str, ...]) -> dict | None:
             else:
                 out[code] = name
     return out or None
+
+
+def resolved_config(config_path: str | None = None, overrides: Iterable[str] = (), tiny: bool = False) -> Any:
+    """The config a command runs with (defaults → ``--tiny`` → ``--config`` → ``--set``), through the one factory."""
+    from rs_wsss.build import ModelSpec, resolve_config
+
+    return resolve_config(ModelSpec(config_path=config_path, overrides=tuple(overrides), tiny=tiny))[0]
 
 
 def pick_device(name: str) -> str:

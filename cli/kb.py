@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .options import config_opt, set_opt, tiny_opt
+
 
 @click.group()
 def kb() -> None:
@@ -32,8 +34,11 @@ def show(class_set) -> None:
 @kb.command("build")
 @click.option("--classes", "class_set", required=True, help="Class set name or YAML.")
 @click.option("--weights", help="Weights directory or file, or 'random'.")
-@click.option("--tiny", is_flag=True, help="Tiny test architecture (random weights).")
-def build(class_set, weights, tiny) -> None:
+@config_opt
+@set_opt
+@tiny_opt
+def build(class_set: str, weights: str | None, config_path: str | None, overrides: tuple[str, ...],
+          tiny: bool) -> None:
     """Encode the knowledge base with CLIP's text encoder into the cache ($RS_WSSS_CACHE).
 
     \b
@@ -41,13 +46,14 @@ def build(class_set, weights, tiny) -> None:
       rs-wsss kb build --classes isaid --weights ~/weights
     """
     from rs_wsss.classes import load_class_set
-    from rs_wsss.config import load_config, tiny_config
     from rs_wsss.model.tpe import encode_knowledge_base
     from rs_wsss.paths import cache_dir
     from rs_wsss.priors import build_priors
 
+    from .common import resolved_config
+
     cs = load_class_set(class_set)
-    cfg = tiny_config() if tiny else load_config()
+    cfg = resolved_config(config_path, overrides, tiny)
     clip, _ = build_priors(cfg.priors, weights, need_dino=False)
     emb = encode_knowledge_base(cs, clip.encode_text, cache_dir(), clip.identifier)
     click.echo(f"encoded {emb.shape[0]} descriptions of {cs.name} ({emb.shape[1]}-d) into {cache_dir()}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import overwrite_opt
+from .options import config_opt, overwrite_opt
 
 SCENES = click.argument("scenes", nargs=-1, required=True, type=click.Path())
 OUT = click.option("-o", "--output", required=True, type=click.Path(), help="tags.csv or tags.gpkg")
@@ -15,15 +15,16 @@ TILE = click.option("--tile", default=None, type=click.IntRange(min=32),
                     help="Tile size in px (default: the config's raster.tile, 512).")
 
 
+
 def _overlap(default: float):
     return click.option("--overlap", default=default, show_default=True, type=click.FloatRange(0, 1, max_open=True),
                         help="Tile overlap fraction in [0, 1).")
 
 
-def _tile(tile: int | None) -> int:
-    from rs_wsss.config import RasterConfig
+def _tile(tile: int | None, config_path: str | None) -> int:
+    from .common import resolved_config
 
-    return RasterConfig().tile if tile is None else tile
+    return resolved_config(config_path).raster.tile if tile is None else tile
 
 
 @click.group()
@@ -35,9 +36,10 @@ def tags() -> None:
 @SCENES
 @OUT
 @TILE
+@config_opt
 @_overlap(0.0)
 @overwrite_opt
-def template(scenes, output, tile, overlap, overwrite) -> None:
+def template(scenes, output, tile, config_path, overlap, overwrite) -> None:
     """An empty grid of tiles (labels blank) to fill in, e.g. in QGIS.
 
     \b
@@ -53,7 +55,7 @@ def template(scenes, output, tile, overlap, overwrite) -> None:
 
     check_inputs(scenes)
     check_output(output, overwrite, inputs=input_files(list(scenes)))
-    rows = template_grid(list(scenes), _tile(tile), overlap)
+    rows = template_grid(list(scenes), _tile(tile, config_path), overlap)
     write_tags(rows, output, overwrite)
     log.info("wrote %d empty tiles to %s", len(rows), output)
 
@@ -73,10 +75,11 @@ def template(scenes, output, tile, overlap, overwrite) -> None:
                                                                                                   "overlap).")
 @OUT
 @TILE
+@config_opt
 @_overlap(0.0)
 @overwrite_opt
-def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fraction, output, tile, overlap,
-                overwrite) -> None:
+def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fraction, output, tile, config_path,
+                overlap, overwrite) -> None:
     """Tags from a vector layer in any CRS (reprojected to each scene).
 
     \b
@@ -100,7 +103,8 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
     if class_name:
         cs.index(class_name)
     vm = {str(k): v for k, v in (parse_value_map(value_map) or {}).items()}
-    rows = tags_from_vector(list(scenes), vector, field, cs, _tile(tile), overlap, min_fraction, class_name, vm)
+    rows = tags_from_vector(list(scenes), vector, field, cs, _tile(tile, config_path), overlap, min_fraction,
+                            class_name, vm)
     write_tags(rows, output, overwrite)
     log.info("wrote %d tiles (%d with classes) to %s", len(rows), sum(1 for r in rows if r.labels), output)
 
@@ -115,9 +119,11 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
                                                                                                   "cover.")
 @OUT
 @TILE
+@config_opt
 @_overlap(0.0)
 @overwrite_opt
-def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile, overlap, overwrite) -> None:
+def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile, config_path, overlap,
+                overwrite) -> None:
     """Tags from ground-truth class rasters (for benchmarks).
 
     \b
@@ -140,7 +146,7 @@ def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile,
     if not files:
         raise RsWsssError(f"--masks {masks}: no files found")
     check_output(output, overwrite, inputs=[class_set, *files, *input_files(list(scenes))])
-    rows = tags_from_raster(list(scenes), files, load_class_set(class_set), _tile(tile), overlap, min_fraction,
-                            parse_value_map(value_map))
+    rows = tags_from_raster(list(scenes), files, load_class_set(class_set), _tile(tile, config_path), overlap,
+                            min_fraction, parse_value_map(value_map))
     write_tags(rows, output, overwrite)
     log.info("wrote %d tiles to %s", len(rows), output)

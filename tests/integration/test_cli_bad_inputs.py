@@ -47,6 +47,8 @@ CASES = [
     ("zero-shot without classes", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--tiny"], "--classes"),
     ("not a checkpoint", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--model", "{T}/corrupt.tif"], "not an rs-wsss checkpoint"),
     ("truncated checkpoint", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--model", "{T}/trunc.pt"], "not an rs-wsss checkpoint"),
+    ("checkpoint with --config", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--model", "{M}", "--config", "{T}/c.yaml"], "not both"),
+    ("info of a checkpoint with --tiny", ["info", "--model", "{M}", "--tiny"], "not both"),
     ("checkpoint for another class set", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--model", "{M}", "--classes", "potsdam"], "trained for classes"),
     ("bad output suffix", ["segment", "{D}/" + NAIP, "-o", "{T}/o.png", *ZS], "must end in"),
     ("bad scales", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--scales", "a,b"], "--scales"),

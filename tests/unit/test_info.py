@@ -42,6 +42,13 @@ def test_info_prints_counts_flops_classes_and_differences():
     assert "config usr.warmup_iters = 7   (default 0)" in out and "config priors.tiny = True" in out
 
 
+def test_info_reads_the_config_file(tmp_path):
+    yaml = tmp_path / "mine.yaml"
+    yaml.write_text("usr:\n  warmup_iters: 5\n")
+    out = _run("--classes", "potsdam", "--tiny", "--config", str(yaml))
+    assert "config usr.warmup_iters = 5   (default 0)" in out
+
+
 def test_switching_dino_off_removes_its_adapter_parameters_and_flops():
     cfg = tiny_config()
     clip, dino = build_priors(cfg.priors)
