@@ -104,9 +104,11 @@ def check_inputs(paths: Iterable[str]) -> None:
     from pathlib import Path
 
     from rs_wsss.errors import InputNotFound
+    from rs_wsss.paths import refuse_link_loop
 
     for p in paths:
         if str(p).startswith("/vsi") or "://" in str(p):  # GDAL virtual paths and URLs: GDAL checks them on open
             continue
+        refuse_link_loop(p)
         if not Path(p).is_file():
             raise InputNotFound(f"input not found: {p} (check the path)")

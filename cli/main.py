@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, RsWsssError):
             _fail(str(exc), 2)
         if _is_raster_error(exc):  # GDAL's message names the file and the reason (unreadable input, unwritable output)
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            from rs_wsss.raster.io import gdal_reason
+
+            why = gdal_reason(exc)
             _fail(f"raster I/O failed: {why} (check the path and its permissions)", 2)
         if verbose:
             import traceback

@@ -65,6 +65,18 @@ def _bounds(ctx: click.Context, param: click.Parameter, value: str | None) -> tu
     return b
 
 
+def _dask_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """local:N (N ≥ 1 workers) or a scheduler address; checked before any model is built."""
+    if value is None or not value.startswith("local:"):
+        return value
+    n = value.split(":", 1)[1]
+    if not n.strip().isdigit() or int(n) < 1:  # local:0 would start a cluster with no workers and wait for ever
+        raise click.BadParameter(f"'{value}': expected local:N with N ≥ 1 workers, e.g. local:2")
+    return value
+
+
+dask_opt = click.option("--dask", "dask_address", callback=_dask_address, metavar="ADDRESS|local:N",
+                        help="Run on Dask: a scheduler address (tcp://host:8786) or local:N workers (N ≥ 1).")
 creation_opt = click.option("--co", "--profile", "creation_options", multiple=True, metavar="NAME=VALUE",
                             callback=_key_values,
                             help="GDAL creation option of the output COGs, e.g. --co COMPRESS=ZSTD (repeatable).")

@@ -12,6 +12,7 @@ from .options import (
     classes_opt,
     config_opt,
     creation_opt,
+    dask_opt,
     device_opt,
     overlap_opt,
     overwrite_opt,
@@ -59,7 +60,7 @@ from .options import (
 @config_opt
 @set_opt
 @tiny_opt
-@click.option("--dask", "dask_address", help="Run on Dask: a scheduler address (tcp://host:8786) or local:N workers.")
+@dask_opt
 @click.option("--block-size", type=click.IntRange(min=256), default=None,
               help="Block side in px (default 4096): rasters larger than 6144 px, --resume runs and Dask runs go "
                    "in blocks.")

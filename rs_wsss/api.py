@@ -48,9 +48,12 @@ def _paths(scenes: PathLike | Sequence[PathLike]) -> tuple[list[str], bool]:
 
 def _exist(paths: list[str]) -> None:
     """Local files must exist; GDAL virtual paths and URLs are left to the open that follows."""
+    from .paths import refuse_link_loop
     from .raster.io import is_remote
 
     for p in paths:
+        if not is_remote(p):
+            refuse_link_loop(p)
         if not is_remote(p) and not Path(p).is_file():
             raise InputNotFound(f"input not found: {p} (check the path)")
 
@@ -95,6 +98,7 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
     """
     from .build import ModelSpec, needs_dino, resolve_config
     from .outputs import plan_outputs
+    from .raster.creation import check_creation_options
     from .raster.extent import Extent
     from .raster.io import check_bands, check_extent
     from .segment import load_segmenter, segment_scene
@@ -108,6 +112,7 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
     bands = list(bands) if bands else None
     check_bands(paths, bands)  # unreadable rasters and impossible band choices fail before a model is built
     check_extent(paths, extent)
+    check_creation_options(creation_options, "COG")  # GDAL only warns about a wrong one (and aborts on some)
     out = str(output)
     if not single and not out.endswith(("/", "\\")):
         out += "/"  # a list of scenes always goes to a directory, even a list of one

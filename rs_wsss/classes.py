@@ -140,6 +140,9 @@ def _as_list(value: object, what: str, source: str) -> list:
     return value
 
 
+MAX_CLASSES = 254  # + background = ids 0..254 of the uint8 class raster; 255 is its nodata
+
+
 def class_set_from_dict(data: dict, source: str = "class set") -> ClassSet:
     if not isinstance(data, dict) or not data.get("classes") or not isinstance(data["classes"], list):
         raise RsWsssError(f"{source}: a class set needs a 'classes' list")
@@ -148,6 +151,9 @@ def class_set_from_dict(data: dict, source: str = "class set") -> ClassSet:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise RsWsssError(f"{source}: duplicate class names: {', '.join(dupes)}")
+    if len(classes) > MAX_CLASSES:  # refused before any work, rather than ids wrapping in the uint8 raster
+        raise RsWsssError(f"{source}: {len(classes)} classes; at most {MAX_CLASSES} fit the class raster (uint8 ids "
+                          "0-254 with the background, 255 = nodata): merge or split the class set")
     bg = _class_from_dict(data.get("background") or {"name": "background", "color": "#000000"}, source)
     if bg.name in names:
         raise RsWsssError(f"{source}: background name '{bg.name}' is also a class")

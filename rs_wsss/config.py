@@ -361,7 +361,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):  # `?` alone is {None: None}
         raise ConfigError(f"config file {path} must be a YAML mapping of sections (e.g. 'train: {{iters: 2000}}')")
     return data
 

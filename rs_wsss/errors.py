@@ -1,5 +1,15 @@
 """User-facing errors: the CLI prints their message as one line and exits 2."""
 
+import pickle
+import struct
+import zipfile
+
+# What unpickling, unzipping or decoding arbitrary bytes raises (torch.load's weights-only unpickler pops empty stacks,
+# indexes missing memo keys, unpacks short buffers …): a reader of a user's file catches these and names the file.
+DAMAGED_FILE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, EOFError, ValueError, RuntimeError, IndexError, KeyError, TypeError, AttributeError, OverflowError,
+    MemoryError, RecursionError, pickle.UnpicklingError, zipfile.BadZipFile, struct.error)
+
 
 def one_line(message: object) -> str:
     """A message as one printable line: line breaks (any that ``str.splitlines`` knows) become spaces, other control

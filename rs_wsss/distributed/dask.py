@@ -40,6 +40,8 @@ def make_client(address: str) -> Any:
             n = int(address.split(":", 1)[1])
         except ValueError:
             raise RsWsssError(f"--dask {address}: expected local:N, e.g. local:2") from None
+        if n < 1:  # a cluster of no workers accepts the blocks and waits for ever
+            raise RsWsssError(f"--dask {address}: give at least one worker, e.g. local:2")
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address=None, silence_logs=logging.ERROR)
         return Client(cluster)

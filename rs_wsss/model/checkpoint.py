@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 
 from .._version import __version__
 from ..atomic import atomic_path, disk_full, sweep_stale
-from ..errors import InputNotFound, RsWsssError
+from ..errors import DAMAGED_FILE_ERRORS, InputNotFound, RsWsssError
 
 FORMAT = 1
 log = logging.getLogger("rs_wsss")
@@ -86,13 +85,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         InputNotFound: no such file. RsWsssError: not an rs-wsss checkpoint (any format, truncated, foreign).
     """
+    from ..paths import refuse_link_loop
+
     path = Path(path)
+    refuse_link_loop(path, "checkpoint")
     if not path.is_file():
         raise InputNotFound(f"checkpoint not found: {path} (train one with `rs-wsss train`)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, not torch,
-        # or pickled objects that weights_only refuses
+    except DAMAGED_FILE_ERRORS as exc:  # truncated, not torch, random bytes, or objects weights_only refuses
         raise RsWsssError(f"{path} is not an rs-wsss checkpoint ({type(exc).__name__}); "
                           "retrain or pass the right file") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "trainable" not in state:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import RsWsssError
+from ..errors import DAMAGED_FILE_ERRORS, RsWsssError
 
 # storage class name (torch.save / TorchScript pickles) → (torch dtype name, bytes per element)
 STORAGES = {
@@ -151,16 +151,30 @@ def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
         return {name: tuple(t.shape) for name, t in read_tensors(path).items()}
     except RsWsssError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError,
-            pickle.UnpicklingError, zipfile.BadZipFile, struct.error, RuntimeError) as exc:
+    except DAMAGED_FILE_ERRORS as exc:
         raise RsWsssError(f"{path} is not a readable weights file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
 def read_tensors(path: str | Path) -> dict[str, Any]:
-    """Tensor name → torch.Tensor (CPU, the file's dtypes)."""
+    """Tensor name → torch.Tensor (CPU, the file's dtypes).
+
+    Raises:
+        RsWsssError: not a weights file, or a damaged one (truncated, bytes changed), named in one line.
+    """
+    from safetensors import SafetensorError
+
+    damaged: tuple[type[BaseException], ...] = (*DAMAGED_FILE_ERRORS, SafetensorError)
+    try:
+        return _read_tensors(Path(path))
+    except RsWsssError:
+        raise
+    except damaged as exc:
+        raise RsWsssError(f"{path} is not a readable weights file ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _read_tensors(path: Path) -> dict[str, Any]:
     import torch
 
-    path = Path(path)
     k = kind(path)
     if k == "safetensors":
         from safetensors.torch import load_file

@@ -78,11 +78,15 @@ def resolve(backbone: str, cfg: PriorsConfig, weights: str | None = None) -> Res
 
 
 def _in_location(backbone: str, loc: Path) -> Path | None:
+    from ..paths import refuse_link_loop
+
+    refuse_link_loop(loc, "--weights")
     if loc.is_file():
         return loc
     if not loc.is_dir():
         return None
     for name in FILE_NAMES[backbone]:
+        refuse_link_loop(loc / name, "weights file")
         if (loc / name).is_file():
             return loc / name
     hits = sorted(p for p in loc.iterdir() if p.suffix in SUFFIXES and NAME_HINT[backbone] in p.name.lower())

@@ -62,6 +62,8 @@ def evaluate_rasters(pred_path: str | Path, gt_path: str | Path, class_set: Clas
             gt.crs is None or pred.crs is None or (gt.crs == pred.crs and gt.transform.almost_equals(pred.transform)))
         if not same and (gt.crs is None or pred.crs is None):
             raise RsWsssError(f"{gt_path} and {pred_path} differ in size and one has no CRS: cannot align them")
+        if not same:
+            _check_overlap(pred, gt, pred_path, gt_path)
         decoded = None if same else read_mask(gt, None, table)  # decode once (RGB → ids), then warp the ids
         for top in range(0, pred.height, 1024):
             win = Window(0, top, pred.width, min(1024, pred.height - top))
@@ -71,9 +73,24 @@ def evaluate_rasters(pred_path: str | Path, gt_path: str | Path, class_set: Clas
             else:
                 g = _reprojected_gt(decoded, gt, pred, win)  # type: ignore[arg-type]
             conf += confusion_matrix(p, g, len(names))
+    if not conf.sum():
+        raise RsWsssError(f"{pred_path} and {gt_path} share no pixel that is labelled in both (nodata or ignored "
+                          "codes only); check the files and --value-map")
     out = metrics(conf, names)
     out.update(prediction=str(pred_path), ground_truth=str(gt_path), class_set=class_set.name)
     return out
+
+
+def _check_overlap(pred, gt, pred_path: str | Path, gt_path: str | Path) -> None:
+    """Refuse a ground truth whose footprint misses the prediction's (both georeferenced, any CRSs)."""
+    from rasterio.warp import transform_bounds
+
+    left, bottom, right, top = transform_bounds(gt.crs, pred.crs, *gt.bounds)
+    p = pred.bounds
+    if left >= p.right or right <= p.left or bottom >= p.top or top <= p.bottom:
+        raise RsWsssError(f"{gt_path} does not overlap {pred_path} (ground truth {left:.6g}, {bottom:.6g}, "
+                          f"{right:.6g}, {top:.6g}; prediction {p.left:.6g}, {p.bottom:.6g}, {p.right:.6g}, "
+                          f"{p.top:.6g} in {pred.crs}); compare a prediction with the truth of the same area")
 
 
 def _reprojected_gt(decoded: np.ndarray, gt, pred, win: Window) -> np.ndarray:

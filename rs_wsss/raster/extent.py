@@ -98,12 +98,12 @@ def _no_overlap(src: Any, bounds: Sequence[float]) -> Window:
 
 def read_aoi(path: str | Path, crs: Any) -> list[Any]:
     """The AOI file's (multi)polygons in ``crs`` (any vector format GDAL reads; a layer without a CRS is refused)."""
-    import geopandas as gpd
+    from .vectors import UnreadableVector, read_vector
 
     try:
-        aoi = gpd.read_file(path)
-    except (RuntimeError, OSError, ValueError) as exc:  # pyogrio's DataSourceError, DataLayerError … are RuntimeErrors
-        raise RsWsssError(f"--aoi {path}: cannot read it as a vector layer ({str(exc).splitlines()[0]})") from None
+        aoi = read_vector(path)
+    except UnreadableVector as exc:
+        raise RsWsssError(f"--aoi {path}: cannot read it as a vector layer ({exc.why})") from None
     aoi = aoi[aoi.geometry.notna() & aoi.geom_type.isin(["Polygon", "MultiPolygon"])]
     if aoi.empty:
         raise RsWsssError(f"--aoi {path}: no polygons in it; give a polygon layer (GeoPackage, GeoJSON, shapefile …)")

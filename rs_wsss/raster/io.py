@@ -56,12 +56,43 @@ def open_dataset(path: str | Path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(p)
-    except RasterioIOError as exc:
-        raise RsWsssError(f"cannot read raster {p}: {str(exc).splitlines()[0]}") from None
+    except (RasterioIOError, UnicodeDecodeError) as exc:  # GDAL quoting a damaged name is not UTF-8
+        raise RsWsssError(f"cannot read raster {p}: {gdal_reason(exc)}") from None
+
+
+def gdal_reason(exc: BaseException) -> str:
+    """GDAL's own words for a failure: rasterio's "Read failed. See previous exception" hides them in the cause."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "GDAL's message quotes bytes that are not UTF-8 (a damaged header or file name)"
+    while "previous exception" in str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def preflight(ds: Any, path: str | Path) -> None:
+    """Read the first and last block of every band, so a truncated file, a VRT whose source is missing or a
+    corrupt compressed block fails now, naming the file and GDAL's reason, rather than after a model is built.
+
+    Raises:
+        RsWsssError: a block cannot be read.
+    """
+    from rasterio.errors import RasterioError
+
+    for band, (bh, bw) in enumerate(ds.block_shapes, start=1):
+        bh, bw = min(bh, ds.height), min(bw, ds.width)
+        last = Window(ds.width - bw, ds.height - bh, bw, bh)
+        for window in {Window(0, 0, bw, bh), last}:
+            try:
+                ds.read(band, window=window)
+            except (RasterioError, UnicodeDecodeError) as exc:  # GDAL quoting a damaged name is not UTF-8
+                fix = ("a source file of the VRT is missing or unreadable (fix the paths in it)" if ds.driver == "VRT"
+                       else "the file is damaged or incomplete (copy it again)")
+                raise RsWsssError(f"cannot read raster {path}: {gdal_reason(exc).rstrip('.')}; {fix}") from None
 
 
 def check_bands(paths: list[str], bands: list[int] | None) -> None:
-    """Open each raster (unreadable ones fail here, before a model is built) and check a band choice against it.
+    """Open and :func:`preflight` each raster (unreadable ones fail here, before a model is built) and check a band
+    choice against it.
 
     Args:
         paths: rasters to check.
@@ -73,6 +104,7 @@ def check_bands(paths: list[str], bands: list[int] | None) -> None:
     """
     for path in paths:
         with open_dataset(path) as ds:
+            preflight(ds, path)
             if bands and (len(bands) not in (1, 3) or not all(1 <= b <= ds.count for b in bands)):
                 given = ",".join(map(str, bands))
                 raise RsWsssError(f"{path}: --bands {given} invalid: give 1 or 3 band numbers in 1..{ds.count}")

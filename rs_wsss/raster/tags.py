@@ -151,13 +151,13 @@ def _read_csv(path: Path, by_name: dict[str, str], problems: list[str]) -> list[
 
 def _read_gpkg(path: Path, by_name: dict[str, str], problems: list[str]) -> list[TagRow]:
     import geopandas as gpd
-    from pyogrio.errors import DataLayerError, DataSourceError
+
+    from .vectors import UnreadableVector, read_vector
 
     try:
-        gdf = gpd.read_file(path)
-    except (DataSourceError, DataLayerError, UnicodeDecodeError, ValueError) as exc:
-        why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise RsWsssError(f"{path.name} is not a readable GeoPackage ({why}); give a tag grid from rs-wsss tags "
+        gdf = read_vector(path)
+    except UnreadableVector as exc:
+        raise RsWsssError(f"{path.name} is not a readable GeoPackage ({exc.why}); give a tag grid from rs-wsss tags "
                           "or a UTF-8 CSV") from None
     missing = [f for f in ("image", "labels", "geometry") if f not in gdf.columns]
     if missing:
@@ -240,15 +240,13 @@ def tags_from_vector(scenes: list[str], vector_path: str | Path, field: str | No
     """A tile gets a class when that class's polygons cover more than ``min_fraction`` of the tile's area inside the
     raster (any overlap when 0), or a point of that class lies in it. Layers in any CRS are reprojected; a layer
     without CRS is taken to be in the scene's CRS (with a warning)."""
-    import geopandas as gpd
     from shapely.geometry import box
 
     if not Path(vector_path).exists():
         raise InputNotFound(f"vector layer not found: {vector_path}")
-    try:
-        layer = gpd.read_file(vector_path)
-    except (RuntimeError, OSError, ValueError) as exc:  # pyogrio's errors are RuntimeErrors; text decoding, I/O
-        raise RsWsssError(f"cannot read vector layer {vector_path}: {str(exc).splitlines()[0]}") from None
+    from .vectors import read_vector
+
+    layer = read_vector(vector_path)
     if constant_class is None and (field is None or field not in layer.columns):
         raise RsWsssError(f"{vector_path}: field '{field}' not found (fields: "
                           f"{', '.join(c for c in layer.columns if c != 'geometry')}); or use --class-name")

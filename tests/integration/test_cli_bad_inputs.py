@@ -121,6 +121,22 @@ CASES = [
     ("output sibling is the checkpoint", ["segment", "{T}/scene.tif", "-o", "{T}/ck.gpkg", "--model", "{T}/ck.tif", "--overwrite"], "is the input"),
     ("train output is the tags file", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{T}/good.csv", "--classes", "landcover", "--tiny"], "is the input"),
     ("train log sibling is the tags file", ["train", "--tags", "{T}/m2.log.csv", "{D}/" + NAIP, "-o", "{T}/m2.pt", "--classes", "landcover", "--tiny"], "is the input"),
+    # issue 26: refused early, by name, at the cause
+    ("truncated TIFF", ["segment", "{T}/half.tif", "-o", "{T}/o.gpkg", *ZS], "IReadBlock failed"),
+    ("truncated TIFF for training", ["train", "--tags", "{T}/good.csv", "{T}/half.tif", "-o", "{T}/m.pt", "--classes", "landcover", "--tiny"], "IReadBlock failed"),
+    ("VRT with a missing source", ["segment", "{T}/gone.vrt", "-o", "{T}/o.gpkg", *ZS], "gone_source.tif: No such file"),
+    ("checkpoint of one text byte", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--model", "{T}/text.pt"], "not an rs-wsss checkpoint"),
+    ("checkpoint of random bytes", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--model", "{T}/random.pt"], "not an rs-wsss checkpoint"),
+    ("unknown compression", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--co", "COMPRESS=NOPE"], "COMPRESS = NONE"),
+    ("unknown creation option", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--co", "FROB=1"], "no creation option FROB"),
+    ("creation option below its minimum", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--co", "BLOCKSIZE=16"], "BLOCKSIZE ≥ 128"),
+    ("creation option of the wrong type", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--co", "BLOCKSIZE=abc"], "integer"),
+    ("dask with no workers", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--dask", "local:0"], "N ≥ 1"),
+    ("evaluate without overlap", ["evaluate", "{T}/scene.tif", "{D}/" + NAIP, "--classes", "landcover"], "does not overlap"),
+    ("300 classes", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--tiny", "--classes", "{T}/many.yaml"], "at most 254"),
+    ("weights symlink loop", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/loop_a"], "symbolic link loop"),
+    ("scene symlink loop", ["segment", "{T}/loop_a", "-o", "{T}/o.gpkg", *ZS], "symbolic link loop"),
+    ("config with a null key", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--config", "{T}/nullkey.yaml"], "YAML mapping"),
     ("tags output is the vector layer", ["tags", "from-vector", "{T}/scene.tif", "--labels", "{T}/labels.gpkg", "--class-name", "building", "--classes", "landcover", "-o", "{T}/labels.gpkg", "--overwrite"], "is the input"),
 ]
 
@@ -180,6 +196,20 @@ def workdir(tmp_path_factory, shared_data, trained_spacenet):
     shutil.copy(t / "scene.tif", t / "multi" / "b.tif")
     shutil.copy(trained_spacenet / "model.pt", t / "ck.tif")  # a checkpoint under an unlucky name
     (t / "trunc.pt").write_bytes((trained_spacenet / "model.pt").read_bytes()[:2000])
+    whole = (shared_data / NAIP).read_bytes()
+    (t / "half.tif").write_bytes(whole[: len(whole) // 2])  # a download cut half-way
+    (t / "gone.vrt").write_text(
+        '<VRTDataset rasterXSize="64" rasterYSize="64"><SRS>EPSG:32614</SRS><GeoTransform>500000,1,0,5000000,0,-1'
+        '</GeoTransform>' + "".join(
+            f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource><SourceFilename relativeToVRT="1">'
+            f'gone_source.tif</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>'
+            for b in (1, 2, 3)) + "</VRTDataset>")
+    (t / "text.pt").write_bytes(b"a")  # torch.load: IndexError (pop from empty list)
+    (t / "random.pt").write_bytes(bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8)))
+    (t / "many.yaml").write_text("classes:\n" + "".join(f"  - name: c{i}\n" for i in range(300)))
+    (t / "nullkey.yaml").write_text("?\n")
+    (t / "loop_a").symlink_to(t / "loop_b")
+    (t / "loop_b").symlink_to(t / "loop_a")
     import geopandas as gpd
     from shapely.geometry import box
 
