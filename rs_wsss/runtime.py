@@ -19,15 +19,21 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16)."""
-    flags: set[str] = set()
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags (Linux's /proc/cpuinfo); None where the system does not list them."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:  # not Linux: ask torch (private helpers, present in torch ≥ 2.3)
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return set()
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16)."""
+    flags = cpu_flags()
+    if flags is None:  # not Linux: ask torch (private helpers, present in torch ≥ 2.3)
         cpu = getattr(torch, "cpu", None)
         return bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)()
                     or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
