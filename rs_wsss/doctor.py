@@ -75,8 +75,9 @@ def _raster_stack() -> list[Check]:
     from rasterio.errors import CRSError, RasterioError
     from rasterio.warp import transform
 
-    versions = (f"rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}, PROJ "
-                f"{getattr(rasterio, '__proj_version__', '?')}; vectors: pyogrio GDAL {pyogrio.__gdal_version_string__}")
+    proj = getattr(rasterio, "__proj_version__", "?")
+    versions = (f"rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}, PROJ {proj}; "
+                f"vectors: pyogrio GDAL {pyogrio.__gdal_version_string__}")
     try:
         with rasterio.Env():
             xs, _ = transform(CRS.from_epsg(4326), CRS.from_epsg(32614), [-99.0], [45.0])
