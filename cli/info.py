@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import config_opt, set_opt, tiny_opt
+from .options import config_opt, prior_overrides, priors_opt, set_opt, tiny_opt
 
 
 @click.command("info")
@@ -14,9 +14,12 @@ from .options import config_opt, set_opt, tiny_opt
 @config_opt
 @tiny_opt
 @set_opt
-@click.option("--size", type=int, help="Crop size for the FLOP count (default priors.clip_size, 320).")
+@click.option("--size", type=int, help="Crop size for the FLOP count (default: the CLIP prior's crop, 320 for "
+              "ViT-B/16).")
+@priors_opt
 def info_cmd(class_set: str | None, model_path: str | None, weights: str | None, config_path: str | None,
-             tiny: bool, overrides: tuple[str, ...], size: int | None) -> None:
+             tiny: bool, overrides: tuple[str, ...], size: int | None, clip_prior: str | None,
+             dino_prior: str | None) -> None:
     """Backbones, where their weights resolve from, trainable/total parameters, GFLOPs per crop, class set, and
     the config values that differ from the defaults (the paper's reading).
 
@@ -33,15 +36,20 @@ def info_cmd(class_set: str | None, model_path: str | None, weights: str | None,
     if (class_set is None) == (model_path is None):
         raise RsWsssError("give either --classes SET or --model CKPT")
     # both backbones, so that the totals are complete
-    model = build(ModelSpec(model_path, class_set, config_path, tuple(overrides), tiny, weights=weights),
+    model = build(ModelSpec(model_path, class_set, config_path, (*overrides, *prior_overrides(clip_prior, dino_prior)),
+                            tiny, weights=weights),
                   "describe").model.eval()
     cfg = model.cfg
     p = cfg.priors
-    click.echo(f"CLIP   {'tiny' if p.tiny else p.clip_model} at {p.clip_size} px — "
+    clip = model.clip
+    tiny_note = " (tiny stand-in)" if p.tiny else ""
+    click.echo(f"CLIP   {clip.spec.name}{tiny_note}: {clip.spec.arch}, {clip.num_blocks} blocks, width {clip.width}, "
+               f"at {clip.size} px ({clip.size // clip.patch}×{clip.size // clip.patch} tokens) — "
                f"{resolve('clip', p, weights).describe()}")
     if model.dino is not None:
-        click.echo(f"DINO   {'tiny' if p.tiny else p.dino_model} at {p.dino_size} px, last {cfg.adapter.dino_levels} "
-                   f"blocks — {resolve('dino', p, weights).describe()}")
+        d = model.dino
+        click.echo(f"DINO   {d.spec.name}{tiny_note}: {d.num_blocks} blocks, width {d.width}, at {d.size} px, last "
+                   f"{cfg.adapter.dino_levels} blocks — {resolve('dino', p, weights).describe()}")
     else:
         click.echo("DINO   off (usr.use_dino=false)")
     c = param_counts(model)
@@ -52,7 +60,7 @@ def info_cmd(class_set: str | None, model_path: str | None, weights: str | None,
     click.echo(f"total {c['total_no_text'] / m:.2f} M without the CLIP text tower, {c['total'] / m:.2f} M with it "
                f"({c['text_tower'] / m:.2f} M)   (paper {PAPER['total'] / m:.2f} M)")
     fl = crop_flops(model, size)
-    crop = size or p.clip_size
+    crop = size or clip.size
     g = fl.train_forward / 1e9
     click.echo(f"GFLOPs {g:.1f}   (paper {PAPER['gflops']:.0f}) per {crop}-px crop, training forward: CLIP "
                f"{fl.clip / 1e9:.1f} + DINO {fl.dino / 1e9:.1f} + adapters/decoder {fl.trainable / 1e9:.1f}"

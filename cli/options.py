@@ -108,6 +108,40 @@ config_opt = click.option("--config", "config_path", type=click.Path(),
 tiny_opt = click.option("--tiny", is_flag=True, help="Tiny test architecture with random weights (tests, smoke runs).")
 
 
+def _prior_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A registry name (or open_clip:ARCH for CLIP), checked against the registry without importing torch."""
+    if value is None:
+        return None
+    from rs_wsss.errors import ConfigError
+    from rs_wsss.priors.specs import spec_for
+
+    try:
+        spec_for(value, "clip" if param.name == "clip_prior" else "dino")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def priors_opt(fn: F) -> F:
+    """``--clip-prior NAME`` and ``--dino-prior NAME`` (config ``priors.clip`` / ``priors.dino``); the help lists
+    the registry's names (``priors/specs.py``)."""
+    from rs_wsss.priors.specs import DEFAULT, names
+
+    dino = click.option("--dino-prior", callback=_prior_name, metavar="NAME",
+                        help=f"DINOv2 prior (default: the config's priors.dino, {DEFAULT['dino']}): "
+                             f"{', '.join(names('dino'))}.")
+    clip = click.option("--clip-prior", callback=_prior_name, metavar="NAME",
+                        help=f"CLIP prior (default: the config's priors.clip, {DEFAULT['clip']}): "
+                             f"{', '.join(names('clip'))}, or open_clip:ARCH with --weights (rs-wsss weights "
+                             "lists files and sources).")
+    return clip(dino(fn))
+
+
+def prior_overrides(clip_prior: str | None, dino_prior: str | None) -> tuple[str, ...]:
+    """--clip-prior / --dino-prior as ``--set`` items (applied after the config file and the checkpoint's config)."""
+    return tuple(f"priors.{k}={v}" for k, v in (("clip", clip_prior), ("dino", dino_prior)) if v)
+
+
 CLASSES_HELP = "Class set: a packaged name (landcover, potsdam, isaid, loveda) or a YAML file."
 
 

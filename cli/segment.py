@@ -16,6 +16,8 @@ from .options import (
     device_opt,
     overlap_opt,
     overwrite_opt,
+    prior_overrides,
+    priors_opt,
     scales_opt,
     set_opt,
     src_nodata_opt,
@@ -38,6 +40,7 @@ from .options import (
 @scales_opt
 @click.option("--crf/--no-crf", default=None, help="Dense CRF post-processing (default: the config's infer.crf).")
 @weights_opt
+@priors_opt
 @device_opt
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
               help="Numeric precision (default: the config's infer.precision; auto: bf16 on CPUs with AMX or "
@@ -74,7 +77,8 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
                 config_path: str | None, overrides: tuple[str, ...], tiny: bool, dask_address: str | None,
                 block_size: int | None,
                 precision: str | None, bounds: tuple[float, float, float, float] | None, bounds_crs: str | None,
-                aoi: str | None, src_nodata: float | None, creation_options: dict[str, str], resume: bool) -> None:
+                aoi: str | None, src_nodata: float | None, creation_options: dict[str, str], resume: bool,
+                clip_prior: str | None, dino_prior: str | None) -> None:
     """Segment rasters into a georeferenced class raster and polygons.
 
     \b
@@ -91,6 +95,7 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
 
     from .common import log, progress_of
 
+    overrides = (*overrides, *prior_overrides(clip_prior, dino_prior))
     several = list(scenes) if len(scenes) > 1 else scenes[0]  # one scene may still go to a directory (-o dir/)
     results = segment_raster(several, output, model=model_path, zero_shot=zero_shot, classes=class_set,
                              weights=weights, device=device, precision=precision, tile=tile, overlap=overlap,

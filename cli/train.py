@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from .options import bands_opt, classes_opt, config_opt, device_opt, set_opt, tiny_opt, weights_opt
+from .options import (
+    bands_opt,
+    classes_opt,
+    config_opt,
+    device_opt,
+    prior_overrides,
+    priors_opt,
+    set_opt,
+    tiny_opt,
+    weights_opt,
+)
 
 
 @click.command("train")
@@ -17,6 +27,7 @@ from .options import bands_opt, classes_opt, config_opt, device_opt, set_opt, ti
 @click.option("--batch", type=click.IntRange(min=1), help="Batch size (default: the config's train.batch).")
 @bands_opt
 @weights_opt
+@priors_opt
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @device_opt
 @set_opt
@@ -39,7 +50,7 @@ def train_cmd(ctx: click.Context, scenes: tuple[str, ...], tags_path: str, outpu
               config_path: str | None, iters: int | None, batch: int | None, bands: list[int] | None,
               weights: str | None, resume: bool, device: str, overrides: tuple[str, ...], tiny: bool,
               cache_dir: str | None, val_masks: str | None, val_tags: str | None, val_value_map: tuple[str, ...],
-              report: bool, nproc: int) -> None:
+              report: bool, nproc: int, clip_prior: str | None, dino_prior: str | None) -> None:
     """Train from tile tags (frozen CLIP + DINOv2, trainable adapter + decoder).
 
     \b
@@ -60,7 +71,8 @@ def train_cmd(ctx: click.Context, scenes: tuple[str, ...], tags_path: str, outpu
     from .common import log, parse_value_map, progress_of
 
     res = train_from_tags(tags_path, list(scenes), output, classes=class_set, iters=iters, batch=batch, bands=bands,
-                          weights=weights, device=device, resume=resume, config=config_path, overrides=overrides,
+                          weights=weights, device=device, resume=resume, config=config_path,
+                          overrides=(*overrides, *prior_overrides(clip_prior, dino_prior)),
                           tiny=tiny, cache_features=cache_dir, val_masks=val_masks, val_tags=val_tags,
                           val_value_map=parse_value_map(val_value_map), report=report, progress=progress_of(ctx))
     losses = res["losses"]

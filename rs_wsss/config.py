@@ -22,18 +22,23 @@ from .config_check import check_value, ranged, ranged_list
 from .errors import ConfigError
 
 # Keys that existed once: a user file naming one gets the reason; an old checkpoint's copy is dropped silently.
-REMOVED_KEYS = {"train.tile": "training tiles are the tag windows (set them with rs-wsss tags ... --tile)"}
+REMOVED_KEYS = {"train.tile": "training tiles are the tag windows (set them with rs-wsss tags ... --tile)",
+                **{f"priors.{k}": "priors are named with priors.clip / priors.dino (rs-wsss weights lists them)"
+                   for k in ("clip_model", "clip_pretrained", "dino_model")}}
 
 
 @dataclass
 class PriorsConfig:
-    """Frozen backbones (Sect. 4.2): CLIP ViT-B/16 at 320 px, DINOv2 ViT-B/14 at 308 px."""
+    """Frozen backbones (Sect. 4.2): CLIP ViT-B/16 at 320 px, DINOv2 ViT-B/14 at 308 px, by name from the registry
+    in ``priors/specs.py`` (``rs-wsss weights`` lists the names, files and sources)."""
 
-    clip_model: str = "ViT-B-16-quickgelu"  # OpenAI weights were trained with QuickGELU
-    clip_pretrained: str = "openai"  # open_clip pretrained tag used for the hub cache
-    clip_size: int = ranged(320, ge=14)
-    dino_model: str = "vit_base_patch14_dinov2"
-    dino_size: int = ranged(308, ge=14)
+    clip: str = "openai-vit-b-16"  # --clip-prior: a registry name or open_clip:ARCH (the paper's CLIP ViT-B/16)
+    dino: str = "dinov2-vit-b-14"  # --dino-prior (the paper's DINOv2 ViT-B/14)
+    # token-grid side of the crop (crop = grid × patch); None: the prior's, the paper's 20 (CLIP) / 22 (DINO)
+    clip_grid: int | None = ranged(None, ge=1)
+    dino_grid: int | None = ranged(None, ge=1)
+    clip_size: int | None = ranged(None, ge=14)  # crop side in px; None: grid × patch (320 for ViT-B/16)
+    dino_size: int | None = ranged(None, ge=14)  # None: grid × patch (308 for ViT-B/14)
     weights: str | None = None  # None: resolve (path → $RS_WSSS_WEIGHTS_DIR → hub cache); "random": explicit
     tiny: bool = False  # small architectures of the same classes, for tests only (implies random weights)
 

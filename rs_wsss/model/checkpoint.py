@@ -135,11 +135,14 @@ def check_backbone(state: dict[str, Any], clip_identifier: str, path: str = "che
     """Refuse a checkpoint whose CLIP architecture, or random-vs-pretrained weights, differ from the loaded prior;
     warn (only) when both are pretrained files of the same architecture with different contents (it may be the same
     weights saved in another format)."""
+    from ..priors.specs import canonical_name
+
     want = state["backbones"]["clip"] or ""
-    want_arch, have_arch = want.split("|")[0], clip_identifier.split("|")[0]
+    # the prior's registry name (a checkpoint made before the registry recorded the open_clip architecture)
+    want_arch, have_arch = canonical_name(want.split("|")[0]), canonical_name(clip_identifier.split("|")[0])
     if want_arch != have_arch:
-        raise RsWsssError(f"{path} was trained on backbone {want_arch}, not {have_arch}; "
-                          "use the same priors config or retrain")
+        raise RsWsssError(f"{path} was trained on the CLIP prior {want_arch}, not {have_arch}; segment with "
+                          f"--clip-prior {want_arch.removesuffix('(tiny)')} and its weights, or retrain")
     w, h = _weights_part(want), _weights_part(clip_identifier)
     if (w == "random") != (h == "random"):
         how = "--weights random" if w == "random" else "the pretrained CLIP weights it was trained with"

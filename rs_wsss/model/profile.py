@@ -36,14 +36,14 @@ def param_counts(model) -> dict[str, int]:
 
 @torch.no_grad()
 def crop_flops(model, size: int | None = None) -> Flops:
-    """FLOPs of one RGB crop of ``size`` px (default ``priors.clip_size``, 320 in the paper) through the training
+    """FLOPs of one RGB crop of ``size`` px (default the CLIP prior's crop, 320 in the paper) through the training
     forward: CLIP image encoder at clip_size (per-block tokens and attention), DINOv2 at dino_size (all adapter
     levels), CLIP and DINO adapters and the decoder. Not counted: the text tower (run once per class set), the CAM
     refinement (USR matrix powers, VPE, PAR — no_grad target construction), losses."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    p = model.cfg.priors
-    size = size or p.clip_size
+    c, d = model.clip.size, model.dino.size if model.dino is not None else 0
+    size = size or c
     x = torch.rand(1, 3, size, size, device=model.prototypes.device)
 
     def count(fn) -> tuple[float, Any]:
@@ -53,10 +53,10 @@ def crop_flops(model, size: int | None = None) -> Flops:
 
     from .multiscale import resize
 
-    clip_flops, f = count(lambda: model.clip(resize(x, (p.clip_size, p.clip_size))))
+    clip_flops, f = count(lambda: model.clip(resize(x, (c, c))))
     dino_flops, dino = 0.0, None
     if model.dino_adapter is not None and model.dino is not None:
-        dino_flops, dino = count(lambda: model.dino.levels(resize(x, (p.dino_size, p.dino_size)),
+        dino_flops, dino = count(lambda: model.dino.levels(resize(x, (d, d)),
                                                            model.cfg.adapter.dino_levels))
 
     def trainable():

@@ -120,13 +120,13 @@ class WSSS(nn.Module):
     @torch.no_grad()
     def frozen_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the trainable part needs from the frozen priors for one batch (cacheable: it never changes)."""
-        p = self.cfg.priors
-        f = self.clip(_resize(images, (p.clip_size, p.clip_size)))
+        f = self.clip(_resize(images, (self.clip.size, self.clip.size)))  # crop sizes: the priors' (specs.crop_size)
         out = {"tokens": torch.stack(f.tokens, 1), "attn": f.attn, "joint": f.joint}
         if self.dino_adapter is not None:  # F_cd needs DINO (eq 10)
             if self.dino is None:
                 raise RsWsssError("training with usr.use_dino needs the DINO prior")
-            out["dino"] = self.dino.levels(_resize(images, (p.dino_size, p.dino_size)), self.cfg.adapter.dino_levels)
+            d = self.dino.size
+            out["dino"] = self.dino.levels(_resize(images, (d, d)), self.cfg.adapter.dino_levels)
         return out
 
     def forward(self, images: torch.Tensor, tags: torch.Tensor, feats: dict | None = None) -> dict[str, torch.Tensor]:

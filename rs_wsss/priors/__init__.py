@@ -1,4 +1,5 @@
-"""Frozen pretrained priors: CLIP ViT-B/16 and DINOv2 ViT-B/14 (Sect. 3.1, 4.2)."""
+"""Frozen pretrained priors (Sect. 3.1, 4.2): the paper's CLIP ViT-B/16 and DINOv2 ViT-B/14, or any prior of the
+registry in :mod:`.specs` (remote-sensing CLIPs, other DINOv2 sizes), named by ``priors.clip`` / ``priors.dino``."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import PriorsConfig
+from .specs import KNOWN, BackboneSpec, Prior, prior_specs, spec_for
 from .weights import RANDOM, ResolvedWeights, check_file, resolve
 
 if TYPE_CHECKING:
     from .clip import ClipPrior
     from .dino import DinoPrior
 
-__all__ = ["RANDOM", "ResolvedWeights", "build_priors", "check_weights_file", "resolve"]
+__all__ = ["KNOWN", "RANDOM", "BackboneSpec", "Prior", "ResolvedWeights", "build_priors", "check_weights_file",
+           "prior_specs", "resolve", "spec_for"]
 
 
 def build_priors(
@@ -25,12 +28,13 @@ def build_priors(
     from .clip import ClipPrior
     from .dino import DinoPrior
 
+    specs = prior_specs(cfg)  # an unknown name fails here, before any file is looked for
     clip_w = resolve("clip", cfg, weights)
     dino_w = resolve("dino", cfg, weights) if need_dino else None
     # a file for another architecture fails here in milliseconds, before either ViT is built
-    check_file(clip_w, cfg.clip_model)
+    check_file(clip_w, specs["clip"])
     if dino_w is not None:
-        check_file(dino_w, cfg.dino_model)
+        check_file(dino_w, specs["dino"])
     if clip_w.is_random:
         import logging
 
@@ -42,14 +46,14 @@ def build_priors(
     # same "random" model, and the caller's RNG stream is left untouched
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        clip = _build(ClipPrior, cfg, clip_w, cfg.clip_model)
+        clip = _build(ClipPrior, cfg, clip_w, specs["clip"])
         torch.manual_seed(1)
-        dino = _build(DinoPrior, cfg, dino_w, cfg.dino_model) if dino_w is not None else None
+        dino = _build(DinoPrior, cfg, dino_w, specs["dino"]) if dino_w is not None else None
     return clip, dino
 
 
 def check_weights_file(path: str | Path, backbone: str, cfg: PriorsConfig) -> int:
-    """Load ``path`` into the ``backbone`` ("clip" or "dino") architecture of ``cfg``; the parameter count.
+    """Load ``path`` into the ``backbone`` ("clip" or "dino") prior that ``cfg`` names; the parameter count.
 
     Raises:
         InputNotFound: the file does not exist. WeightsNotFound: it does not load as that backbone (one line).
@@ -61,12 +65,15 @@ def check_weights_file(path: str | Path, backbone: str, cfg: PriorsConfig) -> in
     path = Path(path)
     if not path.is_file():
         raise InputNotFound(f"weights file not found: {path}")
-    prior_cls, arch = (ClipPrior, cfg.clip_model) if backbone == "clip" else (DinoPrior, cfg.dino_model)
-    model = _build(prior_cls, cfg, ResolvedWeights(backbone, path, "explicit"), arch)
+    prior_cls = ClipPrior if backbone == "clip" else DinoPrior
+    spec = prior_specs(cfg)[backbone]
+    rw = ResolvedWeights(backbone, path, "explicit")
+    check_file(rw, spec)
+    model = _build(prior_cls, cfg, rw, spec)
     return sum(p.numel() for p in model.parameters())
 
 
-def _build(prior_cls, cfg: PriorsConfig, rw: ResolvedWeights, arch: str):
+def _build(prior_cls, cfg: PriorsConfig, rw: ResolvedWeights, spec: BackboneSpec):
     """A weights file that is not the expected backbone (wrong model, corrupt, not weights at all) is bad input."""
     import pickle
 
@@ -82,5 +89,5 @@ def _build(prior_cls, cfg: PriorsConfig, rw: ResolvedWeights, arch: str):
             raise
         text = str(exc).strip()
         why = text.splitlines()[0].split(". ")[0][:120] if text else type(exc).__name__  # first sentence only
-        raise WeightsNotFound(f"{rw.path} does not load as {rw.backbone} ({arch}): {why}; "
+        raise WeightsNotFound(f"{rw.path} does not load as {spec.name} ({spec.arch}): {why}; "
                               f"check it with rs-wsss weights --check FILE --backbone {rw.backbone}") from None

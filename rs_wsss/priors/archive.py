@@ -1,6 +1,7 @@
 """Reading the tensors of a weights file without running any code stored in it.
 
-Layouts: safetensors (header JSON, then raw bytes); ``torch.save`` zip archives (``.bin``/``.pth``); TorchScript
+Layouts: safetensors (header JSON, then raw bytes); ``torch.save`` zip archives (``.bin``/``.pth``), also inside a
+release zip holding one weights file (SkyScript's ``epoch_20.pt``: extracted to a temporary folder); TorchScript
 archives (OpenAI's ``ViT-B-16.pt``, which ``torch.load(weights_only=True)`` refuses); legacy non-zip ``torch.save``
 pickles (through ``torch.load(weights_only=True)``). Zip archives are unpickled by :class:`_Unpickler`, which
 knows a fixed list of globals (storage types, ``_rebuild_tensor_v2``, ``OrderedDict``, TorchScript's list builders)
@@ -15,9 +16,13 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import struct
+import tempfile
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,24 +140,59 @@ def kind(path: Path) -> str:
     raise RsWsssError(f"{path} is not a weights file (not safetensors, a torch archive or a torch pickle)")
 
 
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+@contextmanager
+def unzipped(path: Path) -> Iterator[Path]:
+    """``path`` itself, or for a release zip holding one weights file, that file extracted to a temporary folder
+    (removed afterwards). A torch archive is a zip too: one with ``data.pkl`` one folder down is used as it is."""
+    if kind(path) != "zip":
+        yield path
+        return
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        if any(n.endswith("data.pkl") and n.count("/") == 1 for n in names):
+            inner = None
+        else:
+            inner = [n for n in names if n.endswith(WEIGHT_SUFFIXES) and not n.startswith("__MACOSX/")]
+            if len(inner) != 1:
+                found = ", ".join(inner[:4]) if inner else "none"
+                raise RsWsssError(f"{path} is a zip that should hold one weights file ({', '.join(WEIGHT_SUFFIXES)}), "
+                                  f"found {found}; unzip the one you mean and pass it")
+        if inner is None:
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="rs-wsss-unzip-") as folder:
+            target = Path(folder) / Path(inner[0]).name
+            with zf.open(inner[0]) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+            yield target
+
+
 def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     """Tensor name → shape, reading as little of the file as possible (no tensor data, no torch for zip/safetensors)."""
     path = Path(path)
     try:
-        k = kind(path)
-        if k == "safetensors":
-            with open(path, "rb") as fh:
-                n = struct.unpack("<Q", fh.read(8))[0]
-                header = json.loads(fh.read(n))
-            return {name: tuple(v["shape"]) for name, v in header.items() if name != "__metadata__"}
-        if k == "zip":
-            with zipfile.ZipFile(path) as zf:
-                return {name: ref.shape for name, ref in _zip_pickle(zf)[1].items()}
-        return {name: tuple(t.shape) for name, t in read_tensors(path).items()}
+        with unzipped(path) as inner:
+            return _read_shapes(inner)
     except RsWsssError:
         raise
     except DAMAGED_FILE_ERRORS as exc:
         raise RsWsssError(f"{path} is not a readable weights file ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    k = kind(path)
+    if k == "safetensors":
+        with open(path, "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            header = json.loads(fh.read(n))
+        return {name: tuple(v["shape"]) for name, v in header.items() if name != "__metadata__"}
+    if k == "zip":
+        with zipfile.ZipFile(path) as zf:
+            return {name: ref.shape for name, ref in _zip_pickle(zf)[1].items()}
+    return {name: tuple(t.shape) for name, t in _read_tensors(path).items()}
 
 
 def read_tensors(path: str | Path) -> dict[str, Any]:
@@ -165,7 +205,8 @@ def read_tensors(path: str | Path) -> dict[str, Any]:
 
     damaged: tuple[type[BaseException], ...] = (*DAMAGED_FILE_ERRORS, SafetensorError)
     try:
-        return _read_tensors(Path(path))
+        with unzipped(Path(path)) as inner:
+            return _read_tensors(inner)
     except RsWsssError:
         raise
     except damaged as exc:

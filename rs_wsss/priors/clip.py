@@ -1,4 +1,5 @@
-"""Frozen CLIP ViT-B/16 (open_clip): per-block patch tokens, per-block attention maps, joint-space tokens, text encoder.
+"""Frozen CLIP ViT (open_clip; the paper's ViT-B/16 or any prior of ``priors/specs.py``): per-block patch tokens,
+per-block attention maps, joint-space tokens, text encoder.
 
 open_clip runs attention with ``need_weights=False``, so the blocks are run here by hand: when the attention maps are
 wanted (training, zero-shot USR), each block's probabilities are computed from the same q/k used for its output (one
@@ -20,10 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PriorsConfig
+from .specs import BackboneSpec, crop_size, spec_for
 from .weights import ResolvedWeights
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
@@ -33,40 +32,51 @@ class ClipFeatures:
     joint: torch.Tensor  # (B, E, h, w): final tokens after ln_post + proj, in the image–text space (eq 9)
 
 
-def _tiny_clip(size: int) -> nn.Module:
-    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+def _tiny_config(spec: BackboneSpec, size: int) -> dict[str, Any]:
+    """A narrow stand-in of ``spec`` (width 64, 4 blocks; same patch, activation and text positions) for tests."""
+    return {"embed_dim": 48, "quick_gelu": spec.activation == "quick_gelu",
+            "vision_cfg": {"layers": 4, "width": 64, "head_width": 16, "patch_size": spec.patch, "image_size": size},
+            "text_cfg": {"context_length": spec.context_length, "vocab_size": 49408, "width": 64, "heads": 4,
+                         "layers": 2}}
 
-    vision = CLIPVisionCfg(layers=4, width=64, head_width=16, patch_size=16, image_size=size)
-    text = CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=4, layers=2)
-    return CLIP(embed_dim=48, vision_cfg=vision, text_cfg=text, quick_gelu=True)
+
+def build_clip(config: dict[str, Any]) -> nn.Module:
+    """An open_clip ``CLIP`` from a model config (random values; on the meta device under ``torch.device``)."""
+    import inspect
+
+    from open_clip.model import CLIP
+
+    allowed = set(inspect.signature(CLIP).parameters)
+    return CLIP(**{k: v for k, v in config.items() if k in allowed})
 
 
 class ClipPrior(nn.Module):
     model: Any  # an open_clip CLIP (or the tiny stand-in); typed loosely, as open_clip is
-    """Frozen CLIP image + text encoders; ``forward`` takes RGB in [0, 1] and applies CLIP's own mean/std."""
+    """Frozen CLIP image + text encoders; ``forward`` takes RGB in [0, 1] and applies the spec's mean/std. Built from
+    the spec's config (its activation and text positions), tokenised by open_clip's tokenizer for the architecture at
+    the spec's context length (Long-CLIP: 248)."""
 
     def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights):
         super().__init__()
         import open_clip
 
+        self.spec = spec = spec_for(cfg.clip, "clip")
+        self.size = crop_size(cfg, "clip")
         if cfg.tiny:
-            self.model = _tiny_clip(cfg.clip_size)
-            self.tokenizer = open_clip.get_tokenizer("ViT-B-16")
+            self.model = build_clip(_tiny_config(spec, self.size))
         elif weights.is_random:
-            self.model = open_clip.create_model(cfg.clip_model)
-            self.tokenizer = open_clip.get_tokenizer(cfg.clip_model)
+            self.model = build_clip(spec.clip_config())
         else:
             from .weights import (
                 load_state,  # read safely (OpenAI's TorchScript archive included), names checked
             )
 
-            self.model = _skeleton_with(cfg.clip_model, load_state(weights, cfg.clip_model))
-            self.tokenizer = open_clip.get_tokenizer(cfg.clip_model)
-        self.size = cfg.clip_size
+            self.model = _skeleton_with(spec.clip_config(), load_state(weights, spec))
+        self.tokenizer = open_clip.get_tokenizer(spec.arch, context_length=spec.context_length)
         self.patch = self.model.visual.conv1.kernel_size[0]
-        self.identifier = f"{'tiny' if cfg.tiny else cfg.clip_model}|{weights.identifier}"
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        self.identifier = f"{spec.name}{'(tiny)' if cfg.tiny else ''}|{weights.identifier}"
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self._pos_cache: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
         self.requires_grad_(False)
         self.eval()
@@ -150,31 +160,29 @@ def _fused_attention(mha: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tenso
     return mha.out_proj(out)
 
 
-def _skeleton_with(name: str, state: dict[str, torch.Tensor]) -> nn.Module:
-    """open_clip model ``name`` holding exactly the tensors of ``state``: built on the meta device (no memory, no
-    random initialisation), then ``load_state_dict(strict=True, assign=True)``. Non-persistent buffers (the text
-    tower's causal mask) are rebuilt on the CPU."""
-    import logging
-
-    import open_clip
-
-    def not_random(record: logging.LogRecord) -> bool:  # open_clip says "initialized randomly" for the skeleton
-        return "No pretrained weights" not in record.getMessage()
-
-    root = logging.getLogger()
-    root.addFilter(not_random)
-    try:
-        with torch.device("meta"):
-            model = open_clip.create_model(name, load_weights=False, device="meta")
-    finally:
-        root.removeFilter(not_random)
+def _skeleton_with(config: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
+    """The open_clip model of ``config`` holding exactly the tensors of ``state``: built on the meta device (no memory,
+    no random initialisation), then ``load_state_dict(strict=True, assign=True)`` (a missing or unexpected key is an
+    error naming it). Non-persistent buffers (the text tower's causal mask) are rebuilt on the CPU."""
+    with torch.device("meta"):
+        model = build_clip(config)
+    missing, unexpected = _key_diff(model.state_dict(), state)
+    if missing or unexpected:
+        raise RuntimeError(f"missing keys: {', '.join(missing[:4]) or 'none'}; unexpected keys: "
+                           f"{', '.join(unexpected[:4]) or 'none'}")
     model.load_state_dict(state, strict=True, assign=True)
-    n = model.attn_mask.shape[0]
+    n = int(model.attn_mask.shape[0])
     model.attn_mask = torch.full((n, n), float("-inf")).triu_(1)  # open_clip's build_causal_mask
     still_meta = [k for k, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:
         raise RuntimeError(f"weights leave {', '.join(still_meta[:3])} unset")
     return model
+
+
+def _key_diff(want: dict[str, Any], have: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(missing, unexpected) parameter names, the causal mask buffer left out."""
+    w = {k for k in want if not k.endswith("attn_mask")}
+    return sorted(w - set(have)), sorted(set(have) - w)
 
 
 def _attention(mha: nn.MultiheadAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Frozen DINOv2 ViT-B/14 (timm ``vit_base_patch14_dinov2``): per-block patch tokens F_init^dino for the DINO
+"""Frozen DINOv2 ViT (timm; the paper's ViT-B/14 ``vit_base_patch14_dinov2``, or S/14, L/14, with or without
+registers, by the spec of ``priors/specs.py``): per-block patch tokens F_init^dino for the DINO
 adapter of USR (Sect. 3.5.1), and the last block's tokens for zero-shot F_cd."""
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PriorsConfig
+from .specs import crop_size, spec_for
 from .weights import ResolvedWeights
-
-DINO_MEAN = (0.485, 0.456, 0.406)
-DINO_STD = (0.229, 0.224, 0.225)
 
 
 class DinoPrior(nn.Module):
@@ -26,21 +25,24 @@ class DinoPrior(nn.Module):
         super().__init__()
         import timm
 
-        kwargs: dict = dict(dynamic_img_size=True, num_classes=0)
+        self.spec = spec = spec_for(cfg.dino, "dino")
+        self.size = crop_size(cfg, "dino")
+        # width, depth and heads from the spec (the timm defaults for the known priors; narrow stand-ins in tests)
+        kwargs: dict = dict(dynamic_img_size=True, num_classes=0, embed_dim=spec.width, depth=spec.blocks,
+                            num_heads=spec.heads)
         if cfg.tiny:
-            kwargs.update(embed_dim=64, depth=2, num_heads=4, img_size=cfg.dino_size)
-        self.model = timm.create_model(cfg.dino_model, pretrained=False, **kwargs)
+            kwargs.update(embed_dim=64, depth=2, num_heads=4, img_size=self.size)
+        self.model = timm.create_model(spec.arch, pretrained=False, **kwargs)
         if not weights.is_random:  # read safely (timm or Meta's torch-hub names); timm's filter resizes pos_embed
             from timm.models.vision_transformer import checkpoint_filter_fn
 
             from .weights import load_state
 
-            state = checkpoint_filter_fn(load_state(weights, cfg.dino_model), self.model)
-            self.model.load_state_dict(state, strict=True)
-        self.size = cfg.dino_size
-        self.identifier = f"{'tiny' if cfg.tiny else cfg.dino_model}|{weights.identifier}"
-        self.register_buffer("mean", torch.tensor(DINO_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(DINO_STD).view(1, 3, 1, 1), persistent=False)
+            state = checkpoint_filter_fn(load_state(weights, spec), self.model)
+            self.model.load_state_dict(state, strict=True)  # a missing or unexpected key is an error naming it
+        self.identifier = f"{spec.name}{'(tiny)' if cfg.tiny else ''}|{weights.identifier}"
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 

@@ -1,43 +1,29 @@
 """The tensor names and shapes each backbone expects, the published file layouts mapped onto them, and a check that
 names what a wrong file is (in milliseconds, from :func:`archive.read_shapes`, before any ViT is built).
 
-CLIP (open_clip names; OpenAI's TorchScript archive, open_clip's hub ``.bin``/``.safetensors`` all use them): the
-expected table is derived from open_clip's own model config (``model_configs/NAME.json``), read without importing
+CLIP (open_clip names; OpenAI's TorchScript archive, open_clip's hub ``.bin``/``.safetensors``, RemoteCLIP's and
+GeoRSCLIP's bare state dicts and SkyCLIP's training checkpoints all use them): the expected table is derived from the
+spec's open_clip model config (``model_configs/NAME.json`` with the spec's text positions), read without importing
 open_clip. OpenAI's archive adds ``input_resolution``/``context_length``/``vocab_size`` and ``attn_mask``, which
-open_clip's ``build_model_from_openai_state_dict`` drops too. DINOv2 (timm names): Meta's torch-hub
-``dinov2_vitb14_pretrain.pth`` uses the same names plus ``mask_token`` (timm's ``_convert_dinov2`` drops it).
+open_clip's ``build_model_from_openai_state_dict`` drops too; a training checkpoint's ``optimizer``/``scaler`` are
+not the model and are left out. DINOv2 (timm names): Meta's torch-hub ``dinov2_vit*14[_reg4]_pretrain.pth`` uses the
+same names plus ``mask_token`` (dropped), and for the register models ``register_tokens`` with a position table that
+includes the CLS token (converted as timm's ``_convert_dinov2`` does).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import sys
-from pathlib import Path
 from typing import Any
+
+from .specs import KNOWN, BackboneSpec, clip_config
 
 Shapes = dict[str, tuple[int, ...]]
 WRAPPERS = ("state_dict.", "model.", "module.")
 CLIP_EXTRAS = ("input_resolution", "context_length", "vocab_size")
-# timm DINOv2 ViTs: (width, blocks); all patch 14, MLP ratio 4 (the giant model's SwiGLU MLP is not supported)
-DINO_ARCHS = {"vit_small_patch14_dinov2": (384, 12), "vit_base_patch14_dinov2": (768, 12),
-              "vit_large_patch14_dinov2": (1024, 24)}
-
-
-def clip_config(name: str) -> dict[str, Any] | None:
-    """open_clip's config of model ``name``: from its registry when open_clip is loaded (configs added at run time
-    included), else from the JSON file, without importing open_clip (and torch)."""
-    if ":" in name:  # hf-hub:/local-dir: models: their config is remote or elsewhere; the strict load decides
-        return None
-    if "open_clip.factory" in sys.modules:
-        cfg = sys.modules["open_clip.factory"].get_model_config(name)
-        return dict(cfg) if cfg else None
-    spec = importlib.util.find_spec("open_clip")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "model_configs" / f"{name}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-    return None
+# open_clip ViT names by (width, patch, blocks), for saying what a file looks like
+CLIP_NAMES = {(768, 32, 12): "ViT-B-32", (768, 16, 12): "ViT-B-16", (1024, 14, 24): "ViT-L-14",
+              (1280, 14, 32): "ViT-H-14", (1664, 14, 48): "ViT-bigG-14"}
+DINO_NAMES = {(384, 12): "ViT-S/14", (768, 12): "ViT-B/14", (1024, 24): "ViT-L/14", (1536, 40): "ViT-g/14"}
 
 
 def _blocks(prefix: str, width: int, layers: int, mlp: int) -> Shapes:
@@ -53,9 +39,10 @@ def _blocks(prefix: str, width: int, layers: int, mlp: int) -> Shapes:
     return out
 
 
-def clip_shapes(name: str) -> Shapes | None:
-    """Name → shape of every tensor of open_clip's CLIP ``name`` (plain ViT towers only; None for other kinds)."""
-    cfg = clip_config(name)
+def clip_shapes(name_or_config: str | dict[str, Any]) -> Shapes | None:
+    """Name → shape of every tensor of an open_clip CLIP, given its config name or config (plain ViT towers only;
+    None for other kinds)."""
+    cfg = clip_config(name_or_config) if isinstance(name_or_config, str) else name_or_config
     if not cfg:
         return None
     v, t, e = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {}), cfg["embed_dim"]
@@ -77,12 +64,13 @@ def clip_shapes(name: str) -> Shapes | None:
     return out
 
 
-def dino_shapes(name: str) -> Shapes | None:
-    """Name → shape for timm's DINOv2 ViT ``name`` built with ``num_classes=0`` (pos_embed: the 518-px grid)."""
-    if name not in DINO_ARCHS:
-        return None
-    d, depth = DINO_ARCHS[name]
-    out: Shapes = {"cls_token": (1, 1, d), "pos_embed": (1, 37 * 37 + 1, d), "patch_embed.proj.weight": (d, 3, 14, 14),
+def dino_shapes(spec: BackboneSpec) -> Shapes:
+    """Name → shape for timm's DINOv2 ViT of ``spec`` built with ``num_classes=0`` (pos_embed: the 518-px grid; the
+    register models keep CLS and registers out of it)."""
+    d, depth, p = spec.width, spec.blocks, spec.patch
+    reg = spec.registers
+    out: Shapes = {"cls_token": (1, 1, d), **({"reg_token": (1, reg, d)} if reg else {}),
+                   "pos_embed": (1, 37 * 37 + (0 if reg else 1), d), "patch_embed.proj.weight": (d, 3, p, p),
                    "patch_embed.proj.bias": (d,), "norm.weight": (d,), "norm.bias": (d,)}
     for i in range(depth):
         b = f"blocks.{i}."
@@ -94,26 +82,50 @@ def dino_shapes(name: str) -> Shapes | None:
     return out
 
 
+def expected_shapes(spec: BackboneSpec) -> Shapes | None:
+    """The table a file for ``spec`` must match (None: an architecture without one; the strict load decides)."""
+    return clip_shapes(spec.clip_config()) if spec.role == "clip" else dino_shapes(spec)
+
+
 def normalise_names(backbone: str, names: list[str]) -> dict[str, str]:
-    """File name → model name for the tensors that matter: wrapper prefixes stripped, layout extras dropped."""
+    """File name → model name for the tensors that matter: wrapper prefixes stripped, layout extras dropped (a
+    training checkpoint's optimizer state is not the model: only its ``state_dict`` is kept)."""
     mapping = {n: n for n in names}
+    if any(n.startswith("state_dict.") for n in names):
+        mapping = {n: n for n in names if n.startswith("state_dict.")}
     for _ in range(3):  # {"state_dict": {"module.…": …}}
         for w in WRAPPERS:
             if mapping and all(m.startswith(w) for m in mapping.values()):
                 mapping = {f: m[len(w):] for f, m in mapping.items()}
     if backbone == "clip":
         return {f: m for f, m in mapping.items() if m not in CLIP_EXTRAS and not m.endswith("attn_mask")}
-    return {f: m for f, m in mapping.items() if m != "mask_token"}
+    return {f: ("reg_token" if m == "register_tokens" else m) for f, m in mapping.items() if m != "mask_token"}
+
+
+def meta_registers_to_timm(state: dict[str, Any]) -> dict[str, Any]:
+    """Meta's DINOv2-with-registers tensors (model names already) → timm's: the CLS position folded into the CLS
+    token and cut from the table, as timm's ``_convert_dinov2`` does. Other states are returned as they are."""
+    if "register_tokens" not in state:
+        return state
+    out = {k: v for k, v in state.items() if k not in ("register_tokens", "cls_token", "pos_embed")}
+    out["reg_token"] = state["register_tokens"]
+    out["cls_token"] = state["cls_token"] + state["pos_embed"][:, :1]
+    out["pos_embed"] = state["pos_embed"][:, 1:]
+    return out
 
 
 def describe(shapes: Shapes) -> str:
-    """What a file holds, in words ("a CLIP ViT (width 1024, patch 14, 24 blocks)")."""
+    """What a file holds, in words ("open_clip ViT-B-32 (width 768, 12 blocks, patch 32), like remoteclip-vit-b-32,
+    …")."""
     names = list(normalise_names("clip", list(shapes)).values())
     by = {m: shapes[f] for f, m in normalise_names("clip", list(shapes)).items()}
     if "visual.conv1.weight" in by:
         w, _, p, _ = (*by["visual.conv1.weight"], 0, 0, 0, 0)[:4]
         n = len({k.split(".")[3] for k in names if k.startswith("visual.transformer.resblocks.")})
-        return f"a CLIP ViT (width {w}, patch {p}, {n} blocks)"
+        text = by.get("positional_embedding", (77,))[0]
+        arch = CLIP_NAMES.get((w, p, n), "ViT")
+        return (f"open_clip {arch} (width {w}, {n} blocks, patch {p}"
+                + (f", text {text} positions" if text != 77 else "") + ")" + _like("clip", w, p, n, text))
     if any(k.startswith("visual.layer1.") for k in names):
         return "a CLIP ResNet"
     if any(k.startswith("visual.trunk.") for k in names):
@@ -121,15 +133,25 @@ def describe(shapes: Shapes) -> str:
     if "patch_embed.proj.weight" in by and len(by["patch_embed.proj.weight"]) == 4:
         w, _, p, _ = by["patch_embed.proj.weight"]
         n = len({k.split(".")[1] for k in names if k.startswith("blocks.")})
-        return f"a timm/DINOv2-style ViT (width {w}, patch {p}, {n} blocks)"
+        reg = "reg_token" in by or "register_tokens" in by
+        return (f"DINOv2 {DINO_NAMES.get((w, n), 'ViT')} (width {w}, {n} blocks, patch {p}"
+                f"{', registers' if reg else ''})" + _like("dino", w, p, n, 4 if reg else 0))
     if not shapes:
         return "a file without tensors"
     return f"a file of {len(shapes)} tensors with none of the expected names (first: {names[0][:40]})"
 
 
-def problems(backbone: str, arch: str, shapes: Shapes) -> str | None:
-    """None when the file fits ``arch``; else the first mismatches in a few words."""
-    want = clip_shapes(arch) if backbone == "clip" else dino_shapes(arch)
+def _like(role: str, width: int, patch: int, blocks: int, extra: int) -> str:
+    """", like <the known priors of that shape>" (extra: text positions for CLIP, registers for DINO)."""
+    hits = [s.name for s in KNOWN.values() if s.role == role and (s.width, s.patch, s.blocks) == (width, patch, blocks)
+            and (s.context_length if role == "clip" else s.registers) == extra]
+    return f", like {', '.join(hits)}" if hits else ""
+
+
+def problems(spec: BackboneSpec, shapes: Shapes) -> str | None:
+    """None when the file fits ``spec``; else the first mismatches in a few words."""
+    backbone = spec.role
+    want = expected_shapes(spec)
     if want is None:
         return None  # an architecture without a table: the strict load afterwards decides
     have = {m: shapes[f] for f, m in normalise_names(backbone, list(shapes)).items()}
@@ -149,11 +171,11 @@ def problems(backbone: str, arch: str, shapes: Shapes) -> str | None:
 
 
 def _flexible(backbone: str, key: str, have: tuple, want: tuple) -> bool:
-    """DINOv2's position table may come for another grid (timm resamples it): same width, a square grid + CLS."""
+    """DINOv2's position table may come for another grid (timm resamples it): same width, a square grid, + CLS
+    unless timm's register layout leaves it out (Meta's register files keep it: converted at load)."""
     if backbone != "dino" or key != "pos_embed" or len(have) != 3 or have[2] != want[2]:
         return False
-    n = have[1] - 1
-    return n > 0 and round(n ** 0.5) ** 2 == n
+    return any(n > 0 and round(n ** 0.5) ** 2 == n for n in (have[1] - 1, have[1]))
 
 
 def _fmt(shape: tuple) -> str:

@@ -7,6 +7,7 @@ Order: explicit path (file, or directory holding the files) → ``$RS_WSSS_WEIGH
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -14,21 +15,19 @@ from pathlib import Path
 
 from ..config import PriorsConfig
 from ..errors import RsWsssError, WeightsNotFound
+from .specs import BackboneSpec, Role, prior_specs
 
 ENV_DIR = "RS_WSSS_WEIGHTS_DIR"
 RANDOM = "random"
-# File names looked for inside a weights directory, most specific first.
-FILE_NAMES = {
-    "clip": ("open_clip_vit_b16_openai.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors",
-             "ViT-B-16.pt"),  # the last: OpenAI's own TorchScript file
-    "dino": ("dinov2_vitb14.safetensors", "dinov2_vitb14.bin", "dinov2_vitb14_pretrain.pth"),
-}
-NAME_HINT = {"clip": "clip", "dino": "dinov2"}
-SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
-HOW = (
-    "put open_clip_vit_b16_openai.bin and dinov2_vitb14.safetensors in $RS_WSSS_WEIGHTS_DIR or pass --weights DIR"
-    " (or --weights random / make demo WEIGHTS=random to see the mechanics with random backbones)"
-)
+SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".zip")
+
+
+def how(spec: BackboneSpec) -> str:
+    """How to supply ``spec``'s weights, in one clause."""
+    where = f" (from {spec.source})" if spec.files else ""
+    name = spec.files[0] if spec.files else "the weights file"
+    return (f"put {name}{where} in ${ENV_DIR} or pass --weights DIR or FILE (or --weights random / make demo "
+            "WEIGHTS=random to see the mechanics with random backbones)")
 
 
 @dataclass(frozen=True)
@@ -57,27 +56,31 @@ class ResolvedWeights:
 
 
 def resolve(backbone: str, cfg: PriorsConfig, weights: str | None = None) -> ResolvedWeights:
-    """Resolve one backbone's weights; ``weights`` (CLI ``--weights``) beats ``cfg.weights``."""
+    """Resolve one backbone's (``"clip"`` or ``"dino"``, the prior ``cfg`` names) weights; ``weights`` (CLI
+    ``--weights``) beats ``cfg.weights``."""
+    spec = prior_specs(cfg)[backbone]
     choice = weights if weights is not None else cfg.weights
     if cfg.tiny or choice == RANDOM:
         return ResolvedWeights(backbone, None, RANDOM)
     if choice:
-        found = _in_location(backbone, Path(choice).expanduser())
+        found = _in_location(spec, Path(choice).expanduser())
         if found is None:
-            raise WeightsNotFound(f"no {backbone} weights at {choice}: {HOW}")
+            raise WeightsNotFound(f"no {spec.name} weights at {choice}: {how(spec)}")
         return ResolvedWeights(backbone, found, "explicit")
     env = os.environ.get(ENV_DIR)
     if env:
-        found = _in_location(backbone, Path(env).expanduser())
+        found = _in_location(spec, Path(env).expanduser())
         if found is not None:
             return ResolvedWeights(backbone, found, "env")
-    found = _from_hub(backbone, cfg)
+    found = _from_hub(spec)
     if found is not None:
         return ResolvedWeights(backbone, found, "hub-cache")
-    raise WeightsNotFound(f"{backbone} weights not found (offline and not cached): {HOW}")
+    raise WeightsNotFound(f"{spec.name} weights not found (offline and not cached): {how(spec)}")
 
 
-def _in_location(backbone: str, loc: Path) -> Path | None:
+def _in_location(spec: BackboneSpec, loc: Path) -> Path | None:
+    """The file ``loc`` names, or in the folder ``loc``: a published name of ``spec``, else the one file whose name
+    has the role's hint (several: an error naming them)."""
     from ..paths import refuse_link_loop
 
     refuse_link_loop(loc, "--weights")
@@ -85,11 +88,12 @@ def _in_location(backbone: str, loc: Path) -> Path | None:
         return loc
     if not loc.is_dir():
         return None
-    for name in FILE_NAMES[backbone]:
+    for name in spec.files:
         refuse_link_loop(loc / name, "weights file")
         if (loc / name).is_file():
             return loc / name
-    hits = sorted(p for p in loc.iterdir() if p.suffix in SUFFIXES and NAME_HINT[backbone] in p.name.lower())
+    hits = sorted(p for p in loc.iterdir() if p.suffix in SUFFIXES and spec.hint in p.name.lower())
+    backbone = spec.role
     if backbone == "clip":  # 'clip' must not pick a dinov2 file that happens to mention clip
         hits = [p for p in hits if "dino" not in p.name.lower()]
     if len(hits) > 1:
@@ -97,6 +101,7 @@ def _in_location(backbone: str, loc: Path) -> Path | None:
     return hits[0] if hits else None
 
 
+@functools.lru_cache(maxsize=1)  # once per process: `rs-wsss weights` resolves every known prior
 def _hub_reachable(timeout: float = 2.0) -> bool:
     """A quick TCP probe of the hub endpoint, so an offline machine fails in seconds, not after HTTP retries."""
     import socket
@@ -114,43 +119,43 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
-def _from_hub(backbone: str, cfg: PriorsConfig) -> Path | None:
-    """The libraries' own cache (or download when online); any failure means 'not available'."""
-    cached = _hub_cached(backbone, cfg)
+def _from_hub(spec: BackboneSpec) -> Path | None:
+    """The libraries' own cache (or download when online) for a prior published on the hub; any failure means 'not
+    available'."""
+    if not spec.pretrained:
+        return None
+    cached = _hub_cached(spec)
     if cached is not None or not _hub_reachable():
         return cached
     try:
-        if backbone == "clip":
+        if spec.role == "clip":
             from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
-            target = download_pretrained(get_pretrained_cfg(cfg.clip_model, cfg.clip_pretrained))
+            target = download_pretrained(get_pretrained_cfg(spec.arch, spec.pretrained))
         else:
             from huggingface_hub import hf_hub_download
-            from timm.models import get_pretrained_cfg
 
-            pcfg = get_pretrained_cfg(cfg.dino_model)
-            target = hf_hub_download(pcfg.hf_hub_id, "model.safetensors") if pcfg and pcfg.hf_hub_id else ""
+            target = hf_hub_download(spec.pretrained, "model.safetensors")
     except (ImportError, OSError, ValueError, KeyError, RuntimeError):  # offline (hub errors are OSErrors), no
         return None  # cache, no hub client, an unknown pretrained tag: all the same to the user
     return Path(target) if target and Path(target).is_file() else None
 
 
-def _hub_cached(backbone: str, cfg: PriorsConfig) -> Path | None:
+def _hub_cached(spec: BackboneSpec) -> Path | None:
     """The file from the Hugging Face cache, without any network access."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        if backbone == "clip":
+        if spec.role == "clip":
             from open_clip.pretrained import get_pretrained_cfg
 
-            hub = get_pretrained_cfg(cfg.clip_model, cfg.clip_pretrained).get("hf_hub", "")
-            repo, name = os.path.split(hub)
+            hub = get_pretrained_cfg(spec.arch, spec.pretrained or "").get("hf_hub", "")
+            repo, name = os.path.split(hub.rstrip("/"))
+            if not name.endswith((".bin", ".safetensors")):  # a repo id, not a file
+                repo, name = hub.rstrip("/"), ""
             names = [name] if name else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
         else:
-            from timm.models import get_pretrained_cfg
-
-            pcfg = get_pretrained_cfg(cfg.dino_model)
-            repo, names = (pcfg.hf_hub_id if pcfg else ""), ["model.safetensors", "pytorch_model.bin"]
+            repo, names = spec.pretrained or "", ["model.safetensors", "pytorch_model.bin"]
         for n in names:
             hit = try_to_load_from_cache(repo, n) if repo else None
             if isinstance(hit, str) and Path(hit).is_file():
@@ -160,32 +165,36 @@ def _hub_cached(backbone: str, cfg: PriorsConfig) -> Path | None:
     return None
 
 
-def check_file(rw: ResolvedWeights, arch: str) -> None:
-    """Refuse a file that is not ``arch``'s weights from its names and shapes alone (milliseconds: no tensor data is
-    read and no model is built), naming what the file holds instead."""
+def check_file(rw: ResolvedWeights, spec: BackboneSpec) -> None:
+    """Refuse a file that is not ``spec``'s weights from its names and shapes alone (milliseconds: no tensor data is
+    read and no model is built), saying in one line what the file looks like instead."""
     from .archive import read_shapes
     from .layouts import describe, problems
 
     if rw.path is None:
         return
     shapes = read_shapes(rw.path)
-    why = problems(rw.backbone, arch, shapes)
+    why = problems(spec, shapes)
     if why:
-        raise WeightsNotFound(f"{rw.path} is {describe(shapes)}, not {rw.backbone} weights for {arch} ({why}); "
-                              f"give the {rw.backbone} file for {arch} "
-                              f"(rs-wsss weights --check FILE --backbone {rw.backbone})")
+        flag = "--clip-prior" if spec.role == "clip" else "--dino-prior"
+        raise WeightsNotFound(f"{rw.path} looks like {describe(shapes)}, not {spec.name} ({spec.arch}: {why}); "
+                              f"give the {spec.name} file or name the file's prior with {flag} "
+                              f"(rs-wsss weights lists them)")
 
 
-def load_state(rw: ResolvedWeights, arch: str) -> dict:
-    """The file's tensors under the model's names, float32, checked against ``arch`` (any published layout)."""
+def load_state(rw: ResolvedWeights, spec: BackboneSpec) -> dict:
+    """The file's tensors under the model's names, float32, checked against ``spec`` (any published layout)."""
     from .archive import read_tensors
-    from .layouts import normalise_names
+    from .layouts import meta_registers_to_timm, normalise_names
 
     assert rw.path is not None, "random weights have no file"
-    check_file(rw, arch)
+    check_file(rw, spec)
     tensors = read_tensors(rw.path)
     names = normalise_names(rw.backbone, list(tensors))
-    return {m: tensors[f].float().contiguous() for f, m in names.items()}
+    state = {m: tensors[f].float().contiguous() for f, m in names.items()}
+    if any(f.endswith("register_tokens") for f in names):  # Meta's register layout (timm's names: reg_token)
+        state = meta_registers_to_timm({("register_tokens" if m == "reg_token" else m): v for m, v in state.items()})
+    return state
 
 
 def check_early(cfg: PriorsConfig, weights: str | None = None, need_dino: bool = True) -> None:
@@ -198,7 +207,9 @@ def check_early(cfg: PriorsConfig, weights: str | None = None, need_dino: bool =
     location = choice or os.environ.get(ENV_DIR)
     if not location:
         return
-    for backbone, arch in [("clip", cfg.clip_model)] + ([("dino", cfg.dino_model)] if need_dino else []):
-        found = _in_location(backbone, Path(location).expanduser())
+    specs = prior_specs(cfg)
+    roles: list[Role] = ["clip", "dino"] if need_dino else ["clip"]
+    for role in roles:
+        found = _in_location(specs[role], Path(location).expanduser())
         if found is not None:
-            check_file(ResolvedWeights(backbone, found, "explicit" if choice else "env"), arch)
+            check_file(ResolvedWeights(role, found, "explicit" if choice else "env"), specs[role])

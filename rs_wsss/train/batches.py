@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import RsWsssError
+from ..priors.specs import crop_size
 from .cache import FeatureCache, cache_key, file_identity
 from .ddp import rank_slice
 from .sampler import TileSampler
@@ -71,7 +72,7 @@ class CachedBatches:
         scene = s.scenes[r.image]
         win = [int(r.window.col_off), int(r.window.row_off), int(r.window.width), int(r.window.height)]
         return cache_key(file_identity(r.image), win, v, cfg.train.seed, s.crop, cfg.train.hflip, scene.bands,
-                         scene.norm.to_dict(), backbones, p.clip_size, p.dino_size, cfg.raster.gsd)
+                         scene.norm.to_dict(), backbones, crop_size(p, "clip"), crop_size(p, "dino"), cfg.raster.gsd)
 
     def fill(self, model: Any, progress: Progress | None = None) -> list[tuple[int, int, str]]:
         """Compute the frozen features of every view once (misses only); the usable (tile, view, key), sorted.

@@ -14,6 +14,7 @@ import numpy as np
 from ..classes import ClassSet
 from ..config import Config
 from ..errors import RsWsssError
+from ..priors.specs import crop_size
 
 # a step retries past mostly-nodata tiles at most this many times per sample of the batch
 RETRIES_PER_SAMPLE = 50
@@ -37,7 +38,8 @@ def resize_bilinear(img: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 class TileSampler:
-    """Random tagged tiles → crops of ``priors.clip_size`` px with random flips; tags multi-hot (N, C).
+    """Random tagged tiles → crops of the CLIP prior's crop size (``specs.crop_size``) with random flips; tags
+    multi-hot (N, C).
 
     Args:
         rows: tag rows (``image``, ``window``, ``labels``) from :func:`rs_wsss.raster.tags.read_tags`.
@@ -47,7 +49,7 @@ class TileSampler:
 
     def __init__(self, rows: Sequence[Any], scenes: Mapping[str, Any], class_set: ClassSet, cfg: Config) -> None:
         self.rows, self.scenes, self.cfg = rows, scenes, cfg
-        self.crop = cfg.priors.clip_size
+        self.crop = crop_size(cfg.priors, "clip")
         self.tags = np.zeros((len(rows), class_set.num_classes), np.float32)
         for i, r in enumerate(rows):
             for name in r.labels:

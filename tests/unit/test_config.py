@@ -40,7 +40,9 @@ def test_the_packaged_yaml_holds_only_what_differs_from_the_dataclasses():
 def test_defaults_are_the_papers_and_pass_their_own_checks():
     cfg = load_config()
     assert cfg.to_dict() == Config().to_dict()
-    assert (cfg.priors.clip_size, cfg.priors.dino_size) == (320, 308)
+    from rs_wsss.priors.specs import crop_size
+
+    assert (crop_size(cfg.priors, "clip"), crop_size(cfg.priors, "dino")) == (320, 308)  # 20 × 16, 22 × 14
     assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.batch, cfg.train.iters) == (2e-3, 1e-3, 4, 40000)
     assert (cfg.decoder.layers, cfg.decoder.heads, cfg.tpe.n_clusters, cfg.usr.alpha) == (3, 8, 8, 3)
     # every field's type is one the checker knows, and every default is in range: a round trip through YAML holds

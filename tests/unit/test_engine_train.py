@@ -154,7 +154,7 @@ def test_foreign_checkpoints_are_refused_with_one_line(batch, priors, tmp_path):
 
     refused(_model(cfg, priors, classes="landcover"), state, "trained for classes")
     other_arch = {**state, "backbones": {**state["backbones"], "clip": "ViT-L-14|clip:random"}}
-    refused(model, other_arch, "trained on backbone ViT-L-14")
+    refused(model, other_arch, "trained on the CLIP prior ViT-L-14")
     pretrained = {**state, "backbones": {**state["backbones"], "clip": "tiny|clip:clip.bin:123:abcdef"}}
     refused(model, pretrained, "pretrained")
     no_dino = _model(tiny_config(["usr.use_dino=false"]), priors)

@@ -24,7 +24,7 @@ def test_fused_attention_path_gives_the_same_tokens_without_maps():
 
 
 def test_real_weights_load_without_any_random_initialisation(tmp_path, monkeypatch):
-    cfg = PriorsConfig(clip_model="ViT-B-16-quickgelu", clip_size=64)
+    cfg = PriorsConfig(clip_size=64)
     a = ClipPrior(cfg, ResolvedWeights("clip", None, "random"))
     torch.save({k: v.half() for k, v in a.model.state_dict().items()}, tmp_path / "open_clip_vit_b16_openai.bin")
 

@@ -54,7 +54,7 @@ def test_per_block_attention_equals_a_manual_softmax():
 
 
 def test_clip_loader_reproduces_a_saved_model_exactly(tmp_path):
-    cfg = PriorsConfig(clip_model="ViT-B-16-quickgelu", clip_size=64)
+    cfg = PriorsConfig(clip_size=64)
     a = ClipPrior(cfg, ResolvedWeights("clip", None, "random"))
     path = tmp_path / "open_clip_vit_b16_openai.bin"
     torch.save(a.model.state_dict(), path)

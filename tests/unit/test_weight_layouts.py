@@ -21,7 +21,10 @@ from rs_wsss.priors.archive import read_shapes, read_tensors
 from rs_wsss.priors.clip import ClipPrior
 from rs_wsss.priors.dino import DinoPrior
 from rs_wsss.priors.layouts import clip_shapes, dino_shapes
+from rs_wsss.priors.specs import KNOWN
 from rs_wsss.priors.weights import ResolvedWeights, check_file
+
+B16, DINO_B = KNOWN["openai-vit-b-16"], KNOWN["dinov2-vit-b-14"]
 
 TINY = "rs-wsss-test-tiny-clip"
 TINY_CFG = {"embed_dim": 48, "quick_gelu": True,
@@ -59,7 +62,7 @@ def test_expected_tables_equal_the_libraries_models():
         assert clip_shapes(name) == _shapes(model), name
     with torch.device("meta"):
         dino = timm.create_model("vit_base_patch14_dinov2", pretrained=False, num_classes=0)
-    assert dino_shapes("vit_base_patch14_dinov2") == _shapes(dino)
+    assert dino_shapes(DINO_B) == _shapes(dino)
 
 
 def _write_openai_torchscript(model, path):
@@ -93,7 +96,7 @@ def test_every_clip_layout_loads_the_same_model(layout, tiny_clip, tmp_path):
         else:
             path = tmp_path / "open_clip_model.safetensors"
             save_file({k: v.contiguous() for k, v in source.items()}, str(path))
-    cfg = PriorsConfig(clip_model=TINY, clip_size=64)
+    cfg = PriorsConfig(clip="open_clip:" + TINY, clip_size=64)
     prior = ClipPrior(cfg, ResolvedWeights("clip", path, "explicit"))
     loaded = prior.model.state_dict()
     for k, v in source.items():
@@ -141,14 +144,15 @@ def test_a_wrong_architecture_fails_before_any_model_is_built(tmp_path, monkeypa
     b32 = tmp_path / "clip_b32.bin"
     _table_file(b32, clip_shapes("ViT-B-32"))
     dino = tmp_path / "dinov2_vitb14.bin"
-    _table_file(dino, dino_shapes("vit_base_patch14_dinov2"))
+    _table_file(dino, dino_shapes(DINO_B))
     cfg = PriorsConfig()
     with pytest.raises(WeightsNotFound) as exc:
         build_priors(cfg, str(b32), need_dino=False)
     msg = str(exc.value)
-    assert "a CLIP ViT (width 768, patch 32, 12 blocks)" in msg and "visual.conv1.weight is 768x3x32x32" in msg
+    assert "looks like open_clip ViT-B-32 (width 768, 12 blocks, patch 32), like remoteclip-vit-b-32" in msg
+    assert "visual.conv1.weight is 768x3x32x32" in msg and "--clip-prior" in msg
     assert "\n" not in msg
-    with pytest.raises(WeightsNotFound, match="timm/DINOv2-style ViT"):
+    with pytest.raises(WeightsNotFound, match=r"looks like DINOv2 ViT-B/14 \(width 768, 12 blocks, patch 14\)"):
         build_priors(cfg, str(dino), need_dino=False)  # a DINOv2 file given as CLIP
     clip_file = tmp_path / "open_clip_vit_b16_openai.bin"
     _table_file(clip_file, clip_shapes("ViT-B-16"))
@@ -156,7 +160,7 @@ def test_a_wrong_architecture_fails_before_any_model_is_built(tmp_path, monkeypa
     d.mkdir()
     (d / "open_clip_vit_b16_openai.bin").symlink_to(clip_file)
     (d / "dinov2_vitb14.bin").symlink_to(b32)  # the DINO slot holds a CLIP file: refused before CLIP is built
-    with pytest.raises(WeightsNotFound, match="not dino weights for vit_base_patch14_dinov2"):
+    with pytest.raises(WeightsNotFound, match="not dinov2-vit-b-14"):
         build_priors(cfg, str(d))
 
 
@@ -167,15 +171,15 @@ def test_missing_and_extra_tensors_are_named(tmp_path):
     path = tmp_path / "clip.bin"
     _table_file(path, table)
     with pytest.raises(WeightsNotFound) as exc:
-        check_file(ResolvedWeights("clip", path, "explicit"), "ViT-B-16")
+        check_file(ResolvedWeights("clip", path, "explicit"), B16)
     assert "1 tensors missing, e.g. visual.proj" in str(exc.value) and "visual.extra_head.weight" in str(exc.value)
 
 
 def test_wrapped_and_prefixed_state_dicts_are_unwrapped(tmp_path):
-    table = dino_shapes("vit_base_patch14_dinov2")
+    table = dino_shapes(DINO_B)
     path = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {f"module.{k}": torch.zeros(s, dtype=torch.float16) for k, s in table.items()}}, path)
-    check_file(ResolvedWeights("dino", path, "explicit"), "vit_base_patch14_dinov2")  # no error
+    check_file(ResolvedWeights("dino", path, "explicit"), DINO_B)  # no error
 
 
 def test_a_malicious_pickle_is_refused_without_running(tmp_path):
@@ -197,7 +201,7 @@ def test_a_malicious_pickle_is_refused_without_running(tmp_path):
             reader(path)
     assert not marker.exists()
     with pytest.raises(RsWsssError, match="not a readable weights file"):
-        check_file(ResolvedWeights("clip", path, "explicit"), "ViT-B-16")
+        check_file(ResolvedWeights("clip", path, "explicit"), B16)
 
 
 @pytest.mark.parametrize("content", [b"", b"hello,world\n", b"PK\x03\x04broken zip", b"\x80\x02garbage"])
@@ -205,7 +209,7 @@ def test_files_that_are_not_weights_are_one_line_errors(content, tmp_path):
     path = tmp_path / "w.bin"
     path.write_bytes(content)
     with pytest.raises(RsWsssError) as exc:
-        check_file(ResolvedWeights("clip", path, "explicit"), "ViT-B-16")
+        check_file(ResolvedWeights("clip", path, "explicit"), B16)
     assert "\n" not in str(exc.value) and str(path) in str(exc.value)
 
 
