@@ -24,6 +24,7 @@ def write_files(d: Path) -> dict[str, Path]:
     from safetensors.torch import save_file
 
     from rs_wsss.priors.layouts import dino_shapes
+    from rs_wsss.priors.specs import KNOWN
 
     model = CLIP(**get_model_config("ViT-B-32"), quick_gelu=True).eval()
     convert_weights_to_fp16(model)
@@ -33,7 +34,7 @@ def write_files(d: Path) -> dict[str, Path]:
     torch.jit.save(torch.jit.script(model), str(files["ViT-B-32 OpenAI TorchScript (ViT-B-32.pt)"]))
     torch.save({k: v for k, v in model.state_dict().items() if not k.endswith("attn_mask")},
                files["ViT-B-32 open_clip .bin"])
-    save_file({k: torch.zeros(s) for k, s in dino_shapes("vit_base_patch14_dinov2").items()},
+    save_file({k: torch.zeros(s) for k, s in dino_shapes(KNOWN["dinov2-vit-b-14"]).items()},
               str(files["DINOv2 ViT-B/14 timm safetensors"]))
     return files
 

@@ -34,7 +34,8 @@ def weights_cmd(weights: str | None, clip_prior: str | None, dino_prior: str | N
 
     from .common import resolved_config
 
-    cfg = resolved_config(config_path, (*overrides, *prior_overrides(clip_prior, dino_prior)), tiny).priors  # the backbones the config names
+    # the backbones the config names
+    cfg = resolved_config(config_path, (*overrides, *prior_overrides(clip_prior, dino_prior)), tiny).priors
     if check_file:
         n = check_weights_file(check_file, backbone, cfg)
         name = prior_specs(cfg)[backbone].name

@@ -37,7 +37,7 @@ def param_counts(model) -> dict[str, int]:
 @torch.no_grad()
 def crop_flops(model, size: int | None = None) -> Flops:
     """FLOPs of one RGB crop of ``size`` px (default the CLIP prior's crop, 320 in the paper) through the training
-    forward: CLIP image encoder at clip_size (per-block tokens and attention), DINOv2 at dino_size (all adapter
+    forward: CLIP image encoder at its crop (per-block tokens and attention), DINOv2 at its crop (all adapter
     levels), CLIP and DINO adapters and the decoder. Not counted: the text tower (run once per class set), the CAM
     refinement (USR matrix powers, VPE, PAR — no_grad target construction), losses."""
     from torch.utils.flop_counter import FlopCounterMode

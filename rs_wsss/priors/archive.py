@@ -192,7 +192,7 @@ def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     if k == "zip":
         with zipfile.ZipFile(path) as zf:
             return {name: ref.shape for name, ref in _zip_pickle(zf)[1].items()}
-    return {name: tuple(t.shape) for name, t in _read_tensors(path).items()}
+    return {name: tuple(t.shape) for name, t in read_tensors(path).items()}
 
 
 def read_tensors(path: str | Path) -> dict[str, Any]:
