@@ -134,7 +134,7 @@ def _priors(weights: str | None, config_path: str | None) -> list[Check]:
 
     cfg = load_config(config_path).priors
     out = []
-    for backbone, arch in (("clip", cfg.clip_model), ("dino", cfg.dino_model)):
+    for backbone, arch in (("clip", cfg.clip), ("dino", cfg.dino)):  # the registry names (priors/specs.py)
         try:
             found = resolve(backbone, cfg, weights).describe()
             out.append(Check(f"{backbone} weights", True, f"{arch}: {found}"))
