@@ -64,7 +64,7 @@ def save_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, ste
         "class_set": model.class_set.to_dict(),
         "kb_hash": model.class_set.kb_hash(),
         "backbones": {"clip": model.clip.identifier, "dino": model.dino.identifier if model.dino is not None else None},
-        "dims": {"dino_width": model.dino_adapter.mlps[0][0].in_channels if model.dino_adapter is not None else 0},
+        "dims": {"dino_width": model.dino_adapter.in_dim if model.dino_adapter is not None else 0},
         "random_weights": "random" in model.clip.identifier,
         "extra": extra or {},
     }

@@ -1,12 +1,17 @@
 """Transformer decoder, eqs 7–8 (Sect. 3.3.2): D pre-norm blocks (MHSA + FFN, residuals, LayerNorm), a 1×1 conv to
-C+1 logits and bilinear upsampling. The last block also yields the affinity that L_aff supervises: the sigmoid of its
+C+1 logits (a ``Linear`` over the tokens' channels: the same map without a layout round trip) and bilinear
+upsampling. The last block also yields the affinity that L_aff supervises: the sigmoid of its
 head-averaged, symmetrised attention logits (Ru et al. 2022 learn affinity from self-attention the same way)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .adapter import conv1x1_to_linear
 
 
 class Block(nn.Module):
@@ -40,7 +45,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
-        self.classifier = nn.Conv2d(dim, num_classes, 1)
+        self.classifier = nn.Linear(dim, num_classes)  # eq 8's 1×1 conv, applied to the tokens
 
     def forward(
         self, f_clip: torch.Tensor, out_size: tuple[int, int], want_affinity: bool = False
@@ -52,6 +57,11 @@ class Decoder(nn.Module):
         for i, blk in enumerate(self.blocks):
             x, a = blk(x, want_affinity and i == len(self.blocks) - 1)
             aff = a if a is not None else aff
-        x = self.norm(x).transpose(1, 2).reshape(b, c, h, w)  # F̃, eq 7
-        logits = F.interpolate(self.classifier(x), size=out_size, mode="bilinear", align_corners=False)  # eq 8
+        low = self.classifier(self.norm(x)).transpose(1, 2).reshape(b, -1, h, w)  # F̃ (eq 7) → token logits
+        logits = F.interpolate(low, size=out_size, mode="bilinear", align_corners=False)  # eq 8
         return logits, aff
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        """Checkpoints written before held the classifier as a 1×1 ``Conv2d`` ([K, d, 1, 1]): same map, reshaped."""
+        conv1x1_to_linear(state_dict, f"{prefix}classifier.weight")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -6,6 +6,8 @@ features of the affinity map (A_cd of eq 11, or the decoder's attention) through
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +35,8 @@ def pseudo_labels(
     """
     tags_k = tags_k.bool()
     if rule == "argmax":
-        return cam.masked_fill(~tags_k[:, :, None, None], float("-inf")).argmax(dim=1)
+        # max(dim).indices = argmax (the first maximum as well) at a fraction of argmax's cost over a non-inner dim
+        return cam.masked_fill(~tags_k[:, :, None, None], float("-inf")).max(dim=1).indices
     if rule != "band":
         raise ValueError(f"pseudo.rule must be 'argmax' (WeCLIP) or 'band' (AFA), not {rule!r}")
     fg = cam[:, 1:].masked_fill(~tags_k[:, 1:, None, None], float("-inf"))
@@ -56,7 +59,14 @@ def seg_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> t
 
 def window_mask(size: tuple[int, int], radius: int | None, device: torch.device | None = None) -> torch.Tensor:
     """(hw, hw) bool: token pairs within ``radius`` of each other on the (h, w) grid in both rows and columns (a
-    (2r+1)² window, AFA's and WeCLIP's ``get_mask_by_radius``); ``radius=None``: every pair."""
+    (2r+1)² window, AFA's and WeCLIP's ``get_mask_by_radius``); ``radius=None``: every pair.
+
+    Built once per (grid, radius, device) and shared (every step of a run has the same grid): do not modify it."""
+    return _window_mask(tuple(size), radius, None if device is None else torch.device(device))
+
+
+@lru_cache(maxsize=8)
+def _window_mask(size: tuple[int, int], radius: int | None, device: torch.device | None) -> torch.Tensor:
     h, w = size
     if radius is None:
         return torch.ones(h * w, h * w, dtype=torch.bool, device=device)
@@ -78,8 +88,8 @@ def affinity_labels(labels: torch.Tensor, size: tuple[int, int], ignore_index: i
     small = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long().flatten(1)
     aff = (small[:, :, None] == small[:, None, :]).long()
     unsure = small == ignore_index
-    far = ~window_mask(tuple(size), radius, labels.device)  # type: ignore[arg-type]
-    return aff.masked_fill(unsure[:, :, None] | unsure[:, None, :] | far[None], ignore_index)
+    near = window_mask(tuple(size), radius, labels.device)  # type: ignore[arg-type]
+    return aff.masked_fill(unsure[:, :, None] | unsure[:, None, :] | ~near[None], ignore_index)
 
 
 def affinity_loss(aff: torch.Tensor, aff_labels: torch.Tensor, ignore_index: int) -> torch.Tensor:

@@ -125,8 +125,13 @@ class WSSS(nn.Module):
         if self.dino_adapter is not None:  # F_cd needs DINO (eq 10)
             if self.dino is None:
                 raise RsWsssError("training with usr.use_dino needs the DINO prior")
-            d = self.dino.size
-            out["dino"] = self.dino.levels(_resize(images, (d, d)), self.cfg.adapter.dino_levels)
+            # on F_clip's token grid already (eq 10 concatenates there): done once per view when cached, and the
+            # cache entry is smaller; f_cd resizes levels of another grid (entries cached before) itself
+            size = self.dino.size
+            lv = self.dino.levels(_resize(images, (size, size)), self.cfg.adapter.dino_levels)
+            b, n, d = lv.shape[:3]
+            grid = tuple(f.joint.shape[-2:])
+            out["dino"] = _resize(lv.flatten(0, 1), grid).view(b, n, d, *grid)
         return out
 
     def forward(self, images: torch.Tensor, tags: torch.Tensor, feats: dict | None = None) -> dict[str, torch.Tensor]:
@@ -142,7 +147,7 @@ class WSSS(nn.Module):
         resized to F_clip's grid; F_clip alone when the DINO prior is switched off."""
         if self.dino_adapter is None:
             return f_clip
-        n = len(self.dino_adapter.mlps)
+        n = self.dino_adapter.n_levels
         if dino_levels is None or dino_levels.ndim != 5 or dino_levels.shape[1] != n:
             got = "none" if dino_levels is None else tuple(dino_levels.shape)
             raise RsWsssError(f"DINO features {got} do not hold the {n} levels adapter.dino_levels asks for; "
@@ -150,13 +155,13 @@ class WSSS(nn.Module):
         b, _, d = dino_levels.shape[:3]
         grid = tuple(f_clip.shape[-2:])
         x = _resize(dino_levels.flatten(0, 1), grid).view(b, n, d, *grid)  # type: ignore[arg-type]
-        return torch.cat([f_clip, self.dino_adapter(list(x.unbind(1)))], dim=1)
+        return torch.cat([f_clip, self.dino_adapter(x)], dim=1)
 
     def step_from_features(self, feats: dict[str, torch.Tensor], images: torch.Tensor,
                            tags: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         b, _, height, width = images.shape
-        f_clip = self.adapter(list(feats["tokens"].unbind(1)))  # eqs 5–6
+        f_clip = self.adapter(feats["tokens"])  # eqs 5–6
         logits, dec_aff = self.decoder(f_clip, (height, width), want_affinity=cfg.loss.aff_on == "decoder")  # 7–8
         f_cd = self.f_cd(f_clip, feats.get("dino"))  # eq 10 (with gradients, for L_aff)
         h, w = f_clip.shape[-2:]

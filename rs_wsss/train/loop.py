@@ -103,7 +103,9 @@ def train(
     if resume and out_path.exists():
         state = load_checkpoint(out_path)
         restore_model(model, state, str(out_path))
-        opt.load_state_dict(state["optimizer"])
+        from ..model.adapter import upgrade_optimizer_state  # checkpoints from the per-level convolution layout
+
+        opt.load_state_dict(upgrade_optimizer_state(state["optimizer"], model.trainable_modules(), state["trainable"]))
         sched.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         start = state["step"]

@@ -45,13 +45,14 @@ def test_adapter_matches_a_naive_eq5_eq6_and_keeps_the_grid():
     assert out.shape == (2, 12, 5, 7)
     # naive: per level W1·GELU(W2·f) at every location (eq 5), concatenation, 1×1 fuse (eq 6)
     news = []
-    for mlp, f in zip(ad.mlps, levels):
-        w2, b2 = mlp[0].weight[:, :, 0, 0], mlp[0].bias
-        w1, b1 = mlp[2].weight[:, :, 0, 0], mlp[2].bias
+    for lv, f in enumerate(levels):
+        w2, b2 = ad.hidden_weight[lv], ad.hidden_bias[lv]
+        w1, b1 = ad.out_weight[lv], ad.out_bias[lv]
         hid = F.gelu(torch.einsum("oc,bchw->bohw", w2, f) + b2[:, None, None])
         news.append(torch.einsum("oc,bchw->bohw", w1, hid) + b1[:, None, None])
-    fused = torch.einsum("oc,bchw->bohw", ad.fuse.weight[:, :, 0, 0], torch.cat(news, 1)) + ad.fuse.bias[:, None, None]
+    fused = torch.einsum("oc,bchw->bohw", ad.fuse.weight, torch.cat(news, 1)) + ad.fuse.bias[:, None, None]
     assert torch.allclose(out, fused, atol=1e-5)
+    assert torch.allclose(ad(torch.stack(levels, 1)), out, atol=1e-6)  # the stacked (B, N, D, h, w) form too
     # a 3×3 fuse keeps the spatial size too; a wrong number of levels is refused
     assert FeatureAdapter(8, 16, 12, 3, fuse_kernel=3)(levels).shape == (2, 12, 5, 7)
     with pytest.raises(ValueError, match="3 feature levels"):
@@ -133,7 +134,7 @@ def test_real_vit_b_parameter_counts(capsys):
     assert clip.num_blocks == 12 and clip.width == 768 and dino.width == 768
     assert 85e6 < c["clip_visual"] < 88e6 and 85e6 < c["dino"] < 88e6  # ViT-B image encoders
     assert abs(c["trainable"] - 16.45e6) < 0.1 * 16.45e6  # the paper's 16.45 M (README has the arithmetic)
-    assert len(model.dino_adapter.mlps) == 12  # multi-level over every DINO block (adapter.dino_levels)
+    assert model.dino_adapter.n_levels == 12  # multi-level over every DINO block (adapter.dino_levels)
 
 
 # ---- inference -------------------------------------------------------------------------------------------------------

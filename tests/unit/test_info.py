@@ -59,7 +59,7 @@ def test_switching_dino_off_removes_its_adapter_parameters_and_flops():
     assert a.trainable > b.trainable > 0
     # the adapter's 1×1 convs by hand: 2·(in·hid + hid·out)·hw per level + 2·(L·out)·out·hw for the fuse
     ad, hw = with_dino.adapter, (64 // 16) ** 2
-    lv = len(ad.mlps)
+    lv = ad.n_levels
     conv = 2 * hw * (lv * (64 * 32 + 32 * 32) + lv * 32 * 32)
     with torch.no_grad():
         from torch.utils.flop_counter import FlopCounterMode

@@ -123,7 +123,7 @@ def test_pseudo_labels_come_from_par_output(batch, priors):
 def test_both_adapters_and_every_dino_level_receive_gradients(batch, priors):
     imgs, tags = batch
     model = _model([], priors)
-    assert len(model.dino_adapter.mlps) == 2  # tiny DINO: both blocks (adapter.dino_levels)
+    assert model.dino_adapter.n_levels == 2  # tiny DINO: both blocks (adapter.dino_levels)
     model.train_step(imgs, tags)["loss"].backward()
     for name in ("adapter", "dino_adapter", "decoder"):
         for pname, p in getattr(model, name).named_parameters():
