@@ -47,17 +47,22 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.classifier = nn.Linear(dim, num_classes)  # eq 8's 1×1 conv, applied to the tokens
 
-    def forward(
-        self, f_clip: torch.Tensor, out_size: tuple[int, int], want_affinity: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """F_clip (B, d, h, w) → P (B, C+1, H, W) (eqs 7–8) and, on request, the last block's affinity (B, hw, hw)."""
-        b, c, h, w = f_clip.shape
+    def features(self, f_clip: torch.Tensor, want_affinity: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """F_clip (B, d, h, w) → F̃ as tokens (B, hw, d) (eq 7) and, on request, the last block's affinity."""
         x = f_clip.flatten(2).transpose(1, 2)
         aff = None
         for i, blk in enumerate(self.blocks):
             x, a = blk(x, want_affinity and i == len(self.blocks) - 1)
             aff = a if a is not None else aff
-        low = self.classifier(self.norm(x)).transpose(1, 2).reshape(b, -1, h, w)  # F̃ (eq 7) → token logits
+        return self.norm(x), aff
+
+    def forward(
+        self, f_clip: torch.Tensor, out_size: tuple[int, int], want_affinity: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """F_clip (B, d, h, w) → P (B, C+1, H, W) (eqs 7–8) and, on request, the last block's affinity (B, hw, hw)."""
+        b, _, h, w = f_clip.shape
+        x, aff = self.features(f_clip, want_affinity)
+        low = self.classifier(x).transpose(1, 2).reshape(b, -1, h, w)  # token logits
         logits = F.interpolate(low, size=out_size, mode="bilinear", align_corners=False)  # eq 8
         return logits, aff
 

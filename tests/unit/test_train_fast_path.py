@@ -61,12 +61,8 @@ class ConvDecoder(Decoder):
 
     def forward(self, f_clip, out_size, want_affinity=False):
         b, c, h, w = f_clip.shape
-        x = f_clip.flatten(2).transpose(1, 2)
-        aff = None
-        for i, blk in enumerate(self.blocks):
-            x, a = blk(x, want_affinity and i == len(self.blocks) - 1)
-            aff = a if a is not None else aff
-        x = self.norm(x).transpose(1, 2).reshape(b, c, h, w)
+        x, aff = self.features(f_clip, want_affinity)  # the blocks (unchanged code)
+        x = x.transpose(1, 2).reshape(b, c, h, w)
         return F.interpolate(self.classifier(x), size=out_size, mode="bilinear", align_corners=False), aff
 
 
