@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,dask]'
+	$(BIN)/python -m pip install -q -e '.[test,dask,onnx]'
 	@# pydensecrf2 builds from source (gcc); without it the CRF is off with one warning
 	$(BIN)/python -m pip install -q -e '.[crf]' || echo "warning: pydensecrf2 did not build; dense CRF will be off"
 	@touch $@

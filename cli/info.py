@@ -8,6 +8,7 @@ from .options import config_opt, prior_overrides, priors_opt, set_opt, tiny_opt
 
 
 @click.command("info")
+@click.argument("artifact", required=False, type=click.Path())
 @click.option("--classes", "class_set", help="Class set name or YAML (the packaged config).")
 @click.option("--model", "model_path", type=click.Path(), help="A trained checkpoint (its config and classes).")
 @click.option("--weights", help="Weights directory or file, or 'random' (explicit random backbones).")
@@ -17,8 +18,8 @@ from .options import config_opt, prior_overrides, priors_opt, set_opt, tiny_opt
 @click.option("--size", type=int, help="Crop size for the FLOP count (default: the CLIP prior's crop, 320 for "
               "ViT-B/16).")
 @priors_opt
-def info_cmd(class_set: str | None, model_path: str | None, weights: str | None, config_path: str | None,
-             tiny: bool, overrides: tuple[str, ...], size: int | None, clip_prior: str | None,
+def info_cmd(artifact: str | None, class_set: str | None, model_path: str | None, weights: str | None,
+             config_path: str | None, tiny: bool, overrides: tuple[str, ...], size: int | None, clip_prior: str | None,
              dino_prior: str | None) -> None:
     """Backbones, where their weights resolve from, trainable/total parameters, GFLOPs per crop, class set, and
     the config values that differ from the defaults (the paper's reading).
@@ -27,7 +28,15 @@ def info_cmd(class_set: str | None, model_path: str | None, weights: str | None,
     Examples:
       rs-wsss info --classes isaid --weights random     # the paper: 16.45 M trainable, 177.89 M, 194 GFLOPs
       rs-wsss info --model model.pt --weights ~/weights
+      rs-wsss info model.onnx        # the model card (STAC MLM Item) of an export, or of a checkpoint
     """
+    if artifact:
+        import json
+
+        from rs_wsss.export.card import card_of
+
+        click.echo(json.dumps(card_of(artifact), indent=2))
+        return
     from rs_wsss.build import ModelSpec, build
     from rs_wsss.errors import RsWsssError
     from rs_wsss.model.profile import PAPER, config_differences, crop_flops, param_counts

@@ -42,9 +42,12 @@ from .options import (
 @weights_opt
 @priors_opt
 @device_opt
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default=None,
               help="Numeric precision (default: the config's infer.precision; auto: bf16 on CPUs with AMX or "
-                   "AVX512-BF16, autocast on CUDA, else fp32).")
+                   "AVX512-BF16, autocast on CUDA, else fp32; int8: an exported int8 graph).")
+@click.option("--runtime", type=click.Choice(["torch", "onnxruntime", "openvino", "auto"]), default=None,
+              help="torch, or the model as an ONNX graph (exported on the fly, or --model MODEL.onnx) on ONNX "
+                   "Runtime / OpenVINO, single scale (default: the config's infer.runtime).")
 @overwrite_opt
 @click.option("--vectorize/--no-vectorize", default=None, help="Write polygons (default: for .gpkg outputs).")
 @click.option("--probs", is_flag=True, help="Also write the per-pixel confidence raster (OUT_confidence.tif).")
@@ -76,7 +79,8 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
                 probs: bool, report: bool, min_area: float, simplify: float, bands: list[int] | None,
                 config_path: str | None, overrides: tuple[str, ...], tiny: bool, dask_address: str | None,
                 block_size: int | None,
-                precision: str | None, bounds: tuple[float, float, float, float] | None, bounds_crs: str | None,
+                precision: str | None, runtime: str | None, bounds: tuple[float, float, float, float] | None,
+                bounds_crs: str | None,
                 aoi: str | None, src_nodata: float | None, creation_options: dict[str, str], resume: bool,
                 clip_prior: str | None, dino_prior: str | None) -> None:
     """Segment rasters into a georeferenced class raster and polygons.
@@ -98,7 +102,8 @@ def segment_cmd(ctx: click.Context, scenes: tuple[str, ...], output: str, model_
     overrides = (*overrides, *prior_overrides(clip_prior, dino_prior))
     several = list(scenes) if len(scenes) > 1 else scenes[0]  # one scene may still go to a directory (-o dir/)
     results = segment_raster(several, output, model=model_path, zero_shot=zero_shot, classes=class_set,
-                             weights=weights, device=device, precision=precision, tile=tile, overlap=overlap,
+                             weights=weights, device=device, precision=precision, runtime=runtime, tile=tile,
+                             overlap=overlap,
                              scales=scales, crf=crf, bands=bands, probs=probs, vectorize=vectorize, min_area=min_area,
                              simplify=simplify, bounds=bounds, bounds_crs=bounds_crs, aoi=aoi, src_nodata=src_nodata,
                              creation_options=creation_options, overwrite=overwrite, report=report,

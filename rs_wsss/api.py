@@ -37,6 +37,11 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
+def _exported(model: PathLike | None) -> bool:
+    """An ``rs-wsss export`` file: it runs on a CPU runtime, so torch is never imported to pick a device."""
+    return bool(model) and Path(str(model)).suffix.lower() == ".onnx"
+
+
 def _paths(scenes: PathLike | Sequence[PathLike]) -> tuple[list[str], bool]:
     if isinstance(scenes, (str, Path)):
         return [str(scenes)], True
@@ -60,9 +65,10 @@ def _exist(paths: list[str]) -> None:
 
 def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, model: PathLike | None = None,
                    zero_shot: bool = False, classes: str | None = None, weights: str | None = None,
-                   device: str = "auto", precision: str | None = None, tile: int | None = None,
-                   overlap: float | None = None, scales: Sequence[float] | None = None, crf: bool | None = None,
-                   bands: Sequence[int] | None = None, probs: bool = False, vectorize: bool | None = None,
+                   device: str = "auto", precision: str | None = None, runtime: str | None = None,
+                   tile: int | None = None, overlap: float | None = None, scales: Sequence[float] | None = None,
+                   crf: bool | None = None, bands: Sequence[int] | None = None, probs: bool = False,
+                   vectorize: bool | None = None,
                    min_area: float = 0.0, simplify: float = 0.0, bounds: Sequence[float] | None = None,
                    bounds_crs: str | None = None, aoi: PathLike | None = None, src_nodata: float | None = None,
                    creation_options: dict[str, str] | None = None, overwrite: bool = False, report: bool = True,
@@ -79,7 +85,9 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
             directory.
         model: a checkpoint from :func:`train_from_tags`; or ``zero_shot=True`` with ``classes``.
         weights: backbone weights directory/file, or "random" (explicit; outputs are marked random-weights).
-        device: "auto", "cpu", "cuda", "cuda:1" …. precision: "auto", "fp32", "bf16", "fp16".
+        device: "auto", "cpu", "cuda", "cuda:1" …. precision: "auto", "fp32", "bf16", "fp16", "int8".
+        runtime: "torch", "onnxruntime", "openvino", "auto" (an ONNX graph of the model; ``model`` may be an
+            ``rs-wsss export`` file).
         tile, overlap, scales, crf, bands, precision: None keeps the config's.
         probs: also write ``OUT_confidence.tif``. vectorize: polygons (None: for vector outputs).
         min_area: minimum mapping unit in m². simplify: coverage-preserving simplification tolerance in metres.
@@ -120,8 +128,8 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
     plan = plan_outputs(paths, out, vectorize=vectorize, probs=probs, overwrite=overwrite, report=report,
                         inputs=[str(p) for p in reads if p and os.path.isfile(p)])
     settings = {k: v for k, v in {"infer.scales": list(scales) if scales else None, "infer.crf": crf,
-                                  "infer.precision": precision, "raster.bands": bands, "raster.tile": tile,
-                                  "raster.overlap": overlap}.items() if v is not None}
+                                  "infer.precision": precision, "infer.runtime": runtime, "raster.bands": bands,
+                                  "raster.tile": tile, "raster.overlap": overlap}.items() if v is not None}
     spec = ModelSpec(model_path=str(model) if model else None, class_set=classes,
                      config_path=str(config) if config else None, overrides=tuple(overrides), tiny=tiny,
                      settings=settings, weights=weights)
@@ -130,7 +138,7 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
 
         zcfg, _ = resolve_config(spec)
         check_early(zcfg.priors, weights, need_dino=needs_dino(zcfg, "zero_shot"))
-    device = pick_device(device)
+    device = "cpu" if _exported(model) else pick_device(device)  # an export runs on a CPU runtime, without torch
     t0 = time.perf_counter()
     seg = load_segmenter(spec, zero_shot, device)
     load_s = time.perf_counter() - t0
@@ -185,7 +193,8 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
         progress: ``progress(stage, done, total)``.
 
     Returns:
-        ``{"checkpoint", ["best", "log", "report", "curves", "previews"], "start", "step", "losses", "seg", "aff",
+        ``{"checkpoint", ["best", "log", "report", "curves", "previews", "card"], "start", "step", "losses", "seg",
+        "aff",
         "params", "validation"}``: paths of the files written, the step range of this call, per-step losses, parameter
         counts and the validation results (one dict per evaluation: step, metric, score, per_class).
     """

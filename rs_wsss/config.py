@@ -202,7 +202,10 @@ class InferConfig:
     # tiles per forward; 0: automatic from tile size and memory (rs_wsss.runtime.auto_batch)
     batch: int = ranged(0, ge=0)
     # auto: bf16 on CPUs with AMX/AVX512-BF16, autocast bf16 (or fp16) on CUDA, else fp32 (rs_wsss.runtime)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"  # int8: an exported graph (rs_wsss.export)
+    # torch, or the model as an ONNX graph on onnxruntime / openvino; auto: the pairing benchmarks/runtimes.py
+    # measured fastest at ≥ 99.5 % pixel agreement on CPUs with AMX/AVX512-BF16, torch elsewhere (export.runtimes)
+    runtime: Literal["torch", "onnxruntime", "openvino", "auto"] = "torch"
     # processes refining a batch's tiles in parallel; 0: one per two cores (1: in-process)
     crf_workers: int = ranged(0, ge=0)
 

@@ -60,12 +60,17 @@ def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu"
     Raises:
         RsWsssError: bad combination of arguments, unknown class set, bad config, missing or wrong weights.
     """
+    if zero_shot == bool(spec.model_path):
+        raise RsWsssError("give either --model model.pt or --zero-shot --classes SET")
+    if spec.model_path and Path(spec.model_path).suffix.lower() == ".onnx":  # an exported graph: no torch, open_clip
+        from .export.load import load_exported
+
+        cfg, cs, meta, norms, exported = load_exported(spec.model_path, spec.overrides, spec.settings)
+        return Segmenter(_with_crf(exported, cfg), cs, cfg, meta, norms)
     import torch
 
     from .build import build
 
-    if zero_shot == bool(spec.model_path):
-        raise RsWsssError("give either --model model.pt or --zero-shot --classes SET")
     if zero_shot and not spec.class_set:
         raise RsWsssError("--zero-shot needs --classes SET (a packaged set or a YAML file)")
     built = build(spec, "zero_shot" if zero_shot else "predict")
@@ -81,7 +86,16 @@ def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu"
     random_weights = "random" in clip.identifier  # build_priors has said so in the log
     from .runtime import apply_precision, auto_batch, autocast, choose_precision
 
-    dtype = choose_precision(cfg.infer.precision, device)
+    graph: Callable[[np.ndarray], np.ndarray] | None = None
+    if cfg.infer.runtime != "torch":  # the same model as an ONNX graph on another runtime (rs_wsss.export)
+        from .export.runtimes import on_the_fly, resolve
+
+        runtime, precision = resolve(cfg.infer.runtime, cfg.infer.precision)
+        if runtime != "torch":
+            if zero_shot or device != "cpu":
+                raise RsWsssError(f"--runtime {runtime} runs a trained checkpoint on the CPU; use --runtime torch")
+            graph = on_the_fly(model, cfg, f"{model_id}|{clip.identifier}", runtime, precision)
+    dtype = choose_precision("fp32" if graph is not None else cfg.infer.precision, device)
     if dtype != torch.float32:
         apply_precision(model, dtype)
     # the decoder runs under autocast; zero-shot's CAM/USR arithmetic (cosines, sigmoids, attention powers) stays
@@ -96,10 +110,22 @@ def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu"
         cfg.infer.batch = batch_of(cfg.raster.tile)
     log.info("inference: %s, batch %d", str(dtype).replace("torch.", ""), cfg.infer.batch)
 
-    def predict(batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def probs_of(batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(device)
         with torch.inference_mode(), ctx():
-            probs = (model.zero_shot(x) if zero_shot else model.predict(x)).float().cpu().numpy()
+            return (model.zero_shot(x) if zero_shot else model.predict(x)).float().cpu().numpy()
+
+    meta = {"rs_wsss_version": __version__, "model": model_id, "class_set": cs.name,
+            "weights": "random-weights" if random_weights else clip.identifier}
+    return Segmenter(_with_crf(graph or probs_of, cfg), cs, cfg, meta, norms, model, batch_of)
+
+
+def _with_crf(probs_of: Callable[[np.ndarray], np.ndarray], cfg: Config) -> Callable[[np.ndarray, np.ndarray],
+                                                                                      np.ndarray]:
+    """The Segmenter's ``predict``: a model's probabilities, refined by the dense CRF when ``infer.crf``."""
+
+    def predict(batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        probs = probs_of(batch)
         if cfg.infer.crf:
             from .model.crf import crf_refine_batch, crf_workers
 
@@ -107,9 +133,7 @@ def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu"
             probs = crf_refine_batch(rgb, probs, cfg.infer, crf_workers(cfg.infer.crf_workers, len(probs)))
         return probs
 
-    meta = {"rs_wsss_version": __version__, "model": model_id, "class_set": cs.name,
-            "weights": "random-weights" if random_weights else clip.identifier}
-    return Segmenter(predict, cs, cfg, meta, norms, model, batch_of)
+    return predict
 
 
 def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, tile: int | None = None,

@@ -45,6 +45,8 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     import torch
 
     from ..build import assemble
+    from ..export.card import ground_resolution_m, model_card, write_card
+    from ..export.run import training_resolution_cm
     from ..model.checkpoint import load_checkpoint
     from ..raster.io import Scene, known_norm, open_scene, scene_key
     from ..raster.tags import read_tags
@@ -89,7 +91,9 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
         log.info("parameters: %.2f M total, %.3f M trainable; %d tagged tiles in %d scenes",
                  counts["total"] / 1e6, counts["trainable"] / 1e6, len(rows), len(opened))
         extra = {"norms": {scene_key(p): s.norm.to_dict() for p, s in opened.items()},  # by file identity
-                 "bands": {scene_key(p): list(s.bands) for p, s in opened.items()}}
+                 "bands": {scene_key(p): list(s.bands) for p, s in opened.items()},
+                 "resolution_m": {scene_key(p): ground_resolution_m(s.crs, s.transform, s.width, s.height)
+                                  for p, s in opened.items()}}  # Deepness's resolution for rs-wsss export
         batches: Callable[[int], Batch] = FreshBatches(sampler)
         if cache_dir:
             cache = FeatureCache(cache_dir)
@@ -112,6 +116,10 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
                                    if report else None, validator, extra, meta, write_files=report)
         result = train(model, batches, cfg.train, out_path, resume, progress, extra, device, on_step=monitor)
         files = monitor.finish(model) if monitor is not None else {}
+        if rank == 0:  # the standard model card (STAC MLM) beside the checkpoint
+            card = model_card(model, class_set, cfg, out_path, training_resolution_cm(extra), "fp32",
+                              extra["norms"])  # type: ignore[arg-type]
+            files["card"] = str(write_card(card, out_path))
         val = monitor.val if monitor is not None else []
     finally:
         for s in [*opened.values(), *val_opened.values()]:

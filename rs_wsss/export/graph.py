@@ -1,0 +1,66 @@
+"""The exported graph: CLIP image tower (every block tapped) + adapter (eqs 5–6) + decoder (eqs 7–8) + softmax, one
+fixed tile, dynamic batch.
+
+Input ``image`` (B, 3, T, T) float32 is what Deepness feeds: raw band values / 255, then ``(x - mean) / std`` with the
+metadata's ``standardization_mean``/``standardization_std``. Those two lists are chosen (``deepness.standardization``)
+so that the result equals rs-wsss's own per-band stretch ``(v - low) / (high - low)``; the graph clips it to [0, 1]
+as ``raster.io.Scene.read`` does, then applies CLIP's mean/std inside ``ClipPrior.forward``. Output ``probabilities``
+(B, K, T, T): the decoder's softmax (``WSSS.predict`` at one scale, no flip). Decoder inference never reads the class
+text embeddings (eq 9 is for CAMs), so none are in the graph; multi-scale testing and the dense CRF stay in rs-wsss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import onnx
+
+    from ..model.wsss import WSSS
+
+log = logging.getLogger("rs_wsss")
+INPUT, OUTPUT = "image", "probabilities"
+OPSET = 18
+
+
+def tile_module(model: WSSS) -> Any:
+    """``model`` as a module of one input: Deepness's standardised tile → class probabilities (single scale)."""
+    from torch import nn
+
+    class TileGraph(nn.Module):
+        def __init__(self, wsss: WSSS):
+            super().__init__()
+            self.wsss = wsss
+
+        def forward(self, image):  # (B, 3, T, T) → (B, K, T, T)
+            return self.wsss.predict(image.clamp(0.0, 1.0), scales=[1.0], flip=False)
+
+    return TileGraph(model).eval()
+
+
+def export_graph(model: WSSS, tile: int) -> onnx.ModelProto:
+    """Trace ``model`` (float32, CPU) at ``tile`` px with a symbolic batch into an ONNX model (opset 18).
+
+    Raises:
+        ValueError: a tile that is not a whole number of CLIP patches (the graph would resize inside).
+    """
+    import torch
+
+    if tile % model.clip.patch:
+        raise ValueError(f"tile {tile} px is not a multiple of the CLIP patch ({model.clip.patch} px)")
+    graph = tile_module(model)
+    example = torch.rand(2, 3, tile, tile)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    quiet = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(quiet), torch.no_grad():  # the exporter prints its progress steps
+            program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
+                                        dynamic_shapes=({0: batch},), optimize=True, opset_version=OPSET)
+    finally:
+        model.clip._pos_cache.clear()  # entries made while tracing hold traced tensors, not real ones
+    log.debug("exporter: %s", quiet.getvalue().strip().replace("\n", "; "))
+    assert program is not None
+    return program.model_proto

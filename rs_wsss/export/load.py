@@ -1,0 +1,55 @@
+"""``segment --model model.onnx``: an exported graph with the config, classes and statistics it carries, on
+ONNX Runtime or OpenVINO; neither torch nor open_clip is imported (start-up is the runtime's alone)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..classes import ClassSet, class_set_from_dict
+from ..config import Config, configure
+from ..errors import RsWsssError
+from .deepness import RS_WSSS_KEY, read_metadata
+from .runtimes import Probs, graph_probs, read_custom_metadata, resolve
+
+log = logging.getLogger("rs_wsss")
+
+
+def load_exported(path: str | Path, overrides: Sequence[str] = (), settings: dict[str, Any] | None = None
+                  ) -> tuple[Config, ClassSet, dict[str, str], dict[str, dict], Probs]:
+    """(config, class set, output metadata, normalisation statistics, predictor) of an ``rs-wsss export`` file.
+
+    ``infer.runtime`` torch or auto runs it on ONNX Runtime (there is no torch graph in the file); the tile is the
+    graph's, whatever ``--tile`` says; the graph is single scale (``infer.scales`` does not apply).
+
+    Raises:
+        RsWsssError: not an rs-wsss export, a runtime or precision this file or machine lacks, another tile.
+    """
+    meta = read_metadata(read_custom_metadata(path), str(path))
+    own = meta[RS_WSSS_KEY]
+    cfg = Config.from_dict(own["config"], source=str(path))
+    cs = class_set_from_dict(own["class_set"], source=str(path))
+    asked_tile = (settings or {}).get("raster.tile")
+    configure(cfg, overrides, {k: v for k, v in (settings or {}).items() if k != "raster.tile"})
+    tile = int(meta["tile_size"])
+    if asked_tile not in (None, tile):
+        raise RsWsssError(f"{path} is a graph for {tile}-px tiles, not {asked_tile}; drop --tile or export again "
+                          f"with --tile {asked_tile}")
+    cfg.raster.tile = tile
+    runtime: str = "onnxruntime" if cfg.infer.runtime in ("torch", "auto") else cfg.infer.runtime
+    file_precision = own.get("precision", "fp32")
+    precision = file_precision if cfg.infer.precision in ("auto", file_precision) else cfg.infer.precision
+    if file_precision == "int8" and precision != "int8":
+        raise RsWsssError(f"{path} is an int8 graph; drop --precision or export a float32 one")
+    if precision == "int8" and file_precision != "int8":
+        raise RsWsssError(f"{path} is a float32 graph; export with --precision int8 --calibrate SCENE… for int8")
+    runtime, precision = resolve(runtime, precision)
+    if cfg.infer.scales != [1.0]:
+        log.info("the exported graph runs at a single scale (infer.scales %s does not apply)", cfg.infer.scales)
+        cfg.infer.scales = [1.0]
+    out_meta = {"rs_wsss_version": own.get("version", "?"), "model": own.get("model", f"onnx:{Path(path).name}"),
+                "class_set": cs.name, "weights": own.get("weights", "?"), "runtime": f"{runtime} {precision}"}
+    log.info("inference: %s %s, graph %s (%d-px tiles)", runtime, precision, Path(path).name, tile)
+    return cfg, cs, out_meta, own.get("norms", {}), graph_probs(path, runtime, precision)
