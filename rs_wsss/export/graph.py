@@ -19,19 +19,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import onnx
 
-    from ..model.wsss import WSSS
-
 log = logging.getLogger("rs_wsss")
 INPUT, OUTPUT = "image", "probabilities"
 OPSET = 18
 
 
-def tile_module(model: WSSS) -> Any:
-    """``model`` as a module of one input: Deepness's standardised tile → class probabilities (single scale)."""
+def tile_module(model: Any) -> Any:
+    """``model`` (a ``WSSS``) as a module of one input: a standardised tile → probabilities (single scale)."""
     from torch import nn
 
     class TileGraph(nn.Module):
-        def __init__(self, wsss: WSSS):
+        def __init__(self, wsss: Any):
             super().__init__()
             self.wsss = wsss
 
@@ -41,8 +39,8 @@ def tile_module(model: WSSS) -> Any:
     return TileGraph(model).eval()
 
 
-def export_graph(model: WSSS, tile: int) -> onnx.ModelProto:
-    """Trace ``model`` (float32, CPU) at ``tile`` px with a symbolic batch into an ONNX model (opset 18).
+def export_graph(model: Any, tile: int) -> onnx.ModelProto:
+    """Trace ``model`` (a ``WSSS``, float32, CPU) at ``tile`` px with a symbolic batch into an ONNX model (opset 18).
 
     Raises:
         ValueError: a tile that is not a whole number of CLIP patches (the graph would resize inside).

@@ -75,9 +75,8 @@ def export_model(checkpoint: str | Path, out: str | Path, *, tile: int | None = 
     import onnx
 
     from ..atomic import atomic_path
-    from ..build import ModelSpec
-    from ..model.checkpoint import load_checkpoint
-    from ..segment import load_segmenter
+    from ..build import ModelSpec, build
+    from ..model.checkpoint import file_hash, load_checkpoint
     from .card import model_card, write_card
     from .deepness import CARD_KEY, deepness_metadata, set_metadata
     from .graph import export_graph
@@ -101,17 +100,19 @@ def export_model(checkpoint: str | Path, out: str | Path, *, tile: int | None = 
                                 "infer.crf": False}
     if tile:
         settings["raster.tile"] = tile
-    seg = load_segmenter(ModelSpec(model_path=str(checkpoint), settings=settings, weights=weights), device="cpu")
-    cfg, cs = seg.cfg, seg.class_set
+    built = build(ModelSpec(model_path=str(checkpoint), settings=settings, weights=weights), "predict")
+    model, cfg, cs = built.model.eval(), built.cfg, built.class_set
+    norms = state["extra"].get("norms", {})
     tile = cfg.raster.tile
     try:
-        proto = export_graph(seg.model, tile)
+        proto = export_graph(model, tile)
     except ValueError as exc:
-        raise RsWsssError(f"--tile {tile}: {exc}; choose a multiple of {seg.model.clip.patch}") from None
-    tiles = real_tiles(scenes, cfg, seg.norms, tile) if scenes else []
-    own = {"version": __version__, "model": seg.meta["model"], "weights": seg.meta["weights"],
-           "precision": precision, "config": cfg.to_dict(), "class_set": cs.to_dict(), "norms": seg.norms}
-    meta = deepness_metadata(cs, tile, cfg.raster.overlap, resolution, seg.norms, own)
+        raise RsWsssError(f"--tile {tile}: {exc}; choose a multiple of {model.clip.patch}") from None
+    tiles = real_tiles(scenes, cfg, norms, tile) if scenes else []
+    weights_id = "random-weights" if "random" in built.clip.identifier else built.clip.identifier
+    own = {"version": __version__, "model": f"checkpoint:{file_hash(checkpoint)}", "weights": weights_id,
+           "precision": precision, "config": cfg.to_dict(), "class_set": cs.to_dict(), "norms": norms}
+    meta = deepness_metadata(cs, tile, cfg.raster.overlap, resolution, norms, own)
     with tempfile.TemporaryDirectory(prefix="rs-wsss-export-") as tmp:
         graph_file = Path(tmp) / "fp32.onnx"
         onnx.save(proto, str(graph_file))
@@ -119,10 +120,10 @@ def export_model(checkpoint: str | Path, out: str | Path, *, tile: int | None = 
             from .quantize import quantize_int8
 
             int8_file = Path(tmp) / "int8.onnx"
-            quantize_int8(graph_file, int8_file, real_tiles(scenes, cfg, seg.norms, tile, limit=16))
+            quantize_int8(graph_file, int8_file, real_tiles(scenes, cfg, norms, tile, limit=16))
             graph_file = int8_file
         final = onnx.load(str(graph_file))
-        card = model_card(seg.model, cs, cfg, out, resolution, precision, seg.norms, meta)
+        card = model_card(model, cs, cfg, out, resolution, precision, norms, meta)
         set_metadata(final, meta | {CARD_KEY: json.dumps(card)})  # the card travels inside the file too
         with atomic_path(out) as tmp_out:
             onnx.save(final, str(tmp_out))
@@ -130,12 +131,12 @@ def export_model(checkpoint: str | Path, out: str | Path, *, tile: int | None = 
     result: dict[str, Any] = {"onnx": str(out), "card": str(card_file), "tile": tile, "classes": cs.names,
                               "precision": precision}
     if check:
-        result["check"] = check_graph(out, seg, tiles)
+        result["check"] = check_graph(out, model, tiles)
     return result
 
 
-def check_graph(path: str | Path, seg: Any, tiles: list[np.ndarray]) -> dict[str, float]:
-    """The exported graph on ONNX Runtime vs the PyTorch float32 model (``seg``), on the same tiles."""
+def check_graph(path: str | Path, model: Any, tiles: list[np.ndarray]) -> dict[str, float]:
+    """The exported graph on ONNX Runtime vs the PyTorch float32 ``model`` (a ``WSSS``), on the same tiles."""
     import torch
 
     from .runtimes import ort_session
@@ -144,6 +145,6 @@ def check_graph(path: str | Path, seg: Any, tiles: list[np.ndarray]) -> dict[str
     x = np.stack(tiles)
     got = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i : i + 2]})[0] for i in range(0, len(x), 2)])
     with torch.inference_mode():
-        ref = np.concatenate([seg.model.predict(torch.from_numpy(x[i : i + 2]), scales=[1.0], flip=False).numpy()
+        ref = np.concatenate([model.predict(torch.from_numpy(x[i : i + 2]), scales=[1.0], flip=False).numpy()
                               for i in range(0, len(x), 2)])
     return agreement(ref, got) | {"tiles": len(tiles)}
