@@ -96,14 +96,18 @@ def usr_refine(
     use_affinity: bool = True,
 ) -> torch.Tensor:
     """Eqs 11–15, without gradients: cam M_init (B, K, hw), F_cd (B, D2, hw), CLIP attention (B, N, hw, hw)
-    → M_f (B, K, hw) float32, exactly as eq 15 gives it (no renormalisation: eq 16 selects seeds on M_f itself and
+    → M_f (B, K, hw) float64, exactly as eq 15 gives it (no renormalisation: eq 16 selects seeds on M_f itself and
     eq 20 normalises once, after the S_c² calibration; see :func:`normalise_maps` for the VPE-off path).
+
+    Computed and returned in float64: α steps of diffusion can flatten a map to a range of 1e-5 (near-uniform
+    attention, small token grids), and the min–max of eq 20 / :func:`normalise_maps` would then amplify float32
+    rounding (~3e-7) to percents (found by the numpy reference, tests/reference). Callers cast after normalising.
 
     ``use_affinity=False`` is the warm-up (config ``usr.warmup_iters``): R = the mean frozen CLIP attention of the
     blocks l ≥ N0, without A_cd and without the filter of eq 13 — WeCLIP's refinement before its learned affinity is
     trusted (WeCLIP/clip/clip_tool.py, ``perform_single_voc_cam`` with ``require_seg_trans=False``).
     """
-    cam, f_cd, attn = cam.float(), f_cd.float(), attn.float()  # matrix powers in half precision drift
+    cam, f_cd, attn = cam.double(), f_cd.double(), attn.double()  # see above: the min–max after it amplifies rounding
     if use_affinity:
         a_cd = joint_affinity(f_cd, normalize)
         gate = attention_filter(attention_scores(a_cd, attn), n0)

@@ -32,7 +32,8 @@ def seed_mask(m_f: torch.Tensor, tags_k: torch.Tensor, topk_percent: float) -> t
     vals = torch.where(owner, m_f, torch.zeros_like(m_f))
     nonzero = vals > 0
     n = nonzero.sum(dim=-1, keepdim=True)  # (B, K, 1)
-    k = torch.ceil(n * topk_percent).clamp_min(1).long()
+    # ⌈k·n⌉ in float64 less a hair: in float32 0.6·25 is 15.0000006 and would take a 16th seed
+    k = torch.ceil(n.double() * topk_percent - 1e-9).clamp_min(1).long()
     ranked = vals.sort(dim=-1, descending=True).values
     kth = ranked.gather(-1, (k - 1).clamp(max=m_f.shape[-1] - 1))  # the k-th largest owned value
     return nonzero & (vals >= kth)  # eq 17

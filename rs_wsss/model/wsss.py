@@ -218,7 +218,7 @@ class WSSS(nn.Module):
             cams = usr.normalise_maps(m_init, cams)
         if cfg.cam.bg_rule == "constant":
             cams = torch.cat([m_init[:, :1].to(cams), cams[:, 1:]], dim=1)
-        return cams
+        return cams.float()  # USR works in float64 (usr.usr_refine); the targets are float32
 
     # ---- inference ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -271,7 +271,7 @@ class WSSS(nn.Module):
                 parts.append(F.normalize(_resize(dino, (h, w)), dim=1))
             n0 = min(self.cfg.usr.n0, self.clip.num_blocks)
             m_f = usr.usr_refine(cams, torch.cat(parts, 1).flatten(2), f.attn, n0, self.cfg.usr.alpha)
-            cams = usr.normalise_maps(cams, m_f)
+            cams = usr.normalise_maps(cams, m_f).float()  # normalised in float64, as usr_refine returns it
         return cams.view(cams.shape[0], -1, h, w)
 
 

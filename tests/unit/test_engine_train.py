@@ -191,7 +191,7 @@ def test_every_ablation_switch_combination_runs_a_train_step(batch, priors):
         cams[(tpe, usr, vpe, par, dino)] = out["cam"]
     # the switches change the targets (not silently ignored)
     base = (True, True, True, True, True)
-    for i in range(4):
+    for i in range(len(base)):  # every switch, use_dino included
         flipped = tuple(v if j != i else not v for j, v in enumerate(base))
         assert not torch.allclose(cams[base], cams[flipped], atol=1e-4), flipped
     # the decoder-attention reading of L_aff trains the decoder's last block through the affinity term

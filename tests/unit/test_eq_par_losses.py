@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,40 +9,21 @@ import torch.nn.functional as F
 from rs_wsss.config import LossConfig
 from rs_wsss.model import losses, usr
 from rs_wsss.model.par import PAR, par_refine
+from tests.reference import numpy_engine as ref
 
 
-def _naive_par(img, cam, dilations, iters, w1=0.3, w2=0.01):
-    """AFA's PAR written pixel by pixel (weights divided by 1 + w2)."""
-    _, c, h, w = img.shape
-    offs = [(di * d, dj * d) for d in dilations for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)]
-    dist = torch.tensor([math.hypot(a, b) for a, b in offs])
-    pos = (-(dist / dist.std() / w1) ** 2).softmax(0)
-
-    def at(x, i, j):  # replicate padding
-        return x[:, min(max(i, 0), h - 1), min(max(j, 0), w - 1)]
-
-    weights = {}
-    for i in range(h):
-        for j in range(w):
-            nb = torch.stack([at(img[0], i + a, j + b) for a, b in offs], dim=1)  # (3, n)
-            colour = (-((nb - img[0, :, i, j, None]).abs() / (nb.std(dim=1, keepdim=True) + 1e-8) / w1) ** 2).mean(0)
-            weights[i, j] = (colour.softmax(0) + w2 * pos) / (1 + w2)
-    x = cam[0].clone()
-    for _ in range(iters):
-        new = torch.zeros_like(x)
-        for i in range(h):
-            for j in range(w):
-                new[:, i, j] = sum(weights[i, j][n] * at(x, i + a, j + b) for n, (a, b) in enumerate(offs))
-        x = new
-    return x[None]
+def _naive_par(img, cam, dilations, iters):
+    """AFA's PAR written pixel by pixel: the numpy reference of tests/reference (weights divided by 1 + w2)."""
+    return torch.from_numpy(ref.par(img[0].double().numpy(), cam[0].double().numpy(), dilations, iters))[None].float()
 
 
 def test_par_matches_a_naive_loop():
     g = torch.Generator().manual_seed(0)
     img, cam = torch.rand(1, 3, 5, 6, generator=g), torch.rand(1, 2, 5, 6, generator=g)
     out = PAR([1, 2], iters=2)(img, cam)
-    assert torch.allclose(out, _naive_par(img, cam, [1, 2], 2), atol=1e-5)
-    assert torch.allclose(par_refine(img, cam, [1, 2], 2), out)
+    naive = _naive_par(img, cam, [1, 2], 2)
+    assert torch.allclose(out, naive, atol=1e-5)
+    assert torch.allclose(par_refine(img, cam, [1, 2], 2), naive, atol=1e-5)  # the functional form too
 
 
 def test_par_keeps_a_constant_cam_and_respects_edges():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,7 @@ from rs_wsss.classes import class_set_from_dict
 from rs_wsss.config import TPEConfig
 from rs_wsss.errors import RsWsssError
 from rs_wsss.model import tpe
+from tests.reference import numpy_engine as ref
 
 
 def _set(descr_a=("roof a", "roof b"), descr_b=("lawn a", "lawn b")):
@@ -115,6 +117,15 @@ def test_text_embeddings_use_the_template_and_switch(tmp_path):
     assert torch.allclose(plain, F.normalize(torch.stack([enc.vec(p) for p in prompts]), dim=-1))
     on = TPEConfig(enabled=True, n_clusters=2, topk=1, lam=0.5, seed=0)
     rich = tpe.text_embeddings(cs, enc, on, tmp_path, "w")
-    kb = torch.stack([enc.vec(t) for t in ("roof a", "roof b", "lawn a", "lawn b")])
-    expected = tpe.enrich_text(torch.stack([enc.vec(p) for p in prompts]), tpe.kmeans_prototypes(kb, 2, 0), 1, 0.5)
-    assert torch.allclose(rich, expected, atol=1e-6) and not torch.allclose(rich, plain)
+    # independent expectation: eq 2's optimum over the 7 two-cluster partitions of the 4 normalised descriptions
+    # (brute force), then eqs 3–4 by the numpy reference
+    kb = [ref.unit(enc.vec(t).double().numpy()) for t in ("roof a", "roof b", "lawn a", "lawn b")]
+    best = None
+    for mask in range(1, 8):  # member 3 always in cluster 0; each mask picks cluster 1's members among 0..2
+        groups = [[kb[i] for i in range(4) if (i < 3 and mask >> i & 1) == bool(c)] for c in (0, 1)]
+        cents = [np.mean(gr, axis=0) for gr in groups]
+        inertia = sum(((v - cents[c]) ** 2).sum() for c, gr in enumerate(groups) for v in gr)
+        best = min(best or (inertia, cents), (inertia, cents), key=lambda x: x[0])
+    t = torch.stack([enc.vec(p) for p in prompts]).double().numpy()
+    expected = ref.enrich(t, np.stack(best[1]), 1, 0.5)
+    assert np.abs(rich.double().numpy() - expected).max() < 1e-5 and not torch.allclose(rich, plain)
