@@ -98,7 +98,9 @@ class USRConfig:
 
     enabled: bool = True
     use_dino: bool = True  # False: F_cd = F_clip only (ablation of the DINO prior)
-    n0: int = ranged(6, ge=1)  # N0, first block (1-based) of the threshold/average in eqs 13–14 — not in paper
+    # N0, first block (1-based) of the threshold/average in eqs 13–14 — not in paper. Counted on the paper's
+    # 12-block ViT-B/16 and scaled to the CLIP prior's depth (priors.specs.depth_scaled: ViT-L/14, 6 → 11)
+    n0: int = ranged(6, ge=1)
     alpha: int = ranged(3, ge=1)  # α, eq 15 (paper default, Table 6)
     # eq 11 on raw F_cd as the paper writes it (False) or on L2-normalised tokens (True) — see usr.joint_affinity
     normalize_affinity: bool = False

@@ -152,6 +152,18 @@ def check_backbone(state: dict[str, Any], clip_identifier: str, path: str = "che
         log.warning("%s was trained with another CLIP weights file (%s, now %s)", path, want, clip_identifier)
 
 
+def check_dino(state: dict[str, Any], dino_identifier: str, path: str = "checkpoint") -> None:
+    """Refuse a checkpoint trained on another DINO prior than the loaded one (its adapter reads that prior's blocks)."""
+    from ..priors.specs import canonical_name
+
+    want = (state["backbones"].get("dino") or "").split("|")[0]
+    have = dino_identifier.split("|")[0]
+    if want and canonical_name(want, "dino") != canonical_name(have, "dino"):
+        name = canonical_name(want, "dino")
+        raise RsWsssError(f"{path} was trained on the DINO prior {name}, not {canonical_name(have, 'dino')}; use "
+                          f"--dino-prior {name.removesuffix('(tiny)')} and its weights, or retrain")
+
+
 def restore_model(model, state: dict[str, Any], path: str = "checkpoint") -> None:
     """Load trainable weights + prototypes, refusing a checkpoint made for another class set or backbone."""
     names = [c["name"] for c in state["class_set"]["classes"]]
@@ -161,6 +173,8 @@ def restore_model(model, state: dict[str, Any], path: str = "checkpoint") -> Non
             "use the same --classes or retrain"
         )
     check_backbone(state, model.clip.identifier, path)
+    if model.dino is not None:
+        check_dino(state, model.dino.identifier, path)
     for name, module in model.trainable_modules().items():
         if name not in state["trainable"]:
             raise RsWsssError(f"{path} has no '{name}' weights (trained with another usr.use_dino setting); "

@@ -17,6 +17,7 @@ from ..classes import ClassSet
 from ..config import Config
 from ..errors import ConfigError, RsWsssError
 from ..paths import cache_dir
+from ..priors.specs import PAPER_DEPTH, depth_scaled
 from . import cam as cam_mod
 from . import losses, usr, vpe
 from .adapter import FeatureAdapter
@@ -57,9 +58,12 @@ class WSSS(nn.Module):
         super().__init__()
         # sums VPE's seed statistics over the data-parallel ranks (eq 18); the training loop sets it (train.ddp)
         self.all_reduce: Callable[[torch.Tensor], torch.Tensor] = all_reduce or _identity
-        if cfg.usr.enabled and not 1 <= cfg.usr.n0 <= clip.num_blocks:  # the range depends on the backbone
-            raise ConfigError(f"usr.n0={cfg.usr.n0} is outside 1..{clip.num_blocks} (the backbone has "
-                              f"{clip.num_blocks} blocks); set usr.n0 in that range")
+        # usr.n0 counts blocks of the paper's 12-block ViT-B/16; a deeper prior keeps the same share of deep blocks
+        self.n0 = depth_scaled(cfg.usr.n0, clip.spec.blocks)
+        if cfg.usr.enabled and not 1 <= self.n0 <= clip.num_blocks:  # the range depends on the backbone
+            raise ConfigError(f"usr.n0={cfg.usr.n0} (block {self.n0} of {clip.spec.name}) is outside "
+                              f"1..{clip.num_blocks} (the backbone has {clip.num_blocks} blocks); set a smaller usr.n0 "
+                              f"(counted on a {PAPER_DEPTH}-block ViT-B)")
         self.cfg, self.class_set = cfg, class_set
         self.clip, self.dino = clip, dino
         a = cfg.adapter
@@ -198,7 +202,7 @@ class WSSS(nn.Module):
         fcd = f_cd.flatten(2)
         cams = m_init
         if cfg.usr.enabled:
-            cams = usr.usr_refine(cams, fcd, feats["attn"], cfg.usr.n0, cfg.usr.alpha,
+            cams = usr.usr_refine(cams, fcd, feats["attn"], self.n0, cfg.usr.alpha,
                                   normalize=cfg.usr.normalize_affinity, use_affinity=not warm)
         if cfg.vpe.enabled and not warm:
             # prototypes "for each class" of an image labelled c: tagged foreground classes; the background only
@@ -269,7 +273,7 @@ class WSSS(nn.Module):
                 p = self.dino.patch
                 dino = self.dino(_resize(x, (h * p, w * p)))
                 parts.append(F.normalize(_resize(dino, (h, w)), dim=1))
-            n0 = min(self.cfg.usr.n0, self.clip.num_blocks)
+            n0 = min(self.n0, self.clip.num_blocks)
             m_f = usr.usr_refine(cams, torch.cat(parts, 1).flatten(2), f.attn, n0, self.cfg.usr.alpha)
             cams = usr.normalise_maps(cams, m_f).float()  # normalised in float64, as usr_refine returns it
         return cams.view(cams.shape[0], -1, h, w)

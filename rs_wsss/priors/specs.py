@@ -194,11 +194,11 @@ def spec_for(name: str, role: Role) -> BackboneSpec:
     return hit
 
 
-def canonical_name(name: str) -> str:
+def canonical_name(name: str, role: Role = "clip") -> str:
     """The registry name for an earlier version's recorded name (``ViT-B-16-quickgelu`` → ``openai-vit-b-16``;
     ``tiny`` → ``openai-vit-b-16(tiny)``); other names as they are."""
     if name == "tiny":
-        return f"{DEFAULT['clip']}(tiny)"
+        return f"{DEFAULT[role]}(tiny)"
     return next((s.name for s in KNOWN.values() if name in s.aliases), name)
 
 
@@ -223,6 +223,16 @@ def _open_clip_spec(arch: str) -> BackboneSpec:
         "quick_gelu" if cfg.get("quick_gelu") else "gelu", tuple(pre.get("mean", OPENAI_MEAN)),
         tuple(pre.get("std", OPENAI_STD)), (), (BARE, TRAINING, HUB, OPENAI_JIT), "that of the weights",
         "the weights' own project", grid=20, context_length=cfg.get("text_cfg", {}).get("context_length", 77))
+
+
+PAPER_DEPTH = 12  # blocks of the paper's CLIP ViT-B/16: usr.n0 is counted on it
+
+
+def depth_scaled(block: int, depth: int) -> int:
+    """Block ``block`` (1-based) of the paper's 12-block CLIP at a prior of ``depth`` blocks: the same share of
+    blocks from it to the last, round((block − 1) · depth / 12) + 1 (ViT-L/14, 24 blocks: N0 = 6 → 11, the last 14
+    of 24 as the last 7 of 12). The identity for 12-block priors (every ViT-B)."""
+    return round((block - 1) * depth / PAPER_DEPTH) + 1
 
 
 def prior_specs(cfg: PriorsConfig) -> dict[Role, BackboneSpec]:
