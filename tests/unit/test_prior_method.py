@@ -59,7 +59,7 @@ def test_adapter_widths_levels_and_n0_follow_the_backbone(monkeypatch):
     cfg, (clip, dino) = _tiny("remoteclip-vit-l-14", "dinov2-vit-l-14", "usr.n0=2")
     m = WSSS(cfg, load_class_set("landcover"), clip, dino)
     b = WSSS(base_cfg, load_class_set("landcover"), *base)
-    assert m.adapter.mlps[0][0].in_channels == clip.width and len(m.adapter.mlps) == clip.num_blocks
+    assert (m.adapter.in_dim, m.adapter.n_levels) == (clip.width, clip.num_blocks)
     assert (m.n0, b.n0) == (3, 2)  # block 2 of 12 is block 3 of 24: the same share of deep blocks
     assert [depth_scaled(n, 24) for n in (1, 6, 12)] == [1, 11, 23] and depth_scaled(6, 12) == 6
     import rs_wsss.priors.clip as clip_mod
@@ -69,7 +69,7 @@ def test_adapter_widths_levels_and_n0_follow_the_backbone(monkeypatch):
         **narrow(spec, size)["vision_cfg"], "width": 96}})
     wider = build_priors(cfg.priors)[0]
     w = WSSS(cfg, load_class_set("landcover"), wider, dino)
-    assert w.adapter.mlps[0][0].in_channels == 96
+    assert w.adapter.in_dim == 96
     assert w.param_counts()["adapter"] > m.param_counts()["adapter"]
     with pytest.raises(RsWsssError, match="usr.n0=3 .* is outside 1..4"):
         WSSS(tiny_config(["usr.n0=3", "priors.clip=remoteclip-vit-l-14"]), load_class_set("landcover"), clip, dino)
