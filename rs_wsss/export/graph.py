@@ -33,10 +33,31 @@ def tile_module(model: Any) -> Any:
             super().__init__()
             self.wsss = wsss
 
-        def forward(self, image):  # (B, 3, T, T) → (B, K, T, T)
-            return self.wsss.predict(image.clamp(0.0, 1.0), scales=[1.0], flip=False)
+        def forward(self, image):  # (B, 3, T, T) → (B, K, T, T): WSSS.predict at one scale, T a patch multiple
+            m = self.wsss
+            tokens = m.clip(image.clamp(0.0, 1.0), need_attn=False).tokens
+            logits, _ = m.decoder(any_batch_adapter(m.adapter, tokens), tuple(image.shape[-2:]))
+            return logits.softmax(1)
 
     return TileGraph(model).eval()
+
+
+def any_batch_adapter(adapter: Any, levels: list[Any]) -> Any:
+    """``FeatureAdapter.forward`` (eqs 5–6) as broadcast matmuls over the batch: the same products, but no Python
+    loop over images, which tracing would unroll into a graph of one fixed batch size."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    x = torch.stack(levels, 1)  # (B, N, D, h, w)
+    b, n, d, h, w = x.shape
+    x = x.reshape(b, n, d, h * w)
+    hidden = F.gelu(torch.matmul(adapter.hidden_weight, x) + adapter.hidden_bias[:, :, None])  # eq 5, W²
+    new = torch.matmul(adapter.out_weight, hidden) + adapter.out_bias[:, :, None]  # eq 5, W¹: (B, N, out, hw)
+    cat = new.reshape(b, -1, h * w)  # eq 6's Concat over the levels
+    if isinstance(adapter.fuse, nn.Linear):
+        return (torch.matmul(adapter.fuse.weight, cat) + adapter.fuse.bias[:, None]).view(b, -1, h, w)
+    return adapter.fuse(cat.view(b, -1, h, w))
 
 
 def export_graph(model: Any, tile: int) -> onnx.ModelProto:
@@ -61,4 +82,7 @@ def export_graph(model: Any, tile: int) -> onnx.ModelProto:
         model.clip._pos_cache.clear()  # entries made while tracing hold traced tensors, not real ones
     log.debug("exporter: %s", quiet.getvalue().strip().replace("\n", "; "))
     assert program is not None
-    return program.model_proto
+    proto = program.model_proto
+    if not proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param:  # the exporter fell back to a fixed batch
+        raise RuntimeError("the exported graph has a fixed batch size: a batch loop in the model was traced")
+    return proto

@@ -189,3 +189,16 @@ def test_model_cards_validate_against_the_stac_mlm_schema(exported, trained_spac
         p = run_cli("info", artifact)
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout)["properties"]["mlm:name"].startswith("rs-wsss-landcover")
+
+
+def test_the_graph_adapter_equals_the_models_at_any_batch(trained_spacenet):
+    import torch
+
+    from rs_wsss.build import ModelSpec, build
+    from rs_wsss.export.graph import any_batch_adapter
+
+    model = build(ModelSpec(model_path=str(trained_spacenet / "model.pt")), "predict").model.eval()
+    for b in (1, 3):
+        levels = [torch.randn(b, model.adapter.in_dim, 5, 7) for _ in range(model.adapter.n_levels)]
+        with torch.no_grad():
+            torch.testing.assert_close(any_batch_adapter(model.adapter, levels), model.adapter(levels))
