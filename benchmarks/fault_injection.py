@@ -24,7 +24,7 @@ FAULTS = [
      'cams = usr.usr_refine(cams, fcd, feats["attn"],',
      'cams = usr.usr_refine(cams, fcd, torch.full_like(feats["attn"], 1 / feats["attn"].shape[-1]),'),
     ("DINO levels replaced by noise before the DINO adapter", "wsss.py",
-     "self.dino_adapter(list(x.unbind(1)))", "self.dino_adapter(list(torch.randn_like(x).unbind(1)))"),
+     "self.dino_adapter(x)", "self.dino_adapter(torch.randn_like(x))"),
     ("α and N0 hard-coded to 1", "wsss.py", "cfg.usr.n0, cfg.usr.alpha,", "1, 1,"),
     ("VPE's top-k ignored", "vpe.py", "    return nonzero & (vals >= kth)", "    return nonzero"),
     ("VPE's similarity on unrelated features (another image's)", "wsss.py",

@@ -21,17 +21,18 @@ def close(actual: torch.Tensor | float, expected: np.ndarray | float, tol: float
 
 
 def adapter_weights(ad: torch.nn.Module) -> dict:
-    """FeatureAdapter → {"mlps": [(W², b², W¹, b¹)], "fuse": (W_f, b_f)} (1×1 kernels as matrices)."""
-    mlps = [(np64(m[0].weight[:, :, 0, 0]), np64(m[0].bias), np64(m[2].weight[:, :, 0, 0]), np64(m[2].bias))
-            for m in ad.mlps]
-    return {"mlps": mlps, "fuse": (np64(ad.fuse.weight[:, :, 0, 0]), np64(ad.fuse.bias))}
+    """FeatureAdapter → {"mlps": [(W², b², W¹, b¹)] per level, "fuse": (W_f, b_f)} (1×1 kernels as matrices)."""
+    mlps = [(np64(ad.hidden_weight[lv]), np64(ad.hidden_bias[lv]), np64(ad.out_weight[lv]), np64(ad.out_bias[lv]))
+            for lv in range(ad.n_levels)]
+    wf = ad.fuse.weight
+    return {"mlps": mlps, "fuse": (np64(wf[:, :, 0, 0] if wf.ndim == 4 else wf), np64(ad.fuse.bias))}
 
 
 def decoder_weights(dec: torch.nn.Module) -> dict:
     def lin(m: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
-        return np64(m.weight), np64(m.bias)
+        w = m.weight
+        return np64(w[:, :, 0, 0] if w.ndim == 4 else w), np64(m.bias)
 
     blocks = [{"norm1": lin(b.norm1), "qkv": lin(b.qkv), "proj": lin(b.proj), "norm2": lin(b.norm2),
                "fc1": lin(b.mlp[0]), "fc2": lin(b.mlp[3])} for b in dec.blocks]
-    return {"blocks": blocks, "norm": lin(dec.norm),
-            "classifier": (np64(dec.classifier.weight[:, :, 0, 0]), np64(dec.classifier.bias))}
+    return {"blocks": blocks, "norm": lin(dec.norm), "classifier": lin(dec.classifier)}

@@ -46,7 +46,7 @@ def _feats(model: WSSS, seed: int = 0, b: int = 2) -> tuple[dict, torch.Tensor, 
              "attn": (3 * torch.randn(b, n, hw, hw, generator=g)).softmax(-1),
              "joint": torch.randn(b, 48, H, W, generator=g)}
     if model.dino_adapter is not None:
-        feats["dino"] = torch.randn(b, len(model.dino_adapter.mlps), model.dino.width, 4, 5, generator=g)
+        feats["dino"] = torch.randn(b, model.dino_adapter.n_levels, model.dino.width, 4, 5, generator=g)
     images = torch.rand(b, 3, HH, WW, generator=g)
     tags = torch.tensor([[1, 0, 1, 1, 0, 0], [0, 1, 0, 0, 0, 1]], dtype=torch.float32)[:b]
     return feats, images, tags
@@ -157,15 +157,15 @@ def test_known_neighbourhood_keeps_the_refinement_inside_its_region(priors):
     # a known adapter: level 1 passes GELU(channels 0..31), level 2 GELU(channels 32..63), fused as level 1 − level 2;
     # tokens (a, 0) on the left and (0, a) on the right then give F_clip = ±GELU(a): A_cd ≈ 1 within, ≈ 0 across
     ad, d = model.adapter, model.clip.width
-    hid = ad.mlps[0][0].weight.shape[0]
+    hid = ad.hidden_weight.shape[1]
     with torch.no_grad():
-        for n, mlp in enumerate(ad.mlps):
-            mlp[0].weight.zero_(), mlp[0].bias.zero_(), mlp[2].weight.zero_(), mlp[2].bias.zero_()
-            if n < 2:
-                mlp[0].weight[:, n * hid:(n + 1) * hid, 0, 0] = torch.eye(hid)
-                mlp[2].weight[:, :, 0, 0] = torch.eye(hid)
-        ad.fuse.weight.zero_(), ad.fuse.bias.zero_()
-        ad.fuse.weight[:, :hid, 0, 0], ad.fuse.weight[:, hid:2 * hid, 0, 0] = torch.eye(hid), -torch.eye(hid)
+        for t in (ad.hidden_weight, ad.hidden_bias, ad.out_weight, ad.out_bias, ad.fuse.weight, ad.fuse.bias):
+            t.zero_()
+        for n in range(2):
+            ad.hidden_weight[n, :, n * hid:(n + 1) * hid] = torch.eye(hid)
+            ad.out_weight[n] = torch.eye(hid)
+        fw = ad.fuse.weight.view(hid, -1)  # (out, levels·out), a 1×1 fuse
+        fw[:, :hid], fw[:, hid:2 * hid] = torch.eye(hid), -torch.eye(hid)
     u, v = torch.zeros(d), torch.zeros(d)
     u[:hid], v[hid:2 * hid] = 0.5, 0.5
     region = torch.where(left[None, :], u[:, None], v[:, None]).view(-1, H, W)
