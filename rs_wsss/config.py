@@ -175,6 +175,10 @@ class TrainConfig:
     seed: int = ranged(0, ge=0)
     hflip: bool = True  # random horizontal flip augmentation
     amp: bool = False  # bf16/fp16 autocast on CUDA
+    # the trainable forward's compute precision (adapters + decoder under autocast; fp32 master weights, optimiser,
+    # pseudo labels and losses): auto = bf16 on CPUs with AMX/AVX512-BF16, else fp32; CUDA: train.amp decides
+    # unless bf16 is asked for (rs_wsss.runtime.training_dtype)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     # frozen-feature cache (--cache-features): each tagged tile keeps this many fixed crops/flips, instead of the
     # paper's fresh random crop every iteration; the backbones then run once per view, not once per step
     cache_views: int = ranged(4, ge=1)

@@ -54,6 +54,21 @@ def choose_precision(name: str, device: torch.device | str) -> torch.dtype:
     return torch.float32
 
 
+def training_dtype(precision: str, amp: bool, device: torch.device | str) -> torch.dtype:
+    """``train.precision`` (+ ``train.amp``) → the autocast dtype of the trainable forward on ``device``.
+
+    CPU: ``auto`` is bf16 where the CPU has AMX or AVX512-BF16 (:func:`cpu_has_bf16`), fp32 otherwise. CUDA keeps
+    its AMP switch: bf16 autocast when ``train.amp`` (or ``precision`` bf16), fp32 otherwise."""
+    device = torch.device(device)
+    if precision not in ("auto", "fp32", "bf16"):
+        raise RsWsssError(f"train.precision '{precision}' unknown: use auto, fp32 or bf16")
+    if device.type == "cuda":
+        return torch.bfloat16 if amp or precision == "bf16" else torch.float32
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else torch.float32
+    return DTYPES[precision]
+
+
 def autocast(device: torch.device | str, dtype: torch.dtype):
     """``torch.autocast`` for a low-precision dtype; a no-op for float32 (and on devices autocast does not cover)."""
     device = torch.device(device)

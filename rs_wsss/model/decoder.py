@@ -29,7 +29,12 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, want_affinity: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         b, n, c = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        drop = self.dropout if self.training else 0.0
+        if q.device.type == "cpu" and q.dtype != torch.float32:  # the CPU's bf16 attention kernel is slower than
+            with torch.autocast("cpu", enabled=False):  # its fp32 one at these sizes (benchmarks/train_cache.py)
+                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=drop).to(q.dtype)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
         x = x + self.proj(out.transpose(1, 2).reshape(b, n, c))
         x = x + self.mlp(self.norm2(x))
         aff = None

@@ -78,14 +78,19 @@ class PAR(nn.Module):
         """image (B, 3, H, W), cam (B, K, h, w) → refined cam (B, K, H, W) (bilinearly resized to the image first).
 
         AFA runs PAR at half the image resolution to save memory: pass a downscaled image and upsample the result."""
-        cam = F.interpolate(cam.float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        # a channel that is 0 everywhere in the batch (a class tagged on none of its tiles) stays 0: refine the others
+        active = (cam != 0).flatten(2).any(dim=2).any(dim=0).nonzero()[:, 0]
+        full = cam.shape[1]
+        cam = F.interpolate(cam[:, active].float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
         aff = self.affinity(image.float()).unsqueeze(2).unbind(1)  # one (B, 1, H, W) weight per neighbour
         for _ in range(self.iters):
             out = torch.zeros_like(cam)
             for v, a in zip(self.views(cam), aff):
                 out.addcmul_(v, a)
             cam = out
-        return cam
+        if len(active) == full:
+            return cam
+        return cam.new_zeros(cam.shape[0], full, *cam.shape[2:]).index_copy_(1, active, cam)
 
 
 def par_refine(image: torch.Tensor, cam: torch.Tensor, dilations: list[int], iters: int) -> torch.Tensor:

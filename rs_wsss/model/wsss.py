@@ -18,6 +18,7 @@ from ..config import Config
 from ..errors import ConfigError, RsWsssError
 from ..paths import cache_dir
 from ..priors.specs import PAPER_DEPTH, depth_scaled
+from ..runtime import autocast
 from . import cam as cam_mod
 from . import losses, usr, vpe
 from .adapter import FeatureAdapter
@@ -81,6 +82,8 @@ class WSSS(nn.Module):
         self.register_buffer("proto_init", torch.zeros(k, dtype=torch.bool))
         self._text: torch.Tensor | None = None  # derived from class set + weights: built on first use, not saved
         self.steps_done = 0  # training steps taken (usr.warmup_iters); restore_model sets it from a checkpoint
+        # autocast dtype of the trainable forward in training (train.precision; the loop sets it), not saved
+        self.train_dtype = torch.float32
         for m in (clip, dino):
             if m is not None:
                 assert not any(p.requires_grad for p in m.parameters()), "backbones must stay frozen"
@@ -165,9 +168,12 @@ class WSSS(nn.Module):
                            tags: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         b, _, height, width = images.shape
-        f_clip = self.adapter(feats["tokens"])  # eqs 5–6
-        logits, dec_aff = self.decoder(f_clip, (height, width), want_affinity=cfg.loss.aff_on == "decoder")  # 7–8
-        f_cd = self.f_cd(f_clip, feats.get("dino"))  # eq 10 (with gradients, for L_aff)
+        with autocast(images.device, self.train_dtype):  # train.precision: only the trainable forward
+            f_clip = self.adapter(feats["tokens"])  # eqs 5–6
+            logits, dec_aff = self.decoder(f_clip, (height, width), want_affinity=cfg.loss.aff_on == "decoder")
+            f_cd = self.f_cd(f_clip, feats.get("dino"))  # eq 10 (with gradients, for L_aff)
+        # targets, pseudo labels and the losses' reductions in float32 (no-ops in float32)
+        logits, f_cd = logits.float(), f_cd.float()
         h, w = f_clip.shape[-2:]
         warm = self.training and self.steps_done < cfg.usr.warmup_iters
         if self.training:
@@ -182,8 +188,11 @@ class WSSS(nn.Module):
             labels = losses.pseudo_labels(cams, tags_k, cfg.pseudo.high, cfg.pseudo.low, cfg.pseudo.ignore_index,
                                           cfg.pseudo.rule)
         seg = losses.seg_loss(logits, labels, cfg.pseudo.ignore_index)
-        aff_pred = usr.joint_affinity(f_cd.flatten(2),
-                                      cfg.usr.normalize_affinity) if cfg.loss.aff_on == "joint" else dec_aff
+        if cfg.loss.aff_on == "joint":
+            aff_pred = usr.joint_affinity(f_cd.flatten(2), cfg.usr.normalize_affinity)
+        else:
+            assert dec_aff is not None  # asked of the decoder above
+            aff_pred = dec_aff.float()
         aff_lab = losses.affinity_labels(labels, (h, w), cfg.pseudo.ignore_index, cfg.loss.aff_radius)
         aff = losses.affinity_loss(aff_pred, aff_lab, cfg.pseudo.ignore_index)
         loss = losses.total_loss(seg, aff, cfg.loss)  # eq 21

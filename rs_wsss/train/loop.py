@@ -20,6 +20,7 @@ from ..model.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ..runtime import training_dtype
 from .batches import Batch
 
 log = logging.getLogger("rs_wsss")
@@ -113,7 +114,7 @@ def train(
     model.train()
     net = wrap(model, str(device))
     hist: dict[str, list[float]] = {"losses": [], "seg": [], "aff": []}
-    amp = cfg.amp and torch.device(device).type == "cuda"
+    model.train_dtype = training_dtype(cfg.precision, cfg.amp, device)
     clock: list[float] = []  # (first finished step, its time): the rate excludes the warm-up step
     eta_said = False
     for step in range(start, cfg.iters):
@@ -121,8 +122,7 @@ def train(
         if not isinstance(batch, Batch):
             raise TypeError(f"batches must give rs_wsss.train.batches.Batch objects, not {type(batch).__name__}")
         batch = batch.to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            out = net(batch.images, batch.tags, batch.feats)  # feats: cached frozen features, or None
+        out = net(batch.images, batch.tags, batch.feats)  # feats: cached frozen features, or None
         loss = out["loss"]
         value = loss.item()
         if not math.isfinite(value):

@@ -189,6 +189,22 @@ def test_a_few_training_steps_match_the_convolution_implementation(setup):
     assert not torch.allclose(new.adapter.hidden_weight, model.adapter.hidden_weight)
 
 
+def test_par_matches_the_convolution_par_with_channels_no_tile_has(batch):
+    """Views of one padded copy = the one-hot convolutions, dilations past the image included; a channel that is 0
+    on every tile of the batch is skipped and comes back 0."""
+    from rs_wsss.model.par import PAR
+
+    imgs, _ = batch
+    small = F.interpolate(imgs, size=(32, 32), mode="bilinear", align_corners=False)
+    cam = torch.rand(2, 5, 4, 4, generator=torch.Generator().manual_seed(0))
+    cam[:, 3] = 0  # nobody has class 3
+    cam[0, 1] = 0  # class 1 on the second tile only
+    want = ConvPAR([1, 3, 8, 24], 4)(small, cam)
+    got = PAR([1, 3, 8, 24], 4)(small, cam)
+    assert torch.allclose(got, want, atol=1e-6) and got[:, 3].abs().max() == 0 and got[0, 1].abs().max() == 0
+    assert got[1, 1].abs().max() > 0
+
+
 def test_a_checkpoint_in_the_convolution_layout_loads_and_resumes(setup, tmp_path):
     cfg, model, imgs, tags = setup
     cfg = tiny_config([*OVERRIDES, "train.iters=3", "train.checkpoint_every=2"])
@@ -224,3 +240,44 @@ def test_a_checkpoint_in_the_convolution_layout_loads_and_resumes(setup, tmp_pat
         assert all(torch.allclose(v, want[k], atol=1e-5) for k, v in conv_state(getattr(loaded, name)).items())
     assert not torch.allclose(loaded.adapter.hidden_weight, new.adapter.hidden_weight)  # it trained
     assert "hidden_weight" in load_checkpoint(old_path)["trainable"]["adapter"]  # the new layout is written
+
+
+# ---- train.precision ---------------------------------------------------------------------------------------------
+def test_precision_auto_follows_the_cpu_and_cuda_keeps_its_amp_switch(monkeypatch):
+    from rs_wsss import runtime
+    from rs_wsss.errors import RsWsssError
+
+    for has in (True, False):
+        monkeypatch.setattr(runtime, "cpu_has_bf16", lambda has=has: has)
+        assert runtime.training_dtype("auto", False, "cpu") == (torch.bfloat16 if has else torch.float32)
+        assert runtime.training_dtype("fp32", False, "cpu") == torch.float32
+        assert runtime.training_dtype("bf16", False, "cpu") == torch.bfloat16
+    assert runtime.training_dtype("auto", False, "cuda") == torch.float32  # no CUDA needed to decide
+    assert runtime.training_dtype("auto", True, "cuda") == torch.bfloat16
+    with pytest.raises(RsWsssError, match="train.precision"):
+        runtime.training_dtype("fp16", False, "cpu")
+
+
+def test_bf16_runs_the_trainable_forward_in_bf16_and_keeps_fp32_masters_and_losses(setup, tmp_path):
+    cfg, model, imgs, tags = setup
+    runs = {}
+    for prec in ("fp32", "bf16"):
+        c = tiny_config([*OVERRIDES, "train.iters=5", f"train.precision={prec}", "train.checkpoint_every=100"])
+        torch.manual_seed(0)
+        m = WSSS(c, model.class_set, model.clip, model.dino)
+        seen: dict[str, torch.dtype] = {}
+        for n in ("adapter", "dino_adapter", "decoder"):
+            getattr(m, n).register_forward_hook(
+                lambda mod, i, o, n=n, seen=seen: seen.__setitem__(n, (o[0] if isinstance(o, tuple) else o).dtype))
+        res = train(m, lambda step: Batch(imgs, tags), c.train, tmp_path / f"{prec}.pt")
+        runs[prec] = (res["losses"], seen, m)
+    (l32, seen32, _), (l16, seen16, m16) = runs["fp32"], runs["bf16"]
+    assert set(seen32.values()) == {torch.float32}
+    assert seen16 == {"adapter": torch.bfloat16, "dino_adapter": torch.bfloat16, "decoder": torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in m16.trainable_parameters())  # fp32 master weights
+    state = load_checkpoint(tmp_path / "bf16.pt")["optimizer"]["state"]
+    assert state and all(v.dtype == torch.float32 for s in state.values() for k, v in s.items() if k != "step")
+    # the same curve within bf16's precision, but not bit-identical: the switch changes the arithmetic
+    a, b = torch.tensor(l32), torch.tensor(l16)
+    assert torch.allclose(a, b, rtol=0.05), (a, b)
+    assert not torch.equal(a, b)
