@@ -57,16 +57,18 @@ class ResolvedWeights:
 
 def resolve(backbone: str, cfg: PriorsConfig, weights: str | None = None) -> ResolvedWeights:
     """Resolve one backbone's (``"clip"`` or ``"dino"``, the prior ``cfg`` names) weights; ``weights`` (CLI
-    ``--weights``) beats ``cfg.weights``."""
+    ``--weights``) beats ``cfg.weights``. A folder serves both priors; a single file is the CLIP prior's, and the
+    DINO prior's file is then looked for beside it, then in ``$RS_WSSS_WEIGHTS_DIR`` and the hub cache."""
     spec = prior_specs(cfg)[backbone]
     choice = weights if weights is not None else cfg.weights
     if cfg.tiny or choice == RANDOM:
         return ResolvedWeights(backbone, None, RANDOM)
     if choice:
-        found = _in_location(spec, Path(choice).expanduser())
-        if found is None:
+        found = _explicit(spec, Path(choice).expanduser())
+        if found is not None:
+            return ResolvedWeights(backbone, found, "explicit")
+        if not _clip_file_only(spec, Path(choice).expanduser()):
             raise WeightsNotFound(f"no {spec.name} weights at {choice}: {how(spec)}")
-        return ResolvedWeights(backbone, found, "explicit")
     env = os.environ.get(ENV_DIR)
     if env:
         found = _in_location(spec, Path(env).expanduser())
@@ -76,6 +78,19 @@ def resolve(backbone: str, cfg: PriorsConfig, weights: str | None = None) -> Res
     if found is not None:
         return ResolvedWeights(backbone, found, "hub-cache")
     raise WeightsNotFound(f"{spec.name} weights not found (offline and not cached): {how(spec)}")
+
+
+def _clip_file_only(spec: BackboneSpec, loc: Path) -> bool:
+    """``--weights FILE`` names the CLIP prior's file: the DINO prior is not bound to it."""
+    return spec.role == "dino" and loc.is_file()
+
+
+def _explicit(spec: BackboneSpec, loc: Path) -> Path | None:
+    """The file ``--weights`` gives ``spec``: in the folder, or the file itself (CLIP) / the DINO file beside it
+    (which may be the file itself when its name is DINO's)."""
+    if _clip_file_only(spec, loc):
+        return _in_location(spec, loc.parent)  # by its published names or "dinov2" in the name
+    return _in_location(spec, loc)
 
 
 def _in_location(spec: BackboneSpec, loc: Path) -> Path | None:
@@ -210,6 +225,6 @@ def check_early(cfg: PriorsConfig, weights: str | None = None, need_dino: bool =
     specs = prior_specs(cfg)
     roles: list[Role] = ["clip", "dino"] if need_dino else ["clip"]
     for role in roles:
-        found = _in_location(specs[role], Path(location).expanduser())
+        found = (_explicit if choice else _in_location)(specs[role], Path(location).expanduser())
         if found is not None:
             check_file(ResolvedWeights(role, found, "explicit" if choice else "env"), specs[role])

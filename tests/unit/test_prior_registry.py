@@ -279,3 +279,20 @@ def test_unknown_or_misplaced_prior_names_are_config_errors():
     assert spec_for("open_clip:ViT-L-14-quickgelu", "clip").activation == "quick_gelu"
     assert spec_for("open_clip:ViT-L-14", "clip").activation == "gelu"
     assert spec_for("ViT-B-16-quickgelu", "clip").name == "openai-vit-b-16"  # what checkpoints before recorded
+
+
+def test_a_single_weights_file_is_the_clip_priors_and_dino_is_looked_for_beside_it(tmp_path, monkeypatch):
+    from rs_wsss.priors.weights import ENV_DIR
+
+    clip = tmp_path / "my-finetune.pt"
+    clip.write_bytes(b"x")
+    cfg = PriorsConfig(clip="open_clip:ViT-L-14-quickgelu")
+    assert resolve("clip", cfg, str(clip)).path == clip
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "dinov2_vitb14.safetensors").write_bytes(b"y")
+    monkeypatch.setenv(ENV_DIR, str(env))
+    r = resolve("dino", cfg, str(clip))  # not the CLIP file: the environment's folder
+    assert (r.path, r.source) == (env / "dinov2_vitb14.safetensors", "env")
+    (tmp_path / "dinov2_vitb14_pretrain.pth").write_bytes(b"z")
+    assert resolve("dino", cfg, str(clip)).path == tmp_path / "dinov2_vitb14_pretrain.pth"  # beside the CLIP file
