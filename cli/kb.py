@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import config_opt, set_opt, tiny_opt
+from .options import config_opt, prior_overrides, priors_opt, set_opt, tiny_opt
 
 
 @click.group()
@@ -34,12 +34,14 @@ def show(class_set) -> None:
 @kb.command("build")
 @click.option("--classes", "class_set", required=True, help="Class set name or YAML.")
 @click.option("--weights", help="Weights directory or file, or 'random'.")
+@priors_opt
 @config_opt
 @set_opt
 @tiny_opt
-def build(class_set: str, weights: str | None, config_path: str | None, overrides: tuple[str, ...],
-          tiny: bool) -> None:
-    """Encode the knowledge base with CLIP's text encoder into the cache ($RS_WSSS_CACHE).
+def build(class_set: str, weights: str | None, clip_prior: str | None, dino_prior: str | None,
+          config_path: str | None, overrides: tuple[str, ...], tiny: bool) -> None:
+    """Encode the knowledge base with the CLIP prior's text encoder into the cache ($RS_WSSS_CACHE), keyed by the
+    prior and its weights file.
 
     \b
     Example:
@@ -53,7 +55,8 @@ def build(class_set: str, weights: str | None, config_path: str | None, override
     from .common import resolved_config
 
     cs = load_class_set(class_set)
-    cfg = resolved_config(config_path, overrides, tiny)
+    cfg = resolved_config(config_path, (*overrides, *prior_overrides(clip_prior, dino_prior)), tiny)
     clip, _ = build_priors(cfg.priors, weights, need_dino=False)
     emb = encode_knowledge_base(cs, clip.encode_text, cache_dir(), clip.identifier)
-    click.echo(f"encoded {emb.shape[0]} descriptions of {cs.name} ({emb.shape[1]}-d) into {cache_dir()}")
+    click.echo(f"encoded {emb.shape[0]} descriptions of {cs.name} ({emb.shape[1]}-d, {clip.spec.name}) into "
+               f"{cache_dir()}")

@@ -123,3 +123,12 @@ def test_weights_lists_every_known_prior_with_its_files(tmp_path):
     assert "crop 640 px (20×20 tokens)" in p.stdout
     assert f"weights: {tmp_path / 'RemoteCLIP-ViT-B-32.pt'} (from explicit)" in p.stdout
     assert p.returncode == 2 and "missing" in p.stderr  # the config's DINO prior is not in that folder
+
+
+def test_kb_build_caches_one_knowledge_base_per_prior(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("RS_WSSS_CACHE", str(tmp_path))
+    for name in ("openai-vit-b-16", "farslip-vit-b-16", "openai-vit-b-16"):
+        code, err = run_main_in_process(["kb", "build", "--classes", "landcover", "--tiny", "--clip-prior", name],
+                                        capfd)
+        assert code == 0, err
+    assert len(list(tmp_path.glob("kb_*.pt"))) == 2  # the third run reused the first prior's
