@@ -16,8 +16,10 @@ from .options import config_opt, prior_overrides, priors_opt, set_opt, tiny_opt,
 @click.option("--check", "check_file", type=click.Path(), help="Verify that this file loads as the --backbone prior "
               "(the config's, or --clip-prior / --dino-prior).")
 @click.option("--backbone", type=click.Choice(["clip", "dino"]), default="clip", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="The list as JSON (every registry field, the crop, where the "
+              "weights resolve from): what the QGIS plugin reads.")
 def weights_cmd(weights: str | None, clip_prior: str | None, dino_prior: str | None, config_path: str | None,
-                overrides: tuple[str, ...], tiny: bool, check_file: str | None, backbone: str) -> None:
+                overrides: tuple[str, ...], tiny: bool, check_file: str | None, backbone: str, as_json: bool) -> None:
     """List the known priors (* = the ones the config uses): architecture, crop, licence, published files, where
     to download, and where their weights resolve from. Exits 2 when the config's priors are missing.
 
@@ -28,6 +30,9 @@ def weights_cmd(weights: str | None, clip_prior: str | None, dino_prior: str | N
       rs-wsss weights --check ~/weights/RemoteCLIP-ViT-B-32.pt --clip-prior remoteclip-vit-b-32
       rs-wsss weights --check ~/weights/dinov2_vitb14.safetensors --backbone dino
     """
+    import dataclasses
+    import json
+
     from rs_wsss.errors import RsWsssError, WeightsNotFound
     from rs_wsss.priors import check_weights_file, resolve
     from rs_wsss.priors.specs import KNOWN, crop_size, prior_specs, with_prior
@@ -43,25 +48,42 @@ def weights_cmd(weights: str | None, clip_prior: str | None, dino_prior: str | N
         return
     chosen = prior_specs(cfg)
     specs = list(KNOWN.values()) + [s for s in chosen.values() if s.name not in KNOWN]  # open_clip:ARCH too
+    rows: list[dict] = []
     failed = False
+    for spec in specs:
+        this = with_prior(cfg, spec)
+        row = {**dataclasses.asdict(spec), "crop": crop_size(this, spec.role),
+               "chosen": chosen[spec.role].name == spec.name}
+        try:
+            rw = resolve(spec.role, this, weights)
+            row.update(weights=str(rw.path) if rw.path else "random", resolved_from=rw.source)
+        except WeightsNotFound as exc:
+            row.update(weights=None, resolved_from=None, missing=str(exc))
+            failed = failed or row["chosen"]
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
     for role, title in (("clip", "CLIP priors (--clip-prior, priors.clip)"),
                         ("dino", "DINOv2 priors (--dino-prior, priors.dino)")):
-        click.echo(title)
-        for spec in (s for s in specs if s.role == role):
-            mine = chosen[role].name == spec.name
-            this = with_prior(cfg, spec)
-            act = "QuickGELU" if spec.activation == "quick_gelu" else "GELU"
-            text = f", text {spec.context_length} positions" if role == "clip" and spec.context_length != 77 else ""
-            size = crop_size(this, spec.role)
-            click.echo(f"{'*' if mine else ' '} {spec.name}: {spec.arch}, {act}, patch {spec.patch}, width "
-                       f"{spec.width}, {spec.blocks} blocks{text}; crop {size} px ({size // spec.patch}×"
-                       f"{size // spec.patch} tokens); licence {spec.licence} — {spec.note}")
-            click.echo(f"    files: {', '.join(spec.files) or 'any (give --weights FILE)'} "
-                       f"({'; '.join(spec.layouts)}); from {spec.source}")
-            try:
-                click.echo(f"    weights: {resolve(role, this, weights).describe().split(': ', 1)[1]}")
-            except WeightsNotFound as exc:
-                click.echo(f"    weights: NOT FOUND{' — ' + str(exc) if mine else ''}")
-                failed = failed or mine
+        if not as_json:
+            click.echo(title)
+            for r in (r for r in rows if r["role"] == role):
+                click.echo(_describe(r))
     if failed:
         raise RsWsssError("some backbone weights are missing (see above)")
+
+
+def _describe(r: dict) -> str:
+    """Three lines for one prior: what it is, its files, where its weights come from."""
+    act = "QuickGELU" if r["activation"] == "quick_gelu" else "GELU"
+    text = f", text {r['context_length']} positions" if r["role"] == "clip" and r["context_length"] != 77 else ""
+    g = r["crop"] // r["patch"]
+    if r["weights"] is None:
+        where = "NOT FOUND" + (f" — {r['missing']}" if r["chosen"] else "")
+    else:
+        random = r["weights"] == "random"
+        where = "random weights (explicit)" if random else f"{r['weights']} (from {r['resolved_from']})"
+    return (f"{'*' if r['chosen'] else ' '} {r['name']}: {r['arch']}, {act}, patch {r['patch']}, width {r['width']}, "
+            f"{r['blocks']} blocks{text}; crop {r['crop']} px ({g}×{g} tokens); licence {r['licence']} — {r['note']}\n"
+            f"    files: {', '.join(r['files']) or 'any (give --weights FILE)'} ({'; '.join(r['layouts'])}); "
+            f"from {r['source']}\n    weights: {where}")

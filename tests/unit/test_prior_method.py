@@ -132,3 +132,20 @@ def test_kb_build_caches_one_knowledge_base_per_prior(tmp_path, monkeypatch, cap
                                         capfd)
         assert code == 0, err
     assert len(list(tmp_path.glob("kb_*.pt"))) == 2  # the third run reused the first prior's
+
+
+def test_weights_json_lists_the_registry():
+    """What the QGIS plugin can read for its prior choices: every registry entry, the crop, the resolution."""
+    import json
+
+    from click.testing import CliRunner
+
+    from rs_wsss_cli.weights import weights_cmd
+
+    out = CliRunner().invoke(weights_cmd, ["--weights", "random", "--json", "--clip-prior", "skyclip-vit-b-32"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.output)
+    assert [r["name"] for r in rows] == list(KNOWN)
+    sky = next(r for r in rows if r["name"] == "skyclip-vit-b-32")
+    assert sky["chosen"] and sky["activation"] == "gelu" and sky["crop"] == 640 and sky["weights"] == "random"
+    assert [r["name"] for r in rows if r["chosen"]] == ["skyclip-vit-b-32", "dinov2-vit-b-14"]
