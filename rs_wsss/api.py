@@ -14,6 +14,7 @@ Essentials are positional; everything else is keyword-only. Paths come back as s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -218,10 +219,15 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
     bands = list(bands) if bands else None
     check_bands(paths, bands)
     cs = load_class_set(classes)
-    settings = {k: v for k, v in {"train.iters": iters, "train.batch": batch, "raster.bands": bands}.items()
-                if v is not None}
-    cfg, _ = resolve_config(ModelSpec(config_path=str(config) if config else None, overrides=tuple(overrides),
-                                      tiny=tiny, settings=settings))
+    settings: dict[str, Any] = {k: v for k, v in {"train.batch": batch, "raster.bands": bands}.items()
+                                if v is not None}
+    spec = ModelSpec(config_path=str(config) if config else None, overrides=tuple(overrides), tiny=tiny,
+                     settings=settings)
+    cfg, _ = resolve_config(spec)
+    if iters is not None:  # the config's whole schedule compressed into --iters steps (warm-ups keep their share)
+        from .train.loop import compressed_schedule
+
+        cfg, _ = resolve_config(dataclasses.replace(spec, settings={**settings, **compressed_schedule(cfg, iters)}))
     from .priors.weights import check_early
 
     # a wrong weights file fails before torch loads

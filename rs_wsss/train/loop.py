@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..config import TrainConfig
+from ..config import Config, TrainConfig
 from ..errors import TrainingDiverged
 from ..model.checkpoint import (
     load_checkpoint,
@@ -39,6 +39,15 @@ def poly_lambda(cfg: TrainConfig) -> Callable[[int], float]:
         return max(0.0, 1 - step / max(1, cfg.iters)) ** cfg.poly_power
 
     return f
+
+
+def compressed_schedule(cfg: Config, iters: int) -> dict[str, int]:
+    """Settings that run the config's whole schedule in ``iters`` steps (``train --iters``): the poly decay ends at
+    step ``iters`` (it always spans ``train.iters``), and the warm-ups (``train.warmup_iters``, ``usr.warmup_iters``)
+    keep their share of the schedule, so a short run has the long one's shape instead of being all warm-up."""
+    share = iters / max(1, cfg.train.iters)
+    return {"train.iters": iters, "train.warmup_iters": round(cfg.train.warmup_iters * share),
+            "usr.warmup_iters": round(cfg.usr.warmup_iters * share)}
 
 
 def build_optimizer(model: Any, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
@@ -73,6 +82,27 @@ def eta_text(rate: float | None, done: int, total: int) -> str:
     left = (total - done) / rate
     h, m = divmod(round(left / 60), 60)
     return f", {rate:.3g} it/s, ETA {f'{h} h ' if h else ''}{m} min for steps {done}–{total} of {total}"
+
+
+def projection(rate: float, done: int, cfg: TrainConfig, device: torch.device, cached: bool,
+               dtype: torch.dtype) -> list[str]:
+    """What the whole schedule will take at the measured rate, and on a CPU the switches that would make it cheaper
+    (the frozen-feature cache; bf16 where the CPU has bf16 matrix units and fp32 was chosen)."""
+    h, m = divmod(round(cfg.iters / rate / 60), 60)
+    prec = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+    lines = [f"projected: the whole schedule, {cfg.iters} steps × batch {cfg.batch}, takes ≈ {f'{h} h ' if h else ''}"
+             f"{m} min at {1 / rate:.2f} s/step ({device.type}, {prec}, frozen-feature cache "
+             f"{'on' if cached else 'off'}){eta_text(rate, done, cfg.iters)}"]
+    if device.type == "cpu":
+        from ..runtime import cpu_has_bf16
+
+        if not cached:
+            lines.append("tip: --cache-features DIR runs the frozen backbones once per view instead of every step; "
+                         "on a CPU that is most of a step's cost (benchmarks/RESULTS.md, training rows)")
+        if dtype == torch.float32 and cpu_has_bf16():
+            lines.append("tip: this CPU has bf16 matrix units (AMX/AVX512-BF16): --set train.precision=bf16 (what "
+                         "auto picks here) runs the trainable step about twice as fast")
+    return lines
 
 
 def train(
@@ -143,8 +173,9 @@ def train(
         if done % cfg.log_every == 0 or done == cfg.iters:
             log.info("step %d/%d loss %.4f (seg %.4f aff %.4f) lr %.2e%s", done, cfg.iters, value, hist["seg"][-1],
                      hist["aff"][-1], sched.get_last_lr()[0], eta_text(rate, done, cfg.iters))
-        elif rate is not None and not eta_said and (done - clock[0] >= 3 or done - start >= cfg.log_every // 2):
-            log.info("whole schedule: %s", eta_text(rate, done, cfg.iters).strip(" ,"))  # early, once
+        elif rate is not None and not eta_said:  # after the first timed step, once: the whole run's cost up front
+            for line in projection(rate, done, cfg, torch.device(device), batch.feats is not None, model.train_dtype):
+                log.info("%s", line)
             eta_said = True
         if on_step:
             on_step(done, model, out)

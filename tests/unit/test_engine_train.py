@@ -3,6 +3,7 @@ checkpoints round-trip and resume exactly, foreign checkpoints are refused, and 
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -198,3 +199,18 @@ def test_every_ablation_switch_combination_runs_a_train_step(batch, priors):
     model = _model(tiny_config(["loss.aff_on=decoder", "loss.seg_weight=0"]), priors)
     model.train_step(imgs, tags)["loss"].backward()
     assert model.decoder.blocks[-1].qkv.weight.grad.abs().sum() > 0
+
+
+def test_iters_compresses_the_whole_schedule_warm_ups_included():
+    from rs_wsss.config import configure, load_config
+    from rs_wsss.train.loop import compressed_schedule, poly_lambda
+
+    full = load_config(overrides=["train.warmup_iters=1000", "usr.warmup_iters=15000"])  # 40 000 steps
+    short = configure(copy.deepcopy(full), (), compressed_schedule(full, 2000))
+    assert (short.train.iters, short.train.warmup_iters, short.usr.warmup_iters) == (2000, 50, 750)
+    f_full, f_short = poly_lambda(full.train), poly_lambda(short.train)
+    # the same shape at the same fraction of the run: warm-up ramp, poly decay, 0 at the end
+    for frac in (0.01, 0.02, 0.25, 0.5, 0.9):
+        assert f_short(round(frac * 2000)) == pytest.approx(f_full(round(frac * 40000)), abs=0.02), frac
+    assert f_short(2000) == 0.0 and f_short(1999) > 0
+    assert compressed_schedule(load_config(), 2000)["usr.warmup_iters"] == 0  # no warm-up stays none

@@ -149,4 +149,22 @@ def test_train_logs_an_eta_for_the_whole_schedule(tmp_path, caplog, monkeypatch)
         train(model, lambda step: Batch(imgs, tags), cfg.train, tmp_path / "m.pt")
     etas = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
     assert len(etas) == 1 and "whole schedule" in etas[0] and "of 6" in etas[0]
+    assert "6 steps × batch 2" in etas[0] and "(cpu, fp32, frozen-feature cache off)" in etas[0]
+
+
+def test_train_suggests_the_cache_and_bf16_on_a_cpu_where_they_apply():
+    from rs_wsss import runtime
+    from rs_wsss.train.loop import projection
+
+    cfg = tiny_config(["train.iters=100"]).train
+    cpu = torch.device("cpu")
+    for has_bf16 in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(runtime, "cpu_has_bf16", lambda has=has_bf16: has)
+            plain = projection(2.0, 2, cfg, cpu, False, torch.float32)
+            assert "at 0.50 s/step" in plain[0] and "≈ 0 min" not in plain[0]
+            assert any("--cache-features" in t for t in plain[1:])
+            assert any("train.precision=bf16" in t for t in plain[1:]) == has_bf16
+            assert len(projection(2.0, 2, cfg, cpu, True, torch.bfloat16)) == 1  # both on: nothing to suggest
+    assert len(projection(2.0, 2, cfg, torch.device("cuda"), False, torch.float32)) == 1  # CPU tips only
 
