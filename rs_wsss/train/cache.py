@@ -4,7 +4,8 @@ per-block attention, joint-space tokens, DINO tokens) is computed once per train
 One safetensors file per view, float16, named by the SHA-256 of everything the features depend on (image file
 identity, window, crop/flip, band selection, normalisation, backbone identifiers and input sizes), so a stale entry is
 never read: a changed input simply misses. Size per view at the paper's sizes: tokens 12×768×20×20, attention
-12×400×400, joint 512×20×20, DINO 12×768×22×22 (adapter.dino_levels), crop 3×320×320, all float16 ≈ 21 MB.
+12×400×400, joint 512×20×20, DINO 12×768×20×20 (adapter.dino_levels, resized to the CLIP grid), crop 3×320×320, all
+float16 ≈ 20 MB.
 """
 
 from __future__ import annotations

@@ -94,6 +94,10 @@ def test_log_report_and_best_checkpoint(data, tmp_path):
     page = paths["report"].read_text()
     assert 'id="random-weights"' in page and 'id="validation"' in page
     assert page.count("data:image/png") == 1 + 3  # curves + previews at steps 3, 6, 7
+    from rs_wsss.report.html import _fmt
+
+    secs = [r["seconds"] for r in mon.rows[1:]]  # the rate leaves the warm-up step out
+    assert "steps/s" in page and _fmt(len(secs) / sum(secs)) in page and "<td>fp32</td>" in page
     for p in ("curves", "previews"):
         png = np.asarray(Image.open(io.BytesIO(paths[p].read_bytes())).convert("RGB")).astype(int)
         assert png.std() > 20
