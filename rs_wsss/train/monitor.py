@@ -164,7 +164,7 @@ class TrainMonitor:
         best = max((v for v in self.val if v["score"] is not None), key=lambda v: v["score"], default=None)
         secs = [r["seconds"] for r in self.rows[1:]]  # the first step carries the warm-up
         mean = sum(secs) / len(secs) if secs else None
-        prec = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(getattr(model, "train_dtype", None), "fp32")
+        prec = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(getattr(model, "train_dtype", torch.float32), "fp32")
         summary = {"steps done": step, "of": self.cfg.train.iters, "batch": self.cfg.train.batch,
                    "last loss": self.rows[-1]["loss"] if self.rows else None,
                    "mean seconds/step": mean, "steps/s": 1 / mean if mean else None, "precision": prec}
