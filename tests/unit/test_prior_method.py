@@ -19,7 +19,7 @@ from rs_wsss.model.checkpoint import load_checkpoint, restore_model, save_checkp
 from rs_wsss.model.tpe import kb_cache_key
 from rs_wsss.model.wsss import WSSS
 from rs_wsss.priors import build_priors
-from rs_wsss.priors.specs import KNOWN, depth_scaled, names
+from rs_wsss.priors.specs import KNOWN, Prior, depth_scaled, names
 from tests.conftest import run_main_in_process
 
 
@@ -35,6 +35,7 @@ def _tiny(clip="openai-vit-b-16", dino="dinov2-vit-b-14", *more):
 def test_zero_shot_runs_with_every_clip_prior(name):
     cfg, (clip, dino) = _tiny(name)
     spec = KNOWN[name]
+    assert isinstance(clip, Prior) and isinstance(dino, Prior) and clip.spec is spec  # both implement the protocol
     assert clip.size == 3 * spec.patch and clip.patch == spec.patch
     act = type(clip.model.visual.transformer.resblocks[0].mlp.gelu).__name__
     assert act == ("GELU" if spec.activation == "gelu" else "QuickGELU")
