@@ -4,6 +4,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms.evaluate import EvaluateAlgorithm
+from .algorithms.export import ExportDeepnessAlgorithm
 from .algorithms.segment import SegmentAlgorithm
 from .algorithms.tags import TagGridAlgorithm, TagsFromVectorAlgorithm
 from .algorithms.train import TrainAlgorithm
@@ -80,5 +81,6 @@ class RsWsssProvider(QgsProcessingProvider):
             TagGridAlgorithm(),
             TagsFromVectorAlgorithm(),
             EvaluateAlgorithm(),
+            ExportDeepnessAlgorithm(),
         ):
             self.addAlgorithm(alg)

@@ -174,7 +174,7 @@ def card_of(artifact: str | Path) -> dict[str, Any]:
         from .deepness import CARD_KEY, read_metadata
         from .runtimes import read_custom_metadata
 
-        meta = read_metadata(read_custom_metadata(artifact), str(artifact))
+        meta = read_metadata(read_custom_metadata(artifact)[0], str(artifact))
         if CARD_KEY in meta:
             return meta[CARD_KEY]
     card = read_card(artifact)

@@ -27,7 +27,8 @@ def load_exported(path: str | Path, overrides: Sequence[str] = (), settings: dic
     Raises:
         RsWsssError: not an rs-wsss export, a runtime or precision this file or machine lacks, another tile.
     """
-    meta = read_metadata(read_custom_metadata(path), str(path))
+    custom, session = read_custom_metadata(path)
+    meta = read_metadata(custom, str(path))
     own = meta[RS_WSSS_KEY]
     cfg = Config.from_dict(own["config"], source=str(path))
     cs = class_set_from_dict(own["class_set"], source=str(path))
@@ -52,4 +53,6 @@ def load_exported(path: str | Path, overrides: Sequence[str] = (), settings: dic
     out_meta = {"rs_wsss_version": own.get("version", "?"), "model": own.get("model", f"onnx:{Path(path).name}"),
                 "class_set": cs.name, "weights": own.get("weights", "?"), "runtime": f"{runtime} {precision}"}
     log.info("inference: %s %s, graph %s (%d-px tiles)", runtime, precision, Path(path).name, tile)
-    return cfg, cs, out_meta, own.get("norms", {}), graph_probs(path, runtime, precision)
+    probs = graph_probs(path, runtime, precision, session if runtime == "onnxruntime" else None)
+    del session  # OpenVINO: the metadata session is not needed any more
+    return cfg, cs, out_meta, own.get("norms", {}), probs

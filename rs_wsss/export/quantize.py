@@ -20,7 +20,7 @@ from .graph import INPUT
 QUANTISED_OPS = ["MatMul", "Conv", "Gemm"]
 
 
-def quantize_int8(fp32_path: str | Path, out_path: str | Path, tiles: list[np.ndarray], batch: int = 2) -> None:
+def quantize_int8(fp32_path: str | Path, out_path: str | Path, tiles: list[np.ndarray], batch: int = 1) -> None:
     """Write the int8 version of the float32 graph ``fp32_path`` to ``out_path``, calibrated on ``tiles`` (each
     float32 (3, T, T) in [0, 1], as ``raster.io.Scene.read`` gives them).
 
@@ -53,5 +53,5 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, tiles: list[np.nd
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)  # shape inference + fusions
         quantize_static(str(pre), str(out_path), Tiles(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=QUANTISED_OPS, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
-                        extra_options={"CalibPercentile": 99.99, "CalibMovingAverage": False})
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"CalibMovingAverage": False})

@@ -120,7 +120,7 @@ def export_model(checkpoint: str | Path, out: str | Path, *, tile: int | None = 
             from .quantize import quantize_int8
 
             int8_file = Path(tmp) / "int8.onnx"
-            quantize_int8(graph_file, int8_file, real_tiles(scenes, cfg, norms, tile, limit=16))
+            quantize_int8(graph_file, int8_file, real_tiles(scenes, cfg, norms, tile, limit=8))
             graph_file = int8_file
         final = onnx.load(str(graph_file))
         card = model_card(model, cs, cfg, out, resolution, precision, norms, meta)

@@ -82,10 +82,11 @@ def threads() -> int:
         return 0
 
 
-def graph_probs(path: str | Path, runtime: str, precision: str) -> Probs:
-    """A predictor over the ONNX file ``path`` (fp32 or already-int8 graph) on ``runtime`` at ``precision``."""
+def graph_probs(path: str | Path, runtime: str, precision: str, session: Any = None) -> Probs:
+    """A predictor over the ONNX file ``path`` (fp32 or already-int8 graph) on ``runtime`` at ``precision``;
+    ``session``: an ONNX Runtime session of ``path`` already open (its metadata was read from it)."""
     if runtime == "onnxruntime":
-        sess = ort_session(path)
+        sess = session if session is not None else ort_session(path)
         name = sess.get_inputs()[0].name
 
         def run_ort(batch: np.ndarray) -> np.ndarray:
@@ -95,7 +96,12 @@ def graph_probs(path: str | Path, runtime: str, precision: str) -> Probs:
     if runtime == "openvino":
         import openvino as ov
 
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+        from ..paths import cache_dir
+
+        # compiled blobs are cached by OpenVINO itself (keyed by the model's hash): compiling a ViT-B graph costs
+        # ~14 CPU s, loading the blob a fraction of that
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                                  "CACHE_DIR": str(cache_dir() / "openvino")}
         if threads():
             config["INFERENCE_NUM_THREADS"] = threads()
         compiled = ov.Core().compile_model(str(path), "CPU", config)
@@ -119,20 +125,19 @@ def ort_session(path: str | Path) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def read_custom_metadata(path: str | Path) -> dict[str, str]:
-    """The ``custom_metadata_map`` of an ONNX file, read as Deepness reads it (through an onnxruntime session)."""
-    import onnxruntime as ort
-
+def read_custom_metadata(path: str | Path) -> tuple[dict[str, str], Any]:
+    """The ``custom_metadata_map`` of an ONNX file, read as Deepness reads it (through an onnxruntime session), and
+    that session (reused to run the graph on ONNX Runtime)."""
     if not Path(path).is_file():
         from ..errors import InputNotFound
 
         raise InputNotFound(f"model not found: {path} (export one with rs-wsss export model.pt -o model.onnx)")
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = ort_session(path)
     except Exception as exc:  # noqa: BLE001 onnxruntime raises its own untyped Fail/InvalidGraph errors
         raise RsWsssError(f"{path} is not an ONNX model onnxruntime can open ({type(exc).__name__}); "
                           "export it again with rs-wsss export") from None
-    return dict(sess.get_modelmeta().custom_metadata_map)
+    return dict(sess.get_modelmeta().custom_metadata_map), sess
 
 
 def on_the_fly(model: Any, cfg: Any, model_id: str, runtime: str, precision: str) -> Probs:
