@@ -1,7 +1,8 @@
 """Checkpoints: a dict of tensors and plain values, loadable with ``torch.load(weights_only=True)``.
 
 Contents: trainable state, VPE prototypes, optimiser + schedule state, step, RNG states, config, class set,
-knowledge-base hash, backbone identifiers, random-weights flag, and the caller's ``extra`` (band selection,
+knowledge-base hash, backbone identifiers, the priors (registry names, weights files and their sha256),
+random-weights flag, and the caller's ``extra`` (band selection,
 normalisation statistics, …).
 """
 
@@ -19,6 +20,7 @@ import torch
 from .._version import __version__
 from ..atomic import atomic_path, disk_full, sweep_stale
 from ..errors import DAMAGED_FILE_ERRORS, InputNotFound, RsWsssError
+from ..priors.specs import canonical_name, prior_record
 
 FORMAT = 1
 log = logging.getLogger("rs_wsss")
@@ -64,6 +66,8 @@ def save_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, ste
         "class_set": model.class_set.to_dict(),
         "kb_hash": model.class_set.kb_hash(),
         "backbones": {"clip": model.clip.identifier, "dino": model.dino.identifier if model.dino is not None else None},
+        # the priors by registry name with their weights files' sha256 (provenance; `backbones` is what is checked)
+        "priors": {role: prior_record(p) for role, p in (("clip", model.clip), ("dino", model.dino)) if p is not None},
         "dims": {"dino_width": model.dino_adapter.in_dim if model.dino_adapter is not None else 0},
         "random_weights": "random" in model.clip.identifier,
         "extra": extra or {},
@@ -135,7 +139,6 @@ def check_backbone(state: dict[str, Any], clip_identifier: str, path: str = "che
     """Refuse a checkpoint whose CLIP architecture, or random-vs-pretrained weights, differ from the loaded prior;
     warn (only) when both are pretrained files of the same architecture with different contents (it may be the same
     weights saved in another format)."""
-    from ..priors.specs import canonical_name
 
     want = state["backbones"]["clip"] or ""
     # the prior's registry name (a checkpoint made before the registry recorded the open_clip architecture)
@@ -154,7 +157,6 @@ def check_backbone(state: dict[str, Any], clip_identifier: str, path: str = "che
 
 def check_dino(state: dict[str, Any], dino_identifier: str, path: str = "checkpoint") -> None:
     """Refuse a checkpoint trained on another DINO prior than the loaded one (its adapter reads that prior's blocks)."""
-    from ..priors.specs import canonical_name
 
     want = (state["backbones"].get("dino") or "").split("|")[0]
     have = dino_identifier.split("|")[0]

@@ -75,6 +75,7 @@ class ClipPrior(nn.Module):
         self.tokenizer = open_clip.get_tokenizer(spec.arch, context_length=spec.context_length)
         self.patch = self.model.visual.conv1.kernel_size[0]
         self.identifier = f"{spec.name}{'(tiny)' if cfg.tiny else ''}|{weights.identifier}"
+        self.weights = weights  # checkpoints record the file and its hash (specs.prior_record)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self._pos_cache: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}

@@ -41,6 +41,7 @@ class DinoPrior(nn.Module):
             state = checkpoint_filter_fn(load_state(weights, spec), self.model)
             self.model.load_state_dict(state, strict=True)  # a missing or unexpected key is an error naming it
         self.identifier = f"{spec.name}{'(tiny)' if cfg.tiny else ''}|{weights.identifier}"
+        self.weights = weights  # checkpoints record the file and its hash (specs.prior_record)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)

@@ -262,6 +262,14 @@ def with_overrides(spec: BackboneSpec, **changes: Any) -> BackboneSpec:
     return dataclasses.replace(spec, **changes)
 
 
+def prior_record(prior: Any) -> dict[str, Any]:
+    """What a checkpoint records of a built prior: registry name, architecture, the weights file's name, size and
+    sha256 (None for random weights)."""
+    w = prior.weights
+    return {"name": prior.spec.name, "arch": prior.spec.arch, "file": w.path.name if w.path else None,
+            "size": w.path.stat().st_size if w.path else None, "sha256": w.sha256()}
+
+
 @runtime_checkable
 class Prior(Protocol):
     """What a frozen prior offers the method, CLIP-like or DINO-like (``ClipPrior``, ``DinoPrior``).

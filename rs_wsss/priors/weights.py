@@ -50,9 +50,26 @@ class ResolvedWeights:
             head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:12]
         return f"{self.backbone}:{self.path.name}:{st.st_size}:{head}"
 
+    def sha256(self) -> str | None:
+        """The whole file's sha256 (None when random): what a checkpoint records. Streamed and computed once per
+        file version in a process (a checkpoint is saved every ``train.checkpoint_every`` steps)."""
+        if self.path is None:
+            return None
+        st = self.path.stat()
+        return _file_sha256(str(self.path), st.st_size, st.st_mtime_ns)
+
     def describe(self) -> str:
         return f"{self.backbone}: random weights (explicit)" if self.path is None else (
             f"{self.backbone}: {self.path} (from {self.source})")
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def resolve(backbone: str, cfg: PriorsConfig, weights: str | None = None) -> ResolvedWeights:

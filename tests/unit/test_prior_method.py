@@ -83,6 +83,9 @@ def test_a_checkpoint_records_its_priors_and_refuses_others(tmp_path):
     state = load_checkpoint(tmp_path / "m.pt")
     assert state["backbones"]["clip"].startswith("remoteclip-vit-b-32(tiny)|clip:random")
     assert state["config"]["priors"]["clip"] == "remoteclip-vit-b-32"  # segment with it builds the same prior
+    assert state["priors"]["clip"] == {"name": "remoteclip-vit-b-32", "arch": "ViT-B-32", "file": None, "size": None,
+                                       "sha256": None}  # random weights: no file (a file's sha256: registry tests)
+    assert state["priors"]["dino"]["name"] == "dinov2-vit-s-14-reg"
     restore_model(WSSS(cfg, load_class_set("landcover"), *priors), state, "m.pt")  # the same priors: fine
     other_cfg, other = _tiny("georsclip-vit-b-32", "dinov2-vit-s-14-reg")
     with pytest.raises(RsWsssError) as exc:

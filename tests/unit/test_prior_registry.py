@@ -136,6 +136,12 @@ def test_every_known_clip_prior_loads_from_its_published_file(name, tmp_path, mo
     assert tokens.shape == (1, spec.context_length)  # Long-CLIP's 248 for FarSLIP, open_clip's tokenizer
     assert prior.encode_text(["a roof"]).shape == (1, 32)
     assert prior.identifier.startswith(f"{name}|clip:{path.name}:")  # the KB cache and checkpoints key on it
+    import hashlib
+
+    from rs_wsss.priors.specs import prior_record
+
+    assert prior_record(prior) == {"name": name, "arch": spec.arch, "file": path.name, "size": path.stat().st_size,
+                                   "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}  # what checkpoints keep
     x = torch.rand(1, 3, 4 * spec.patch, 4 * spec.patch)
     f = prior(x)
     assert len(f.tokens) == 2 and f.tokens[0].shape == (1, 64, 4, 4)
