@@ -26,8 +26,9 @@ from ..errors import RsWsssError
 log = logging.getLogger("rs_wsss")
 RUNTIMES = ("torch", "onnxruntime", "openvino", "auto")
 GRAPH_PRECISIONS = {"onnxruntime": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
-# benchmarks/runtimes.py on this project's AMX CPU (RESULTS.md): the fastest pairing at ≥ 99.5 % agreement
-AUTO_BF16_CPU = ("onnxruntime", "fp32")
+# benchmarks/runtimes.py on this project's AMX CPU (RESULTS.md): the fastest pairing at ≥ 99.5 % agreement is
+# torch with its own precision choice (bf16 there); the exported graphs on ONNX Runtime / OpenVINO were slower
+AUTO_BF16_CPU = ("torch", "auto")
 Probs = Callable[[np.ndarray], np.ndarray]
 
 
@@ -52,8 +53,7 @@ def resolve(runtime: str, precision: str) -> tuple[str, str]:
         if not cpu_flags() & {"amx_bf16", "avx512_bf16"} or not _installed(AUTO_BF16_CPU[0]):
             return "torch", precision
         runtime = AUTO_BF16_CPU[0]
-        if precision == "auto":
-            precision = AUTO_BF16_CPU[1]
+        precision = AUTO_BF16_CPU[1] if precision == "auto" else precision
     if runtime == "torch":
         return runtime, precision
     if not _installed(runtime):

@@ -202,3 +202,21 @@ def test_the_graph_adapter_equals_the_models_at_any_batch(trained_spacenet):
         levels = [torch.randn(b, model.adapter.in_dim, 5, 7) for _ in range(model.adapter.n_levels)]
         with torch.no_grad():
             torch.testing.assert_close(any_batch_adapter(model.adapter, levels), model.adapter(levels))
+
+
+@pytest.mark.parametrize("args, says", [
+    (["export", "missing.pt", "-o", "m.onnx"], "checkpoint not found"),
+    (["export", "{ckpt}", "-o", "m.txt"], "name it MODEL.onnx"),
+    (["export", "{ckpt}", "-o", "{out}", "--check"], "--check needs real tiles"),
+    (["export", "{ckpt}", "-o", "{out}", "--precision", "int8"], "--precision int8 needs real tiles"),
+    (["segment", "{scene}", "-o", "{tif}", "--model", "{ckpt}", "--runtime", "onnxruntime", "--precision", "int8"],
+     "int8 needs calibration"),
+])
+def test_export_bad_input_is_one_line(args, says, trained_spacenet, shared_data, tmp_path, capfd):
+    from ..conftest import run_main_in_process
+
+    subs = {"ckpt": trained_spacenet / "model.pt", "out": tmp_path / "m.onnx", "tif": tmp_path / "o.tif",
+            "scene": shared_data / "spacenet/sample_geotiff.tif"}
+    code, err = run_main_in_process([a.format(**subs) for a in args], capfd)
+    assert code == 2 and says in err and "Traceback" not in err, err
+    assert not (tmp_path / "m.onnx").exists()
