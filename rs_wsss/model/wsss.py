@@ -62,9 +62,11 @@ class WSSS(nn.Module):
         # usr.n0 counts blocks of the paper's 12-block ViT-B/16; a deeper prior keeps the same share of deep blocks
         self.n0 = depth_scaled(cfg.usr.n0, clip.spec.blocks)
         if cfg.usr.enabled and not 1 <= self.n0 <= clip.num_blocks:  # the range depends on the backbone
-            raise ConfigError(f"usr.n0={cfg.usr.n0} (block {self.n0} of {clip.spec.name}) is outside "
-                              f"1..{clip.num_blocks} (the backbone has {clip.num_blocks} blocks); set a smaller usr.n0 "
-                              f"(counted on a {PAPER_DEPTH}-block ViT-B)")
+            spec = clip.spec
+            scaled = f"; it is block {self.n0} of {spec.name}'s {spec.blocks}" if self.n0 != cfg.usr.n0 else ""
+            raise ConfigError(f"usr.n0={cfg.usr.n0} is outside 1..{clip.num_blocks} (the backbone has "
+                              f"{clip.num_blocks} blocks{scaled}); set usr.n0 in that range (counted on a "
+                              f"{PAPER_DEPTH}-block ViT-B)")
         self.cfg, self.class_set = cfg, class_set
         self.clip, self.dino = clip, dino
         a = cfg.adapter

@@ -72,7 +72,7 @@ def test_adapter_widths_levels_and_n0_follow_the_backbone(monkeypatch):
     w = WSSS(cfg, load_class_set("landcover"), wider, dino)
     assert w.adapter.in_dim == 96
     assert w.param_counts()["adapter"] > m.param_counts()["adapter"]
-    with pytest.raises(RsWsssError, match="usr.n0=3 .* is outside 1..4"):
+    with pytest.raises(RsWsssError, match=r"usr.n0=3 is outside 1..4 .*block 5 of remoteclip-vit-l-14.s 24"):
         WSSS(tiny_config(["usr.n0=3", "priors.clip=remoteclip-vit-l-14"]), load_class_set("landcover"), clip, dino)
 
 
