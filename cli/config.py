@@ -20,8 +20,9 @@ def config() -> None:
 @tiny_opt
 @click.option("--changed", "only_changed", is_flag=True,
               help="Only the keys that differ from the defaults (a minimal --config file).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (the form drivers such as QGIS read).")
 def show(model_path: str | None, config_path: str | None, overrides: tuple[str, ...], tiny: bool,
-         only_changed: bool) -> None:
+         only_changed: bool, as_json: bool) -> None:
     """Print the resolved config as YAML: defaults, then --tiny, --config FILE (or a checkpoint's), then --set.
 
     \b
@@ -35,6 +36,11 @@ def show(model_path: str | None, config_path: str | None, overrides: tuple[str, 
     from rs_wsss.config import changed, dump_yaml
 
     cfg, _ = resolve_config(ModelSpec(model_path, config_path=config_path, overrides=tuple(overrides), tiny=tiny))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(changed(cfg) if only_changed else cfg.to_dict(), indent=1))
+        return
     if only_changed:
         click.echo(dump_yaml(changed(cfg)), nl=False)
     else:

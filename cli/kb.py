@@ -12,6 +12,39 @@ def kb() -> None:
     """Show or pre-encode a class set's description knowledge base."""
 
 
+@kb.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (the form drivers such as QGIS read).")
+def list_cmd(as_json: bool) -> None:
+    """List the packaged class sets with their classes and colours.
+
+    \b
+    Example:
+      rs-wsss kb list --json
+    """
+    import json
+
+    sets = class_set_listing()
+    if as_json:
+        click.echo(json.dumps(sets, indent=1))
+        return
+    for s in sets:
+        click.echo(f"{s['name']:<10} {len(s['classes'])} classes + {s['background']['name']}: "
+                   f"{', '.join(c['name'] for c in s['classes'])}")
+
+
+def class_set_listing() -> list[dict]:
+    """Every packaged class set: name, background and classes (name, prompt, colour #RRGGBB, descriptions count)."""
+    from rs_wsss.classes import color_hex, load_class_set, packaged_class_sets
+
+    out = []
+    for name in packaged_class_sets():
+        cs = load_class_set(name)
+        entry = lambda c: {"name": c.name, "prompt": c.prompt, "color": color_hex(c.color),  # noqa: E731
+                           "descriptions": len(c.descriptions)}
+        out.append({"name": cs.name, "background": entry(cs.background), "classes": [entry(c) for c in cs.classes]})
+    return out
+
+
 @kb.command("show")
 @click.option("--classes", "class_set", required=True, help="Class set name or YAML.")
 def show(class_set) -> None:

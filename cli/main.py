@@ -18,6 +18,7 @@ COMMANDS = {
     "weights": ("rs_wsss_cli.weights", "weights_cmd", "Where the backbone weights resolve from."),
     "config": ("rs_wsss_cli.config", "config", "Show the resolved configuration as YAML (defaults + overrides)."),
     "info": ("rs_wsss_cli.info", "info_cmd", "Model size as the paper reports it: parameters, GFLOPs, classes."),
+    "options": ("rs_wsss_cli.listing", "options_cmd", "Every command's options as data (for QGIS and other drivers)."),
     "doctor": ("rs_wsss_cli.doctor", "doctor_cmd", "Check the installation: torch, GPU, GDAL/PROJ, weights, folders."),
     "export": ("rs_wsss_cli.export", "export_cmd", "Export a model to ONNX for QGIS Deepness and CPU runtimes."),
 }

@@ -12,6 +12,22 @@ from typing import Any, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ConfigOption(click.Option):
+    """An option that knows the config key whose value it replaces (its real default) and its unit: what
+    ``rs-wsss options --json`` lists for the QGIS plugin, so that no label or default is written twice."""
+
+    def __init__(self, *args: Any, config_key: str | None = None, unit: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config_key, self.unit = config_key, unit
+
+
+def option(*decls: str, config_key: str | None = None, unit: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """``click.option`` with the config key it sets and its unit (see :class:`ConfigOption`)."""
+    return click.option(*decls, cls=ConfigOption, config_key=config_key, unit=unit, **kwargs)
+
+
 MAX_SCALE = 8.0  # a 512-px tile at ×8 is 4096 px: beyond that a scale is a typo, not a choice
 
 
@@ -88,13 +104,15 @@ aoi_opt = click.option("--aoi", type=click.Path(), metavar="FILE",
                        help="Segment only inside these polygons (any vector file with a CRS); outside is nodata.")
 src_nodata_opt = click.option("--src-nodata", type=float, metavar="V",
                               help="Treat pixels whose every band equals V as nodata (an unflagged black collar).")
-bands_opt = click.option("-b", "--bidx", "--bands", "bands", multiple=True, metavar="N[,N,N]", callback=_band_list,
-                         help="Bands read as R,G,B, e.g. --bands 4,3,2 (default: by colour interpretation).")
-scales_opt = click.option("--scales", callback=_scale_list, metavar="S[,S…]",
+bands_opt = option("-b", "--bidx", "--bands", "bands", multiple=True, metavar="N[,N,N]", callback=_band_list,
+                   config_key="raster.bands",
+                   help="Bands read as R,G,B, e.g. --bands 4,3,2 (default: by colour interpretation).")
+scales_opt = option("--scales", callback=_scale_list, metavar="S[,S…]", config_key="infer.scales",
                           help="Inference scales, e.g. 0.75,1,1.25 (default: the config's infer.scales).")
-tile_opt = click.option("--tile", type=click.IntRange(min=32), default=None,
+tile_opt = option("--tile", type=click.IntRange(min=32), default=None, config_key="raster.tile", unit="px",
                         help="Tile size in px (default: the config's raster.tile).")
-overlap_opt = click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=None,
+overlap_opt = option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=None, config_key="raster.overlap",
+                     unit="fraction of a tile",
                            help="Tile overlap fraction in [0, 1) (default: the config's raster.overlap).")
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 device_opt = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rs_wsss.raster.formats import format_names  # a table of plain values: --help stays instant
+
 from .options import (
     aoi_opt,
     bands_opt,
@@ -14,6 +16,7 @@ from .options import (
     creation_opt,
     dask_opt,
     device_opt,
+    option,
     overlap_opt,
     overwrite_opt,
     prior_overrides,
@@ -30,32 +33,35 @@ from .options import (
 @click.command("segment")
 @click.argument("scenes", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(),
-              help="OUT.gpkg, OUT.fgb or OUT.parquet (polygons; also writes OUT.tif), OUT.tif, or a directory for "
-                   "several scenes.")
+              help=f"Polygons as {format_names('vector')}, each styled for QGIS (also writes OUT.tif), OUT.tif "
+                   "only, or a directory for several scenes.")
 @click.option("--model", "model_path", type=click.Path(), help="A checkpoint from rs-wsss train.")
 @click.option("--zero-shot", is_flag=True, help="No training: text-driven CAM refined by USR.")
 @classes_opt(help="Class set (required with --zero-shot): a packaged name or a YAML file.")
 @tile_opt
 @overlap_opt
 @scales_opt
-@click.option("--crf/--no-crf", default=None, help="Dense CRF post-processing (default: the config's infer.crf).")
+@option("--crf/--no-crf", default=None, config_key="infer.crf",
+        help="Dense CRF post-processing (default: the config's infer.crf).")
 @weights_opt
 @priors_opt
 @device_opt
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default=None,
-              help="Numeric precision (default: the config's infer.precision; auto: bf16 on CPUs with AMX or "
-                   "AVX512-BF16, autocast on CUDA, else fp32; int8: an exported int8 graph).")
-@click.option("--runtime", type=click.Choice(["torch", "onnxruntime", "openvino", "auto"]), default=None,
-              help="torch, or the model as an ONNX graph (exported on the fly, or --model MODEL.onnx) on ONNX "
-                   "Runtime / OpenVINO, single scale (default: the config's infer.runtime).")
+@option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16", "int8"]), default=None,
+        config_key="infer.precision",
+        help="Numeric precision (default: the config's infer.precision; auto: bf16 on CPUs with AMX or "
+             "AVX512-BF16, autocast on CUDA, else fp32; int8: an exported int8 graph).")
+@option("--runtime", type=click.Choice(["torch", "onnxruntime", "openvino", "auto"]), default=None,
+        config_key="infer.runtime",
+        help="torch, or the model as an ONNX graph (exported on the fly, or --model MODEL.onnx) on ONNX "
+             "Runtime / OpenVINO, single scale (default: the config's infer.runtime).")
 @overwrite_opt
 @click.option("--vectorize/--no-vectorize", default=None, help="Write polygons (default: for .gpkg outputs).")
 @click.option("--probs", is_flag=True, help="Also write the per-pixel confidence raster (OUT_confidence.tif).")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="Write OUT_quicklook.png (image + classes + legend) and OUT_report.html (areas, parameters, model).")
-@click.option("--min-area", type=click.FloatRange(min=0), default=0.0, metavar="M2",
+@option("--min-area", type=click.FloatRange(min=0), default=0.0, metavar="M2", unit="m²",
               help="Minimum mapping unit in m²: smaller regions merge into their largest neighbour (no holes).")
-@click.option("--simplify", type=click.FloatRange(min=0), default=0.0, metavar="METRES",
+@option("--simplify", type=click.FloatRange(min=0), default=0.0, metavar="METRES", unit="m",
               help="Coverage-preserving polygon simplification tolerance in metres (shared edges stay shared).")
 @bounds_opt
 @bounds_crs_opt
@@ -67,7 +73,7 @@ from .options import (
 @set_opt
 @tiny_opt
 @dask_opt
-@click.option("--block-size", type=click.IntRange(min=256), default=None,
+@option("--block-size", type=click.IntRange(min=256), default=None, unit="px",
               help="Block side in px (default 4096): rasters larger than 6144 px, --resume runs and Dask runs go "
                    "in blocks.")
 @click.option("--resume", is_flag=True,

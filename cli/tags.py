@@ -7,18 +7,18 @@ from pathlib import Path
 
 import click
 
-from .options import config_opt, overwrite_opt
+from .options import config_opt, option, overwrite_opt
 
 SCENES = click.argument("scenes", nargs=-1, required=True, type=click.Path())
 OUT = click.option("-o", "--output", required=True, type=click.Path(), help="tags.csv or tags.gpkg")
-TILE = click.option("--tile", default=None, type=click.IntRange(min=32),
-                    help="Tile size in px (default: the config's raster.tile, 512).")
+TILE = option("--tile", default=None, type=click.IntRange(min=32), config_key="raster.tile", unit="px",
+              help="Tile size in px (default: the config's raster.tile).")
 
 
 
 def _overlap(default: float):
-    return click.option("--overlap", default=default, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-                        help="Tile overlap fraction in [0, 1).")
+    return option("--overlap", default=default, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+                  unit="fraction of a tile", help="Tile overlap fraction in [0, 1).")
 
 
 def _tile(tile: int | None, config_path: str | None) -> int:

@@ -9,6 +9,7 @@ from .options import (
     classes_opt,
     config_opt,
     device_opt,
+    option,
     prior_overrides,
     priors_opt,
     set_opt,
@@ -23,8 +24,10 @@ from .options import (
 @click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint to write (model.pt).")
 @classes_opt(required=True)
 @config_opt
-@click.option("--iters", type=click.IntRange(min=1), help="Training iterations (default: the config's train.iters).")
-@click.option("--batch", type=click.IntRange(min=1), help="Batch size (default: the config's train.batch).")
+@option("--iters", type=click.IntRange(min=1), config_key="train.iters", unit="steps",
+        help="Training iterations (default: the config's train.iters).")
+@option("--batch", type=click.IntRange(min=1), config_key="train.batch", unit="crops",
+        help="Batch size (default: the config's train.batch).")
 @bands_opt
 @weights_opt
 @priors_opt

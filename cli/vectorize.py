@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
+from rs_wsss.raster.formats import format_names  # a table of plain values: --help stays instant
+
 
 @click.command("vectorize")
 @click.argument("class_raster", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(),
-              help="OUT.gpkg (styled for QGIS), OUT.fgb (FlatGeobuf) or OUT.parquet (GeoParquet).")
+              help=f"Polygons as {format_names('vector')}, each styled for QGIS.")
 @click.option("--classes", "class_set",
               help="Class set naming the class ids (a packaged set or YAML; default: the names stored in the raster).")
 @click.option("--min-area", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="M2",
@@ -33,14 +35,15 @@ def vectorize_cmd(class_raster, output, class_set, min_area, simplify, conf_rast
     from pathlib import Path
 
     from rs_wsss.raster.areas import summary_paths
+    from rs_wsss.raster.formats import vector_format
     from rs_wsss.raster.io import open_dataset
     from rs_wsss.raster.stac import stac_item, stac_path, write_stac_item
-    from rs_wsss.raster.vectorize import raster_classes, vector_driver, vectorize
+    from rs_wsss.raster.vectorize import raster_classes, vectorize
     from rs_wsss.raster.write import atomic_output, check_output
 
     from .common import log
 
-    vector_driver(output)
+    vector_format(output)
     with open_dataset(class_raster) as ds:  # readable, any path GDAL opens (local, /vsicurl/, s3://)
         _check_class_raster(class_raster, ds)
     if conf_raster:

@@ -102,7 +102,7 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
         progress: ``progress(stage, done, total)``. return_gdf: add the polygons as a GeoDataFrame (``"gdf"``).
 
     Returns:
-        Per scene ``{"scene", "tif", "qml", ["gpkg"], ["conf"], ["quicklook", "report"], "polygons", "seconds",
+        Per scene ``{"scene", "tif", "qml", ["vector"], ["conf"], ["quicklook", "report"], "polygons", "seconds",
         ["gdf"]}``: one dict for a single path, a list for a list.
     """
     from .build import ModelSpec, needs_dino, resolve_config
@@ -159,10 +159,13 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
                                 block=block_size, extent=extent, resume=resume,
                                 creation_options=creation_options, report=report, timings={"load model": load_s})
             res = {"scene": scene, **res, "seconds": time.perf_counter() - t1}
-            if return_gdf and res.get("gpkg"):
+            if return_gdf and res.get("vector"):
                 import geopandas as gpd
 
-                res["gdf"] = gpd.read_file(res["gpkg"], layer="classes")
+                from .raster.formats import vector_format
+
+                gpkg = vector_format(res["vector"]).driver == "GPKG"  # which also holds its layer_styles table
+                res["gdf"] = gpd.read_file(res["vector"], layer="classes" if gpkg else None)
             results.append(res)
     finally:
         plan.remove_dir_if_empty()

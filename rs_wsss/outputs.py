@@ -15,16 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RsWsssError
-
-RASTER_SUFFIXES = (".tif", ".tiff")
-VECTOR_SUFFIXES = (".gpkg", ".fgb", ".parquet")
+from .raster.formats import RASTER_SUFFIXES, VECTOR_SUFFIXES, suffix_list
 
 
 def output_paths(out: Path, vectorize: bool | None, probs: bool = False,
                  report: bool = False) -> dict[str, Path | None]:
-    """The files one scene writes, keyed ``tif``, ``qml``, ``gpkg`` (the polygons in any vector format; None when not
-    written), ``areas_csv``, ``areas_json``, ``stac``, ``conf`` (with probs), ``quicklook`` and ``report`` (with
-    report).
+    """The files one scene writes, keyed ``tif``, ``qml``, ``vector`` (the polygons in any vector format of
+    ``raster.formats``; None when not written), ``areas_csv``, ``areas_json``, ``stac``, ``conf`` (with probs),
+    ``quicklook`` and ``report`` (with report).
 
     Args:
         out: the requested output (``.gpkg``, ``.fgb``, ``.parquet`` or ``.tif``).
@@ -37,14 +35,13 @@ def output_paths(out: Path, vectorize: bool | None, probs: bool = False,
     """
     suffix = out.suffix.lower()
     if suffix not in (*VECTOR_SUFFIXES, *RASTER_SUFFIXES):
-        raise RsWsssError(f"output must end in .gpkg, .fgb, .parquet or .tif (or be a directory for several scenes), "
-                          f"not {out.name}")
+        raise RsWsssError(f"output must end in {suffix_list('vector', 'raster')} (or be a directory for several "
+                          f"scenes), not {out.name}")
     tif = out.with_suffix(".tif") if suffix in VECTOR_SUFFIXES else out
-    want_gpkg = vectorize if vectorize is not None else suffix in VECTOR_SUFFIXES
-    polygons = out if suffix in VECTOR_SUFFIXES else out.with_suffix(".gpkg")
-    # "gpkg" names the polygon file whatever its format (.gpkg, .fgb FlatGeobuf, .parquet GeoParquet)
+    want_vector = vectorize if vectorize is not None else suffix in VECTOR_SUFFIXES
+    polygons = out if suffix in VECTOR_SUFFIXES else out.with_suffix(VECTOR_SUFFIXES[0])
     paths: dict[str, Path | None] = {"tif": tif, "qml": tif.with_suffix(".qml"),
-                                     "gpkg": polygons if want_gpkg else None,
+                                     "vector": polygons if want_vector else None,
                                      "areas_csv": tif.with_name(tif.stem + "_areas.csv"),
                                      "areas_json": tif.with_name(tif.stem + "_areas.json"),
                                      "stac": tif.with_name(tif.stem + "_stac.json")}

@@ -168,7 +168,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             output, in ``.OUT.tif.blocks/``); stitches in blocks even when the raster is small.
 
     Returns:
-        ``{"tif", "qml", ["gpkg"], ["conf"], "areas_csv", "areas_json", "stac", ["quicklook", "report"]: path,
+        ``{"tif", "qml", ["vector"], ["conf"], "areas_csv", "areas_json", "stac", ["quicklook", "report"]: path,
         "polygons": count or None}``.
 
     Raises:
@@ -209,7 +209,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
     tif = paths["tif"]
     assert tif is not None  # output_paths always names the class raster
     raw = temp_path(tif, "raw")
-    conf_tmp = temp_path(tif, "rawconf") if probs or paths["gpkg"] else None
+    conf_tmp = temp_path(tif, "rawconf") if probs or paths["vector"] else None
     folder, work = tif.with_name(f".{tif.name}.blocks"), None
     with raster_env():
         try:
@@ -239,10 +239,10 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
             write_qml(temps["qml"], cs.names, cs.colors)
             n_poly = None
             summary = (temps["areas_csv"], temps["areas_json"])
-            if paths["gpkg"]:
+            if paths["vector"]:
                 if progress:
                     progress("vectorize", 0, 1)
-                n_poly = to_polygons(temps["tif"], temps["gpkg"], cs.names, conf_tmp, min_area, simplify,
+                n_poly = to_polygons(temps["tif"], temps["vector"], cs.names, conf_tmp, min_area, simplify,
                                      overwrite=True, colors=cs.colors, summary=summary)
                 if progress:
                     progress("vectorize", 1, 1)
@@ -273,7 +273,7 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
         finally:
             remove_quietly(raw, conf_tmp, *temps.values())
         remove_quietly(work)
-    gpkg = f" and {paths['gpkg']} ({n_poly} polygons)" if paths["gpkg"] else ""
+    gpkg = f" and {paths['vector']} ({n_poly} polygons)" if paths["vector"] else ""
     log.info("wrote %s%s (CRS %s)", tif, gpkg, crs)
     if report:
         from .report.segment_report import write_segment_report

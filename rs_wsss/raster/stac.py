@@ -17,13 +17,12 @@ import shapely
 from rasterio.warp import transform_geom
 
 from .._version import __version__
+from .formats import media_type
+
+DATA_KEYS = ("tif", "classes", "vector", "polygons", "conf")  # the rest (styles, areas, reports) is metadata
 
 EXTENSIONS = ["https://stac-extensions.github.io/projection/v2.0.0/schema.json",
               "https://stac-extensions.github.io/processing/v1.2.0/schema.json"]
-MEDIA_TYPES = {".tif": "image/tiff; application=geotiff; profile=cloud-optimized",
-               ".gpkg": "application/geopackage+sqlite3", ".fgb": "application/vnd.flatgeobuf",
-               ".parquet": "application/vnd.apache.parquet", ".csv": "text/csv", ".json": "application/json",
-               ".qml": "application/xml", ".html": "text/html", ".png": "image/png"}
 
 
 def stac_path(out: str | Path) -> Path:
@@ -89,8 +88,8 @@ def stac_item(grid_raster: str | Path, source: str, assets: Mapping[str, str | P
         "id": item_id or Path(grid_raster).stem, "geometry": geometry, "properties": props,
         "links": [{"rel": "derived_from", "href": str(source)}],
         "assets": {key: {"href": _rel(p, base),
-                         "type": MEDIA_TYPES.get(Path(p).suffix.lower(), "application/octet-stream"),
-                         "roles": ["data"] if key in ("classes", "polygons") else ["metadata"]}
+                         "type": media_type(p) or "application/octet-stream",
+                         "roles": ["data"] if key in DATA_KEYS else ["metadata"]}
                    for key, p in assets.items()},
     }
     if bbox:

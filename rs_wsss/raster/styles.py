@@ -20,9 +20,32 @@ def _hex(c: Sequence[int]) -> str:
     return f"#{c[0]:02x}{c[1]:02x}{c[2]:02x}"
 
 
+def raster_pipe(class_names: Sequence[str], colors: Sequence[Sequence[int]]) -> str:
+    """The ``<pipe>`` of a QGIS raster style: paletted, class names as legend entries, nodata transparent."""
+    entries = "\n".join(
+        f'          <paletteEntry value="{i}" label={quoteattr(n)} color="{_hex(c)}" alpha="255"/>'
+        for i, (n, c) in enumerate(zip(class_names, colors)))
+    return f"""  <pipe>
+    <rasterrenderer type="paletted" band="1" opacity="1" nodataColor="">
+      <rasterTransparency/>
+      <colorPalette>
+{entries}
+      </colorPalette>
+    </rasterrenderer>
+  </pipe>
+"""
+
+
+def class_qml(class_names: Sequence[str], colors: Sequence[Sequence[int]], class_ids: Sequence[int]) -> str:
+    """One QML for the class raster *and* its polygons: ``OUT.qml`` is QGIS's default style of both ``OUT.tif`` and
+    ``OUT.fgb``/``OUT.parquet`` (same base name), and each layer type reads only its own part (QGIS 3.22+)."""
+    return vector_qml(class_names, colors, class_ids, raster=raster_pipe(class_names, colors))
+
+
 def vector_qml(class_names: Sequence[str], colors: Sequence[Sequence[int]], class_ids: Sequence[int],
-               field: str = "class_id") -> str:
-    """A QGIS categorized fill renderer on ``field``: one category per class, legend labels = class names."""
+               field: str = "class_id", raster: str = "") -> str:
+    """A QGIS categorized fill renderer on ``field``: one category per class, legend labels = class names
+    (``raster``: a raster ``<pipe>`` to hold as well, see :func:`class_qml`)."""
     cats, syms = [], []
     for k, c in enumerate(class_ids):
         rgb = colors[c] if c < len(colors) else (128, 128, 128)
@@ -55,7 +78,7 @@ def vector_qml(class_names: Sequence[str], colors: Sequence[Sequence[int]], clas
 {nl.join(syms)}
     </symbols>
   </renderer-v2>
-  <layerGeometryType>2</layerGeometryType>
+{raster}  <layerGeometryType>2</layerGeometryType>
 </qgis>
 """
 

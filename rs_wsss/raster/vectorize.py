@@ -30,20 +30,12 @@ from shapely.geometry import shape
 
 from ..errors import RsWsssError
 from .areas import geometry_areas_m2, pixel_areas_m2, polygon_class_areas, write_area_summary
+from .formats import Format, vector_format
 from .write import NODATA, atomic_output
 
 log = logging.getLogger("rs_wsss")
 STRIP = 2048  # rows per strip at most ...
 STRIP_PIXELS = 2048 * 2048  # ... and pixels per strip at most, so a very wide raster gets shorter strips
-VECTOR_DRIVERS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf", ".parquet": "Parquet"}
-
-
-def vector_driver(path: str | Path) -> str:
-    """The vector format of an output path, by extension (.gpkg, .fgb, .parquet)."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in VECTOR_DRIVERS:
-        raise RsWsssError(f"polygon output must end in {', '.join(VECTOR_DRIVERS)}, not {Path(path).name}")
-    return VECTOR_DRIVERS[suffix]
 
 
 def mmu_pixels(min_area_m2: float, pixel_area_m2: float) -> int:
@@ -196,18 +188,19 @@ def _to_world(transform: Affine, xy: np.ndarray) -> np.ndarray:
 
 def write_polygons(gdf: gpd.GeoDataFrame, out: str | Path, layer: str = "classes",
                    colors: Sequence[tuple[int, int, int]] | None = None, class_names: Sequence[str] = (),
-                   styled: Sequence[int] = ()) -> None:
-    """Write a polygon layer by extension; a GeoPackage also gets the style of classes ``styled`` (default: all
-    ``class_names``) in its ``layer_styles`` table, so QGIS opens it styled."""
-    driver = vector_driver(out)
-    if driver == "Parquet":
+                   styled: Sequence[int] = (), fmt: Format | None = None) -> None:
+    """Write a polygon layer in the format of ``fmt`` (default: by the extension of ``out``, ``raster.formats``); a
+    GeoPackage also gets the style of classes ``styled`` (default: all ``class_names``) in its ``layer_styles``
+    table, so QGIS opens it styled (the other formats' style is the ``.qml`` beside them: :func:`vectorize`)."""
+    fmt = fmt or vector_format(out)
+    if fmt.writer == "geoparquet":
         gdf.to_parquet(out, index=False)  # GeoParquet (pyarrow), with the CRS as PROJJSON
         return
     # GeoPackage 1.2, not GDAL 3.10's default 1.4: QGIS 3.22 LTR's GDAL 3.6 warns on 1.4 files
-    options = {"VERSION": "1.2"} if driver == "GPKG" else {}
-    gdf.to_file(out, driver=driver, layer=layer if driver == "GPKG" else None, engine="pyogrio",
+    options = {"VERSION": "1.2"} if fmt.driver == "GPKG" else {}
+    gdf.to_file(out, driver=fmt.driver, layer=layer if fmt.style == "embedded" else None, engine="pyogrio",
                 dataset_options=options)
-    if driver == "GPKG" and colors:
+    if fmt.style == "embedded" and colors:
         from .styles import write_gpkg_style
 
         write_gpkg_style(out, layer, class_names, colors, styled or range(len(class_names)))
@@ -234,13 +227,18 @@ def vectorize(class_tif: str | Path, out: str | Path, class_names: Sequence[str]
 
     ``class_names`` and ``colors`` default to those stored in the raster. ``summary`` = (CSV path, JSON path) also
     writes the per-class polygon counts and areas there (``areas.summary_paths(out)`` names them beside ``out``)."""
-    vector_driver(out)
+    fmt = vector_format(out)
     stored_names, stored_colors = raster_classes(class_tif)
     names = list(class_names or stored_names) or [f"class_{i}" for i in range(NODATA)]
     gdf = polygonize(class_tif, names, conf_tif, min_area, simplify)
     styled = range(len(class_names or stored_names)) or sorted(set(gdf["class_id"].tolist()))
     with atomic_output(out, overwrite=overwrite) as tmp:
-        write_polygons(gdf, tmp, layer, colors or stored_colors, names, styled)
+        write_polygons(gdf, tmp, layer, colors or stored_colors, names, styled, fmt)
+    if fmt.style == "sidecar" and (colors or stored_colors):  # QGIS reads OUT.qml beside OUT.fgb / OUT.parquet
+        from .styles import class_qml
+
+        with atomic_output(Path(out).with_suffix(".qml"), overwrite=True) as tmp:
+            tmp.write_text(class_qml(names, colors or stored_colors or [], styled))
     if summary:
         with atomic_output(summary[0], overwrite=True) as tcsv, atomic_output(summary[1], overwrite=True) as tjson:
             write_area_summary(polygon_class_areas(gdf, names), tcsv, tjson, gdf.crs, str(class_tif))

@@ -114,21 +114,7 @@ def finalize_confidence_raster(tmp_tif: str | Path, out_path: str | Path,
 
 
 def write_qml(path: str | Path, class_names: list[str], colors: list[tuple[int, int, int]]) -> None:
-    """A paletted QGIS raster style: class names as legend entries, nodata transparent."""
-    entries = "\n".join(
-        f'          <paletteEntry value="{i}" label="{escape(n)}" color="#{c[0]:02x}{c[1]:02x}{c[2]:02x}" alpha="255"/>'
-        for i, (n, c) in enumerate(zip(class_names, colors))
-    )
-    Path(path).write_text(f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22" styleCategories="Symbology">
-  <pipe>
-    <rasterrenderer type="paletted" band="1" opacity="1" nodataColor="">
-      <rasterTransparency/>
-      <colorPalette>
-{entries}
-      </colorPalette>
-    </rasterrenderer>
-  </pipe>
-</qgis>
-""")
+    """The QGIS style of the class raster, which also styles polygons of the same base name (``styles.class_qml``)."""
+    from .styles import class_qml
 
+    Path(path).write_text(class_qml(class_names, colors, range(len(class_names))))

@@ -78,14 +78,14 @@ def test_segment_raster_returns_paths_and_a_geodataframe(shared_data, trained_sp
     res = rs_wsss.segment_raster(scene, tmp_path / "out.gpkg", model=trained_spacenet / "model.pt", tile=256,
                                  device="cpu", return_gdf=True)
     assert isinstance(res, dict) and res["scene"] == str(scene)
-    for key, name in {"tif": "out.tif", "gpkg": "out.gpkg", "quicklook": "out_quicklook.png",
+    for key, name in {"tif": "out.tif", "vector": "out.gpkg", "quicklook": "out_quicklook.png",
                       "report": "out_report.html"}.items():
         assert res[key] == str(tmp_path / name) and Path(res[key]).exists()
     assert isinstance(res["gdf"], gpd.GeoDataFrame) and len(res["gdf"]) == res["polygons"] > 0
     assert res["gdf"].crs.to_epsg() == 32616
     many = rs_wsss.segment_raster([scene], tmp_path / "many", model=trained_spacenet / "model.pt", tile=256,
                                   device="cpu", report=False)  # a list in, a list out; a directory output
-    assert isinstance(many, list) and Path(many[0]["gpkg"]) == tmp_path / "many/sample_geotiff.gpkg"
+    assert isinstance(many, list) and Path(many[0]["vector"]) == tmp_path / "many/sample_geotiff.gpkg"
     assert "report" not in many[0] and not list((tmp_path / "many").glob("*.html"))
     with pytest.raises(TypeError):  # options are keyword-only
         rs_wsss.segment_raster(scene, tmp_path / "x.gpkg", trained_spacenet / "model.pt")

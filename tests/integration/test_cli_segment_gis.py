@@ -53,7 +53,7 @@ def test_segment_bounds_in_lon_lat_to_flatgeobuf_with_sidecars(shared_data, tmp_
     assert props["proj:code"] == "EPSG:26914" and props["proj:shape"] == [o.height, o.width]
     assert props["rs_wsss:model"] == "zero-shot" and props["rs_wsss:weights"] == "random-weights"
     assert props["rs_wsss:parameters"]["min_area_m2"] == 200.0 and props["rs_wsss:parameters"]["extent"]["bounds_crs"]
-    assert item["links"][0]["href"] == str(scene) and item["assets"]["gpkg"]["href"] == "naip.fgb"
+    assert item["links"][0]["href"] == str(scene) and item["assets"]["vector"]["href"] == "naip.fgb"
     assert item["bbox"][0] <= ll[0] + 1e-4 and item["bbox"][2] >= ll[2] - 1e-4
 
 

@@ -85,7 +85,7 @@ def test_vectorize_cli_writes_a_clean_coverage_with_sidecars(shared_data, tmp_pa
 
 def test_vectorize_cli_refuses_bad_input_in_one_line(shared_data, tmp_path):
     path, *_ = _class_raster(shared_data, tmp_path, "spacenet")
-    for args, words in [((path, "-o", tmp_path / "o.shp"), ".gpkg, .fgb, .parquet"),
+    for args, words in [((path, "-o", tmp_path / "o.shp"), ".gpkg, .fgb or .parquet"),
                         ((shared_data / "naip/m_4709963_se_14_1_20200831.tif", "-o", tmp_path / "o.gpkg"),
                          "not a class raster"),
                         ((tmp_path / "missing.tif", "-o", tmp_path / "o.gpkg"), "not found"),
