@@ -73,6 +73,11 @@ def find_cli(setting, environ, repo, os_name=None, which=shutil.which):
     return None, INSTALL_HINT
 
 
+def user_error(line):
+    """True for the CLI's one-line error (``rs-wsss: error: …``)."""
+    return line.startswith("rs-wsss: error: ")
+
+
 def clean_env(environ):
     """The environment for the CLI: QGIS's Python and Qt setup left out (its numpy would clash with the engine's)."""
     env = {

@@ -126,50 +126,89 @@ def style_tag_grid(layer, class_names=None):
             layer.setEditorWidgetSetup(i, QgsEditorWidgetSetup("Hidden", {}))
 
 
+RUN_GROUP = "rs_wsss/run"  # custom property marking the layer-tree groups this plugin made
+RANK = "rs_wsss/rank"  # custom property: a result's place in its group (polygons 0, classes 1, confidence 2)
+
+
 def group_for(project, name):
     """A layer-tree group named after the run, at the top; a second run of the same scene and model gets '(2)'."""
     root = project.layerTreeRoot()
     wanted, n = name, 2
     while root.findGroup(wanted) is not None:
         wanted, n = f"{name} ({n})", n + 1
-    return root.insertGroup(0, wanted)
+    group = root.insertGroup(0, wanted)
+    group.setCustomProperty(RUN_GROUP, True)
+    return group
+
+
+def _drop_if_empty(group):
+    """A run group left without layers (its results moved into a later run's group) is removed."""
+    if group is not None and group.customProperty(RUN_GROUP) and not group.children() and group.parent() is not None:
+        group.parent().removeChildNode(group)
 
 
 class RunGroup:
-    """The layer-tree group of one run, made when its first layer arrives."""
+    """The layer-tree group of one run, made when its first layer arrives. A rerun into the same files finds its
+    layers already in a run group: that group is reused (the layers reloaded in place), so none is left empty."""
 
     def __init__(self, name):
         self.name, self.node = name, None
 
-    def add(self, project, layer):
+    def add(self, project, layer, rank=None, visible=True):
+        root = project.layerTreeRoot()
+        node = root.findLayer(layer.id())
+        parent = node.parent() if node is not None else None
         if self.node is None:
-            self.node = group_for(project, self.name)
-        node = project.layerTreeRoot().findLayer(layer.id())
-        if node is not None and node.parent() is not self.node:
-            self.node.addLayer(layer)
-            node.parent().removeChildNode(node)
+            reuse = parent is not None and parent is not root and parent.customProperty(RUN_GROUP)
+            self.node = parent if reuse else group_for(project, self.name)
+        ranks = [c.customProperty(RANK) for c in self.node.children() if c is not node]
+        index = sum(1 for r in ranks if r is not None and rank is not None and int(r) <= rank)
+        new = self.node.insertLayer(index, layer)
+        new.setCustomProperty(RANK, rank)
+        new.setItemVisibilityChecked(visible)
+        if node is not None:
+            parent.removeChildNode(node)
+            if parent is not self.node:
+                _drop_if_empty(parent)
+
+
+def to_top(project, layer):
+    """A layer that belongs to no run (the tag grid) goes to the top of the tree, not into the group QGIS's
+    insertion point happens to be in (the previous run's)."""
+    root = project.layerTreeRoot()
+    node = root.findLayer(layer.id())
+    if node is None or node.parent() is root:
+        return
+    parent = node.parent()
+    root.insertLayer(0, layer)
+    parent.removeChildNode(node)
+    _drop_if_empty(parent)
 
 
 class ResultLayer(QgsProcessingLayerPostProcessorInterface):
-    """Names, styles and groups one output layer once QGIS has loaded it."""
+    """Names, reloads, styles and places one output layer once QGIS has loaded it."""
 
-    def __init__(self, name, style, group=None):
+    def __init__(self, name, style, group=None, rank=None, visible=True):
         super().__init__()
-        self.name, self.style, self.group = name, style, group
+        self.name, self.style, self.group, self.rank, self.visible = name, style, group, rank, visible
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        project = context.project() or QgsProject.instance()
         layer.setName(self.name)
+        layer.reload()  # a rerun into the same file reuses the project's layer: show the new content
         self.style(layer)
         if self.group is not None:
-            self.group.add(context.project() or QgsProject.instance(), layer)
+            self.group.add(project, layer, self.rank, self.visible)
+        else:
+            to_top(project, layer)
         layer.triggerRepaint()
 
     @classmethod
-    def attach(cls, context, path, name, style, group=None):
+    def attach(cls, context, path, name, style, group=None, rank=None, visible=True):
         """Register on an output QGIS will load; False when the user chose not to open it."""
         if not context.willLoadLayerOnCompletion(path):
             return False
-        post = cls(name, style, group)
+        post = cls(name, style, group, rank, visible)
         _KEEP.append(post)
         details = context.layerToLoadOnCompletionDetails(path)
         details.name = name

@@ -3,12 +3,13 @@ import os
 from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .algorithms.doctor import DoctorAlgorithm
 from .algorithms.evaluate import EvaluateAlgorithm
 from .algorithms.export import ExportDeepnessAlgorithm
-from .algorithms.segment import SegmentAlgorithm
+from .algorithms.segment import SegmentAlgorithm, polygon_extensions
 from .algorithms.tags import TagGridAlgorithm, TagsFromVectorAlgorithm
 from .algorithms.train import TrainAlgorithm
-from .runner import SETTING, locate_cli
+from .runner import SETTING, WEIGHTS_SETTING, listing, locate_cli
 
 try:  # Processing's own settings registry (QGIS's GRASS/SAGA providers use it); absent only in a bare QGIS build
     from processing.core.ProcessingConfig import ProcessingConfig, Setting, settingsWatcher
@@ -48,6 +49,15 @@ class RsWsssProvider(QgsProcessingProvider):
                     valuetype=Setting.FILE,
                 )
             )
+            ProcessingConfig.addSetting(
+                Setting(
+                    self.name(),
+                    WEIGHTS_SETTING,
+                    "Default backbone weights: a folder (CLIP + DINOv2 files) or a file, or 'random (shows the "
+                    "mechanics only)'; empty: $RS_WSSS_WEIGHTS_DIR, then the hub cache",
+                    "",
+                )
+            )
             ProcessingConfig.readSettings()
             settingsWatcher.settingsChanged.connect(self.check_cli)  # re-check when the user edits the setting
         self.check_cli()
@@ -57,6 +67,7 @@ class RsWsssProvider(QgsProcessingProvider):
     def unload(self):
         if ProcessingConfig is not None and SETTING in ProcessingConfig.settings:
             ProcessingConfig.removeSetting(SETTING)
+            ProcessingConfig.removeSetting(WEIGHTS_SETTING)
             try:
                 settingsWatcher.settingsChanged.disconnect(self.check_cli)
             except TypeError:
@@ -65,14 +76,22 @@ class RsWsssProvider(QgsProcessingProvider):
     def check_cli(self):
         """Say at load time, not at the first Run, when the rs-wsss command cannot be found."""
         path, self.cli_problem = locate_cli()
-        if path is None:
+        if path is not None and listing() is None:  # found but it does not run (a broken environment)
+            self.cli_problem = f"{path} does not run 'rs-wsss options --json': run 'Check installation' or reinstall"
+        if self.cli_problem:
             QgsMessageLog.logMessage(self.cli_problem, "rs-wsss", Qgis.Warning)
         else:
             QgsMessageLog.logMessage(f"rs-wsss command: {path}", "rs-wsss", Qgis.Info)
-        return path
+        return path if not self.cli_problem else None
 
     def warningMessage(self):  # noqa: N802 (shown in every algorithm dialog of this provider)
         return self.cli_problem or ""
+
+    def supportedOutputVectorLayerExtensions(self):  # noqa: N802 (the formats the CLI writes and QGIS reads)
+        return polygon_extensions()
+
+    def defaultVectorFileExtension(self, hasGeometry=True):  # noqa: N802
+        return "gpkg"
 
     def loadAlgorithms(self):  # noqa: N802
         for alg in (
@@ -82,5 +101,6 @@ class RsWsssProvider(QgsProcessingProvider):
             TagsFromVectorAlgorithm(),
             EvaluateAlgorithm(),
             ExportDeepnessAlgorithm(),
+            DoctorAlgorithm(),
         ):
             self.addAlgorithm(alg)

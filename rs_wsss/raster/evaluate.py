@@ -14,7 +14,7 @@ from rasterio.windows import Window
 from ..classes import ClassSet
 from ..errors import RsWsssError
 from .io import open_dataset
-from .masks import code_table, read_mask
+from .masks import class_raster_table, code_table, read_mask
 from .write import NODATA
 
 
@@ -55,9 +55,10 @@ def evaluate_rasters(pred_path: str | Path, gt_path: str | Path, class_set: Clas
     """Compare on the prediction's grid: a GT on the same grid (or without CRS but of the same size) is read as is,
     otherwise it is reprojected (nearest) onto the prediction grid. Read in row strips: memory stays bounded."""
     names = class_set.names
-    table = code_table(class_set, value_map)
     conf = np.zeros((len(names), len(names)), np.int64)
     with open_dataset(pred_path) as pred, open_dataset(gt_path) as gt:
+        # a class raster as the truth is read by its ids and class names, not by its colours
+        table = (class_raster_table(gt, class_set) if value_map is None else None) or code_table(class_set, value_map)
         same = (gt.width, gt.height) == (pred.width, pred.height) and (
             gt.crs is None or pred.crs is None or (gt.crs == pred.crs and gt.transform.almost_equals(pred.transform)))
         if not same and (gt.crs is None or pred.crs is None):

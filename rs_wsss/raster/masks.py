@@ -29,6 +29,15 @@ def code_table(class_set: ClassSet, value_map: dict | None = None) -> dict:
     return table
 
 
+def class_raster_table(src, class_set: ClassSet) -> dict | None:
+    """Id → class id for a class raster rs-wsss wrote (its CLASS_NAMES tag), matched by class name: its ids are the
+    truth, whatever colours its palette shows (they need not be the set's mask codes). None for any other raster."""
+    names = [n for n in (src.tags().get("CLASS_NAMES") or "").split(";") if n]
+    if src.count != 1 or not names:
+        return None
+    return {i: class_set.names.index(n) if n in class_set.names else NODATA for i, n in enumerate(names)}
+
+
 def wants_rgb(table: dict) -> bool:
     return any(isinstance(k, tuple) for k in table) and not any(isinstance(k, int) for k in table)
 

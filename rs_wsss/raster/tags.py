@@ -221,7 +221,7 @@ def _write_gpkg(rows: list[TagRow], path: Path, overwrite: bool) -> None:
          "labels": [";".join(r.labels) for r in rows]},
         geometry=geoms, crs=crs)
     with atomic_output(path, overwrite) as tmp:
-        gdf.to_file(tmp, driver="GPKG", layer="tags")
+        gdf.to_file(tmp, driver="GPKG", layer="tags", dataset_options={"VERSION": "1.2"})  # QGIS 3.22 reads 1.2
 
 
 # ---- generators -------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ Processing.initialize()
 import processing  # noqa: E402
 
 facts, messages = {}, []
+LANDCOVER = 1  # the listed class sets are isaid, landcover, loveda, potsdam (checked below)
 QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: messages.append((tag, msg)))
 
 from rs_wsss_qgis.provider import RsWsssProvider  # noqa: E402
@@ -79,6 +80,7 @@ def run(alg_id, params):
     log = []
     feedback.pushInfo = lambda text: log.append(text)
     feedback.pushWarning = lambda text: log.append("WARNING " + text)
+    feedback.setProgressText = lambda text: log.append("PROGRESS " + text)  # Processing logs each one
     result = processing.runAndLoadResults(alg_id, params, feedback=feedback)
     return result, log
 
@@ -112,7 +114,7 @@ facts["mask_vrt"] = {
 vrt = band = None
 
 # 3. tag grid to a temporary output: a real file beside the raster, loaded as labelled outlines with a class list
-result, log = run("rs_wsss:taggrid", {"RASTERS": [scene], "TILE": 256, "CLASSES": 0, "OUTPUT": "TEMPORARY_OUTPUT"})
+result, log = run("rs_wsss:taggrid", {"RASTERS": [scene], "TILE": 256, "CLASSES": LANDCOVER, "OUTPUT": "TEMPORARY_OUTPUT"})
 grid = [l for l in project.mapLayers().values() if isinstance(l, QgsVectorLayer) and "tag grid" in l.name()]
 facts["grid_path"] = result["OUTPUT"]
 facts["train_no_tags"] = check("rs_wsss:train", {"RASTERS": [scene], "OUTPUT": "TEMPORARY_OUTPUT"})
@@ -139,7 +141,7 @@ if grid:
     # labels typed but not saved: rs-wsss reads the file, so training is refused until they are saved
     g.startEditing()
     g.changeAttributeValue(next(g.getFeatures()).id(), g.fields().indexOf("labels"), "building")
-    train_params = {"RASTERS": [scene], "TAGS_LAYER": g.id(), "CLASSES": 0, "OUTPUT": "TEMPORARY_OUTPUT"}
+    train_params = {"RASTERS": [scene], "TAGS_LAYER": g.id(), "CLASSES": LANDCOVER, "OUTPUT": "TEMPORARY_OUTPUT"}
     facts["unsaved_edits"] = check("rs_wsss:train", train_params)
     g.commitChanges()
     facts["saved_edits"] = check("rs_wsss:train", train_params)
@@ -151,12 +153,12 @@ result, log = run(
     "rs_wsss:segment",
     {
         "INPUT": scene,
-        "CLASSES": 0,
+        "CLASSES": LANDCOVER,
         "TILE": 128,
         "SCALES": "1",
         "CRF": 2,
         "EXTENT": extent, "MASK": mask_path,
-        "RANDOM_WEIGHTS": True,
+        "WEIGHTS": "random (shows the mechanics only)",
         "TINY": True,
         "OUTPUT_RASTER": os.path.join(work, "classes.tif"),
         "OUTPUT_VECTOR": os.path.join(work, "polys.gpkg"),
@@ -208,7 +210,7 @@ result, log = run(
         "VECTOR": labels,
         "FIELD": "building",
         "VALUE_MAP": "yes=building",
-        "CLASSES": 0,
+        "CLASSES": LANDCOVER,
         "TILE": 256,
         "OUTPUT": os.path.join(work, "tags.csv"),
     },
@@ -220,7 +222,7 @@ result, log = run(
     {
         "PREDICTION": os.path.join(work, "classes.tif"),
         "GROUND_TRUTH": os.path.join(work, "gt.tif"),
-        "CLASSES": 0,
+        "CLASSES": LANDCOVER,
         "OUTPUT": os.path.join(work, "metrics.csv"),
     },
 )

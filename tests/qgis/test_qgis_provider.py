@@ -13,7 +13,11 @@ import geopandas as gpd
 import pytest
 import rasterio
 
+from rs_wsss.classes import packaged_class_sets
+
 from ._long_run import long_segment_args
+
+LANDCOVER, POTSDAM = packaged_class_sets().index("landcover"), packaged_class_sets().index("potsdam")  # as listed
 
 REPO = Path(__file__).resolve().parents[2]
 QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
@@ -73,8 +77,8 @@ def test_test_only_options_appear_only_with_the_switch(qgis_env):
         helps[switch] = subprocess.run(
             [str(QGIS_PROCESS), "help", "rs_wsss:segment"], env=env, capture_output=True, text=True
         ).stdout
-    assert "RANDOM_WEIGHTS" in helps["1"] and "TINY" in helps["1"]
-    assert "RANDOM_WEIGHTS" not in helps[None] and "TINY" not in helps[None]
+    assert "TINY" in helps["1"] and "TINY" not in helps[None]
+    assert "WEIGHTS: Backbone weights" in helps[None]  # the weights choice needs no test switch
     for param in (
         "BANDS",
         "EXTENT",
@@ -101,9 +105,9 @@ def test_segment_algorithm_on_a_real_geotiff_with_bands_extent_and_confidence(qg
         qgis_env,
         "segment",
         INPUT=scene,
-        CLASSES=0,
+        CLASSES=LANDCOVER,
         TILE=256,
-        RANDOM_WEIGHTS="true",
+        WEIGHTS="random",
         TINY="true",
         BANDS=[4, 1, 2],
         SCALES="1",
@@ -152,7 +156,7 @@ def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_p
         RASTERS=scene,
         VECTOR=shared_data / "spacenet/geotiff_labels.geojson",
         FIELD="building",
-        CLASSES=0,
+        CLASSES=LANDCOVER,
         TILE=256,
         OUTPUT=tmp_path / "tags.csv",
     )
@@ -164,9 +168,9 @@ def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_p
         "train",
         RASTERS=scene,
         TAGS_FILE=tmp_path / "grid_filled.gpkg",
-        CLASSES=0,
+        CLASSES=LANDCOVER,
         ITERS=3,
-        RANDOM_WEIGHTS="true",
+        WEIGHTS="random",
         TINY="true",
         OUTPUT="TEMPORARY_OUTPUT",
     )  # what the dialog passes by default
@@ -181,11 +185,11 @@ def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_p
         "segment",
         INPUT=scene,
         MODEL=tmp_path / "model.pt",
-        CLASSES=1,
+        CLASSES=POTSDAM,
         TILE=128,
         SCALES="1",
         CRF=2,
-        RANDOM_WEIGHTS="true",
+        WEIGHTS="random",
         TINY="true",
         EXTENT=f"{b.left},{b.left + 64},{b.top - 64},{b.top}",
         WRITE_REPORT="false",
@@ -206,7 +210,7 @@ def test_tag_grid_and_train_and_evaluate_algorithms(qgis_env, shared_data, tmp_p
     mask = shared_data / "potsdam/masks/2_10_0_0_512_512.png"
     shutil.copy(mask, tmp_path / "gt.png")
     p = qgis_run(
-        qgis_env, "evaluate", PREDICTION=mask, GROUND_TRUTH=tmp_path / "gt.png", CLASSES=1, OUTPUT=tmp_path / "m.csv"
+        qgis_env, "evaluate", PREDICTION=mask, GROUND_TRUTH=tmp_path / "gt.png", CLASSES=POTSDAM, OUTPUT=tmp_path / "m.csv"
     )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     rows = (tmp_path / "m.csv").read_text().splitlines()
@@ -275,15 +279,16 @@ def test_inside_qgis_setting_checks_and_the_layers_a_user_sees(qgis_env, shared_
     assert g["widget"] == "ValueMap" and {"building", "road", "building;road", "(background only)"} <= set(g["choices"])
     # segment: progress log one line per stage; layers grouped, named after scene and model, see-through
     log = f["segment_log"]
-    assert log.count("loading model") == 1 and log.count("segmenting (25 tiles)") == 1 and log.count("vectorizing") == 1
-    assert not any(l.startswith("tile ") for l in log)
+    progress = [l for l in log if l.startswith("PROGRESS ")]  # one progress text per stage, none per tile
+    assert progress == ["PROGRESS loading model", "PROGRESS segmenting (25 tiles)", "PROGRESS vectorizing"], progress
+    assert not any("tile " in l for l in log if not l.startswith("$ "))
     command = next(l for l in log if l.startswith("$ "))
     assert "--bounds=" in command and f"--aoi {tmp_path / 'mask.gpkg'}" in command  # the CLI's own extent and mask
     # the triangle covers half the scene's western half: in the north-west quarter, 1/4 of the pixels are outside it
     assert 0.15 < f["classes_nodata_fraction"] < 0.35
     ((group, layers),) = f["groups"]
     assert group == "scene · zero-shot landcover (random weights)"
-    assert sorted(layers) == sorted(f"{group} · {k}" for k in ("classes", "polygons", "confidence"))
+    assert layers == [f"{group} · {k}" for k in ("polygons", "classes", "confidence")]  # polygons above rasters
     r = f["classes_raster"]
     assert (
         r["type"] == "paletted"

@@ -190,3 +190,15 @@ def test_a_folder_named_like_a_packaged_set_does_not_shadow_it(tmp_path, monkeyp
     (tmp_path / "loveda").mkdir()  # e.g. the user's data folder
     monkeypatch.chdir(tmp_path)
     assert load_class_set("loveda").background.codes == (1,)
+
+
+def test_landcover_shows_conventional_colours_and_still_decodes_the_dubai_codes():
+    cs = load_class_set("landcover")
+    r, g, b = cs.colors[cs.index("water")]
+    assert b > max(r, g) + 50  # water blue
+    r, g, b = cs.colors[cs.index("vegetation")]
+    assert g > max(r, b) + 50  # vegetation green
+    from rs_wsss.raster.masks import code_table
+
+    table = code_table(cs)
+    assert table[(0xE2, 0xA9, 0x29)] == cs.index("water") and table[(0xFE, 0xDD, 0x3A)] == cs.index("vegetation")

@@ -1,17 +1,28 @@
 import os
+import re
 import tempfile
 
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingOutputHtml,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterString,
     QgsProcessingUtils,
     QgsRasterFileWriter,
     QgsRasterPipe,
 )
 from qgis.PyQt.QtCore import QCoreApplication, QUrl
 
-TEST_SWITCH = "RS_WSSS_QGIS_TEST"  # =1 shows the test-only options (random weights, tiny architecture)
+from ..runner import Cancelled, class_sets, cli_option, default_weights
+
+TEST_SWITCH = "RS_WSSS_QGIS_TEST"  # =1 shows the test-only option (tiny architecture)
+RANDOM_CHOICE = "random (shows the mechanics only)"
+WEIGHTS_LABEL = (
+    "Backbone weights: a folder (CLIP + DINOv2 files) or a file, or " + RANDOM_CHOICE + "; empty: the provider "
+    "setting, then $RS_WSSS_WEIGHTS_DIR"
+)
+_REPORT_TITLES = {}  # algorithm name → the Results Viewer name of its last report (see outputDefinitions)
 WEB_PROVIDERS = {
     "wms": "WMS/WMTS/XYZ",
     "arcgismapserver": "ArcGIS MapServer",
@@ -39,6 +50,46 @@ def is_temporary(path):
     """True for '[Save to temporary file]' outputs, which QGIS deletes when it closes."""
     tmp = os.path.normcase(os.path.abspath(QgsProcessingUtils.tempFolder()))
     return os.path.normcase(os.path.abspath(path)).startswith(tmp + os.sep)
+
+
+def plain_text(html):
+    """A help text without markup: line and list breaks become new lines, other tags go."""
+    text = re.sub(r"<br\s*/?>|</?(p|ol|ul)>|</li>", "\n", html)
+    text = re.sub(r"<li>", "- ", text)
+    text = re.sub(r"<[^>]+>", "", text)
+    return re.sub(r"\n{2,}", "\n", text).strip()
+
+
+def weights_value(text):
+    """The CLI's --weights value of the 'Backbone weights' text ('random …' → 'random'); None when empty."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    return "random" if text.lower().startswith("random") else text
+
+
+def cli_label(text, command, flag):
+    """``text (UNIT; empty: DEFAULT)`` with the unit and the default the CLI lists for ``flag`` (no copy here)."""
+    opt = cli_option(command, flag)
+    if opt is None:
+        return text
+    default = opt["default"]
+    if isinstance(default, list):
+        default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+    elif isinstance(default, bool):
+        default = "on" if default else "off"
+    elif isinstance(default, float):
+        default = f"{default:g}"
+    parts = [opt["unit"]] if opt.get("unit") else []
+    if default not in (None, "", []):
+        parts.append(f"empty: {default}")
+    return f"{text} ({'; '.join(parts)})" if parts else text
+
+
+def cli_default(command, flag):
+    """The default the CLI lists for ``flag`` (the configuration's value), or None."""
+    opt = cli_option(command, flag)
+    return None if opt is None else opt["default"]
 
 
 def unique_path(folder, stem, ext):
@@ -70,7 +121,64 @@ class RsWsssAlgorithm(QgsProcessingAlgorithm):
         return self.tr(self.TITLE)
 
     def shortHelpString(self):  # noqa: N802
-        return self.tr(self.HELP)
+        """Plain text, one paragraph a line: the dialog makes each line a paragraph, and ``qgis_process help`` prints
+        it as it is (no raw HTML tags, whatever markup a HELP text carries)."""
+        return plain_text(self.tr(self.HELP))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        try:
+            return self.process(parameters, context, feedback)
+        except Cancelled as exc:  # a choice of the user, not a failure: said once, as a warning
+            feedback.pushWarning(str(exc))
+            return {}
+
+    def process(self, parameters, context, feedback):
+        raise NotImplementedError
+
+    def outputDefinitions(self):  # noqa: N802 (Processing's dialog names Results Viewer entries after these)
+        outs = super().outputDefinitions()
+        title = _REPORT_TITLES.get(self.name())
+        for out in outs:
+            if title and isinstance(out, QgsProcessingOutputHtml):
+                out.setDescription(title)
+        return outs
+
+    def name_report(self, title):
+        """Name this run's report in the Results Viewer after the run (scene, model), not the algorithm."""
+        _REPORT_TITLES[self.name()] = f"{title} · report"
+
+    def class_set_choices(self):
+        """The class sets the CLI lists (``rs-wsss options --json``), not a copy of them."""
+        return class_sets() or ["(rs-wsss not found: set Processing → Options → Providers → rs-wsss)"]
+
+    def default_class_set(self):
+        """The general-purpose set (landcover) where the CLI has it, else its first."""
+        choices = self.class_set_choices()
+        return choices.index("landcover") if "landcover" in choices else 0
+
+    def class_set(self, parameters, context, key="CLASSES"):
+        return self.class_set_choices()[self.parameterAsEnum(parameters, key, context)]
+
+    def add_weights(self):
+        """'Backbone weights': a folder, a file or 'random …'; its default is the provider setting."""
+        self.addParameter(
+            QgsProcessingParameterString(
+                "WEIGHTS", self.tr(WEIGHTS_LABEL), defaultValue=default_weights() or None, optional=True
+            )
+        )
+
+    def weights_args(self, parameters, context):
+        value = weights_value(self.parameterAsString(parameters, "WEIGHTS", context))
+        return ["--weights", value] if value else []
+
+    def check_weights(self, parameters, context):
+        """(ok, message): a weights value that is neither random, a folder nor a file is named before running."""
+        value = weights_value(self.parameterAsString(parameters, "WEIGHTS", context))
+        if value and value != "random" and not os.path.exists(value):
+            return False, self.tr(
+                f"Backbone weights: '{value}' is neither a folder, a file nor '{RANDOM_CHOICE}'"
+            )
+        return True, ""
 
     def helpUrl(self):  # noqa: N802
         """The README (its QGIS section): bundled in the plugin ZIP, or the repository's in a checkout. The project
@@ -89,25 +197,17 @@ class RsWsssAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(param)
 
     def add_test_options(self):
-        """The test-only options (random backbone weights, tiny architecture), shown only when test_mode() is on."""
-        if not test_mode():
-            return
-        for key, label in (
-            ("RANDOM_WEIGHTS", "Random backbone weights (testing only)"),
-            ("TINY", "Tiny test architecture (testing only)"),
-        ):
-            self.add_advanced(QgsProcessingParameterBoolean(key, self.tr(label), defaultValue=False))
+        """The test-only option (tiny architecture), shown only when test_mode() is on."""
+        if test_mode():
+            self.add_advanced(
+                QgsProcessingParameterBoolean("TINY", self.tr("Tiny test architecture (testing only)"), defaultValue=False)
+            )
 
     def test_option_args(self, parameters, context):
-        """The CLI arguments of the test-only options (none outside test_mode())."""
-        if not test_mode():
-            return []
-        args = []
-        if self.parameterAsBool(parameters, "RANDOM_WEIGHTS", context):
-            args += ["--weights", "random"]
-        if self.parameterAsBool(parameters, "TINY", context):
-            args += ["--tiny"]
-        return args
+        """The CLI arguments of the test-only option (none outside test_mode())."""
+        if test_mode() and self.parameterAsBool(parameters, "TINY", context):
+            return ["--tiny"]
+        return []
 
     def kept_output(self, path, beside, stem, ext, feedback):
         """What the user keeps (a checkpoint, a tag grid to edit) goes to a real file: a temporary output is replaced by

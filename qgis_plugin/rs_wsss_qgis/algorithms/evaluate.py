@@ -10,19 +10,19 @@ from qgis.core import (
 )
 
 from ..layers import ResultLayer
-from ..runner import CLASS_SETS, run_cli
+from ..runner import run_cli
 from .base import RsWsssAlgorithm
 
 
 class EvaluateAlgorithm(RsWsssAlgorithm):
     GROUP, TITLE = "Evaluation", "Evaluate"
     HELP = (
-        "Per-class IoU and F1, mIoU and overall accuracy of a predicted class raster against a ground-truth "
-        "raster of the same grid. The metrics table loads in the project; mIoU and OA are also outputs.<br><br>"
-        "<b>Worked example</b>: <i>Predicted class raster</i> = the class raster from <i>Segment raster</i> "
-        "(e.g. 'top_potsdam_2_10 · model · classes'), <i>Ground truth raster</i> = the scene's label image "
-        "(colour-coded masks are decoded with the class set), class set <i>potsdam</i> → metrics.csv.<br>"
-        "Command line equivalent: <code>rs-wsss evaluate pred.tif gt.tif --classes potsdam</code>"
+        "Per-class IoU and F1, mIoU and overall accuracy of a predicted class raster against a ground-truth raster "
+        "of the same area. The metrics table loads in the project; mIoU and OA are also outputs.\n"
+        "Worked example: Predicted class raster = the class raster from 'Segment raster' (e.g. 'top_potsdam_2_10 · "
+        "model · classes'), Ground truth raster = the scene's label image (colour-coded masks are decoded with the "
+        "class set), class set potsdam → metrics.csv.\n"
+        "Command line equivalent: rs-wsss evaluate pred.tif gt.tif --classes potsdam"
     )
 
     def name(self):
@@ -31,7 +31,7 @@ class EvaluateAlgorithm(RsWsssAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("PREDICTION", self.tr("Predicted class raster")))
         self.addParameter(QgsProcessingParameterRasterLayer("GROUND_TRUTH", self.tr("Ground truth raster")))
-        self.addParameter(QgsProcessingParameterEnum("CLASSES", self.tr("Class set"), CLASS_SETS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("CLASSES", self.tr("Class set"), self.class_set_choices(), defaultValue=self.default_class_set()))
         self.addParameter(QgsProcessingParameterFileDestination("OUTPUT", self.tr("Metrics table"), "CSV (*.csv)"))
         self.addOutput(QgsProcessingOutputNumber("MIOU", self.tr("mIoU")))
         self.addOutput(QgsProcessingOutputNumber("OA", self.tr("Overall accuracy")))
@@ -50,7 +50,7 @@ class EvaluateAlgorithm(RsWsssAlgorithm):
             )
         return ok, msg
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def process(self, parameters, context, feedback):
         pred = self.raster_file(self.parameterAsRasterLayer(parameters, "PREDICTION", context), feedback)
         gt = self.raster_file(self.parameterAsRasterLayer(parameters, "GROUND_TRUTH", context), feedback)
         res = json.loads(
@@ -60,7 +60,7 @@ class EvaluateAlgorithm(RsWsssAlgorithm):
                     pred,
                     gt,
                     "--classes",
-                    CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)],
+                    self.class_set(parameters, context),
                     "--json",
                 ],
                 feedback,

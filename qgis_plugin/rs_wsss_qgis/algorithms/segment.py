@@ -18,19 +18,30 @@ from qgis.core import (
 )
 
 from ..layers import ResultLayer, RunGroup, style_classes_raster, style_classes_vector, style_confidence
-from ..runner import CLASS_SETS, cli_supports, run_cli
-from .base import RsWsssAlgorithm
+from ..runner import cli_supports, run_cli
+from .base import RsWsssAlgorithm, cli_label, is_temporary
 from .clip import clip_to_vrt, raster_identity
 
 DEVICES = ["auto", "cpu", "cuda"]
-CRF_CHOICES = ["as configured (on in the paper's configuration)", "on", "off"]
-PRECISIONS = [
-    "as configured (auto: bf16 on CPUs with AMX/AVX512-BF16, autocast on CUDA)",
-    "auto",
-    "fp32",
-    "bf16",
-    "fp16",
-]
+PRECISIONS = ["auto", "fp32", "bf16", "fp16"]  # auto: bf16 on CPUs with AMX/AVX512-BF16, autocast on CUDA
+POLYGON_FORMATS = {"gpkg": "GeoPackage", "fgb": "FlatGeobuf", "parquet": "GeoParquet"}  # what the CLI writes
+
+
+def polygon_extensions():
+    """The polygon formats offered: those the CLI writes that this QGIS can also open (GeoParquet needs GDAL's
+    Parquet driver, which QGIS 3.22 on Debian lacks)."""
+    from qgis.core import QgsVectorFileWriter
+
+    here = {e.lower() for e in QgsVectorFileWriter.supportedFormatExtensions()}
+    return [e for e in POLYGON_FORMATS if e in here]
+
+
+def choices_with_default(command, flag, choices, describe):
+    """An enum whose first entry is 'as configured (…)' with the CLI's default in it."""
+    from .base import cli_default
+
+    default = cli_default(command, flag)
+    return [f"as configured ({describe(default)})" if default is not None else "as configured", *choices]
 
 
 def parse_scales(text):
@@ -45,20 +56,23 @@ class SegmentAlgorithm(RsWsssAlgorithm):
     GROUP, TITLE = "Segmentation", "Segment raster"
     HELP = (
         "Segments a raster into a class raster (Cloud-Optimised GeoTIFF with class names and colours) and class "
-        "polygons (GeoPackage), with a model from <i>Train from tile tags</i>, or zero-shot from a class set.<br><br>"
-        "<b>Worked example</b><ol>"
-        "<li>Load an orthophoto, e.g. a NAIP tile. Its bands are often tagged Gray/Undefined: set <i>Bands as "
-        "R,G,B</i> to 1, 2, 3 (or 4, 3, 2 for a false-colour view you trained on).</li>"
-        "<li>Leave <i>Model</i> empty and pick the class set <i>landcover</i> for zero-shot, or give model.pt "
-        "(its own classes are used; the class set is then ignored).</li>"
-        "<li>Zoom to the area you need and, under <i>Processing extent</i>, choose <i>Use Current Map Canvas "
-        "Extent</i>; or give a polygon layer as <i>Mask</i>.</li>"
-        "<li>For a fast first look set <i>Scales</i> to 1 and <i>Dense CRF</i> to off (3–6× faster than the "
-        "three-scale default).</li>"
-        "<li>Run. The layers load in a group named after the scene and model, see-through over the imagery.</li>"
-        "</ol>Command line equivalent: <code>rs-wsss segment scene.tif -o out.gpkg --zero-shot --classes landcover "
-        "--scales 1 --no-crf --bands 1,2,3</code>. Empty options use the command line's defaults (its "
-        "configuration's)."
+        "polygons (GeoPackage, FlatGeobuf or GeoParquet, each styled), with a model from 'Train from tile tags', or "
+        "zero-shot from a class set.\n"
+        "Worked example:\n"
+        "1. Load an orthophoto, e.g. a NAIP tile. Its bands are often tagged Gray/Undefined: set 'Bands as R,G,B' to "
+        "1, 2, 3 (or 4, 3, 2 for a false-colour view you trained on).\n"
+        "2. Leave Model empty and pick the class set landcover for zero-shot, or give model.pt (its own classes are "
+        "used; the class set is then ignored).\n"
+        "3. Set 'Backbone weights' to the folder holding the CLIP and DINOv2 files (its default is the provider "
+        "setting); 'random (shows the mechanics only)' runs without them, with meaningless classes.\n"
+        "4. Zoom to the area you need and, under 'Processing extent', choose 'Use Map Canvas Extent'; or give a "
+        "polygon layer as Mask.\n"
+        "5. For a fast first look set Scales to 1 and Dense CRF to off (3-6x faster than three scales).\n"
+        "6. Run. The layers load in a group named after the scene and model, polygons above the class raster, "
+        "see-through over the imagery; rerunning into the same files reloads them in place.\n"
+        "Command line equivalent: rs-wsss segment scene.tif -o out.gpkg --zero-shot --classes landcover --scales 1 "
+        "--no-crf --bands 1,2,3 --weights ~/weights. Empty options use the command line's defaults (its "
+        "configuration's, shown in each label)."
     )
 
     def name(self):
@@ -73,9 +87,10 @@ class SegmentAlgorithm(RsWsssAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterEnum(
-                "CLASSES", self.tr("Class set (zero-shot; a model brings its own)"), CLASS_SETS, defaultValue=0
+                "CLASSES", self.tr("Class set (zero-shot; a model brings its own)"), self.class_set_choices(), defaultValue=self.default_class_set()
             )
         )
+        self.add_weights()
         self.addParameter(
             QgsProcessingParameterBand(
                 "BANDS",
@@ -101,15 +116,17 @@ class SegmentAlgorithm(RsWsssAlgorithm):
         self.addParameter(
             QgsProcessingParameterString(
                 "SCALES",
-                self.tr("Scales, e.g. 1 or 0.75,1,1.25 (empty: the configuration's 0.75,1,1.25; 1 is 3–6× faster)"),
+                self.tr(cli_label("Scales, e.g. 1: 3-6x faster than three", "segment", "--scales")),
                 optional=True,
             )
         )
-        self.addParameter(QgsProcessingParameterEnum("CRF", self.tr("Dense CRF"), CRF_CHOICES, defaultValue=0))
+        crf = choices_with_default("segment", "--crf", ["on", "off"], lambda v: "on" if v else "off")
+        self.addParameter(QgsProcessingParameterEnum("CRF", self.tr("Dense CRF"), crf, defaultValue=0))
         self.addParameter(
             QgsProcessingParameterNumber(
                 "MIN_AREA",
-                self.tr("Drop polygons smaller than (CRS units², empty: keep all)"),
+                self.tr(cli_label("Minimum area: smaller regions merge into their largest neighbour", "segment",
+                                  "--min-area")),
                 QgsProcessingParameterNumber.Double,
                 minValue=0.0,
                 optional=True,
@@ -118,7 +135,8 @@ class SegmentAlgorithm(RsWsssAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 "SIMPLIFY",
-                self.tr("Simplify polygons, tolerance (CRS units, empty: none)"),
+                self.tr(cli_label("Simplify polygons: tolerance, shared edges stay shared", "segment",
+                                  "--simplify")),
                 QgsProcessingParameterNumber.Double,
                 minValue=0.0,
                 optional=True,
@@ -137,12 +155,14 @@ class SegmentAlgorithm(RsWsssAlgorithm):
             )
         )
         self.add_advanced(
-            QgsProcessingParameterNumber("TILE", self.tr("Tile size (px, empty: 512)"), minValue=32, optional=True)
+            QgsProcessingParameterNumber(
+                "TILE", self.tr(cli_label("Tile size", "segment", "--tile")), minValue=32, optional=True
+            )
         )
         self.add_advanced(
             QgsProcessingParameterNumber(
                 "OVERLAP",
-                self.tr("Tile overlap (empty: 0.25)"),
+                self.tr(cli_label("Tile overlap", "segment", "--overlap")),
                 QgsProcessingParameterNumber.Double,
                 minValue=0.0,
                 maxValue=0.9,
@@ -150,14 +170,17 @@ class SegmentAlgorithm(RsWsssAlgorithm):
             )
         )
         self.add_advanced(QgsProcessingParameterEnum("DEVICE", self.tr("Device"), DEVICES, defaultValue=0))
+        precisions = choices_with_default("segment", "--precision", PRECISIONS, str)
         self.add_advanced(
-            QgsProcessingParameterEnum("PRECISION", self.tr("Numeric precision"), PRECISIONS, defaultValue=0)
+            QgsProcessingParameterEnum("PRECISION", self.tr("Numeric precision"), precisions, defaultValue=0)
         )
         self.add_test_options()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT_RASTER", self.tr("Class raster")))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
-                "OUTPUT_VECTOR", self.tr("Class polygons"), type=QgsProcessing.TypeVectorPolygon
+                "OUTPUT_VECTOR",
+                self.tr(f"Class polygons ({', '.join(POLYGON_FORMATS[e] for e in polygon_extensions())})"),
+                type=QgsProcessing.TypeVectorPolygon,
             )
         )
         self.addParameter(
@@ -193,20 +216,25 @@ class SegmentAlgorithm(RsWsssAlgorithm):
         model = self.parameterAsFile(parameters, "MODEL", context)
         if model and not os.path.isfile(model):
             return False, self.tr(f"model checkpoint not found: {model}")
-        return True, ""
+        vector = self.parameterAsOutputLayer(parameters, "OUTPUT_VECTOR", context)
+        ext = os.path.splitext(vector)[1].lower().lstrip(".")
+        if vector and not is_temporary(vector) and ext not in polygon_extensions():
+            offered = ", ".join(f"{POLYGON_FORMATS[e]} (.{e})" for e in polygon_extensions())
+            return False, self.tr(f"Class polygons: {os.path.basename(vector)} is not one of {offered}")
+        return self.check_weights(parameters, context)
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def process(self, parameters, context, feedback):
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
         scene = self.raster_file(layer, feedback)
         model = self.parameterAsFile(parameters, "MODEL", context)
         classes = (
             self.parameterAsFile(parameters, "CLASSES_FILE", context)
-            or CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)]
+            or self.class_set(parameters, context)
         )
         raster_out = self.parameterAsOutputLayer(parameters, "OUTPUT_RASTER", context)
         vector_out = self.parameterAsOutputLayer(parameters, "OUTPUT_VECTOR", context)
         conf_out = self.parameterAsOutputLayer(parameters, "OUTPUT_CONFIDENCE", context)
-        if not vector_out.lower().endswith(".gpkg"):
+        if os.path.splitext(vector_out)[1].lower().lstrip(".") not in POLYGON_FORMATS:  # a temporary output's default
             vector_out = os.path.splitext(vector_out)[0] + ".gpkg"
         run_scene, extra = self.area_args(parameters, context, layer, scene, feedback)
         args = [
@@ -245,31 +273,36 @@ class SegmentAlgorithm(RsWsssAlgorithm):
                 args += [opt, as_num(parameters, key, context)]
         precision = self.parameterAsEnum(parameters, "PRECISION", context)
         if precision:
-            args += ["--precision", PRECISIONS[precision]]
+            args += ["--precision", PRECISIONS[precision - 1]]
         if conf_out:
             args += ["--probs"]
         if not self.parameterAsBool(parameters, "WRITE_REPORT", context):
             args += ["--no-report"]
-        args += self.test_option_args(parameters, context)
+        # a checkpoint carries its architecture: the test-only tiny switch goes with zero-shot runs only
+        args += self.weights_args(parameters, context) + ([] if model else self.test_option_args(parameters, context))
         run_cli(args, feedback)
         base = os.path.splitext(vector_out)[0]
         qml = base + ".qml"
         if os.path.abspath(base + ".tif") != os.path.abspath(raster_out):
             shutil.move(base + ".tif", raster_out)
+            if os.path.isfile(base + ".tif.aux.xml"):  # class names and attribute table travel with the raster
+                shutil.move(base + ".tif.aux.xml", raster_out + ".aux.xml")
             shutil.copy(qml, os.path.splitext(raster_out)[0] + ".qml")
         if conf_out and os.path.abspath(base + "_confidence.tif") != os.path.abspath(conf_out):
             shutil.move(base + "_confidence.tif", conf_out)
         title = self.run_title(scene, model, classes, raster_out)
         group = RunGroup(title)
-        ResultLayer.attach(context, raster_out, f"{title} · classes", lambda l: style_classes_raster(l, qml), group)
-        ResultLayer.attach(context, vector_out, f"{title} · polygons", lambda l: style_classes_vector(l, qml), group)
+        # polygons above the class raster, the confidence below and hidden (it is looked at on demand)
+        ResultLayer.attach(context, vector_out, f"{title} · polygons", lambda l: style_classes_vector(l, qml), group, 0)
+        ResultLayer.attach(context, raster_out, f"{title} · classes", lambda l: style_classes_raster(l, qml), group, 1)
         if conf_out:
-            ResultLayer.attach(context, conf_out, f"{title} · confidence", style_confidence, group)
+            ResultLayer.attach(context, conf_out, f"{title} · confidence", style_confidence, group, 2, visible=False)
         result = {"OUTPUT_RASTER": raster_out, "OUTPUT_VECTOR": vector_out}
         if conf_out:
             result["OUTPUT_CONFIDENCE"] = conf_out
         if os.path.isfile(base + "_report.html"):  # the CLI's report, where it writes one: opens from Results Viewer
             result["REPORT"] = base + "_report.html"
+            self.name_report(title)
             feedback.pushInfo(f"report: {result['REPORT']}")
         return result
 

@@ -1,5 +1,4 @@
 import os
-import re
 
 from qgis.core import (
     QgsProcessing,
@@ -14,38 +13,32 @@ from qgis.core import (
 )
 
 from ..layers import ResultLayer, move_load, style_tag_grid
-from ..runner import CLASS_SETS, run_cli
-from .base import RsWsssAlgorithm
-
-CLASS_LINE = re.compile(r"^(\S+) \[#[0-9A-Fa-f]{6}\]")
-
+from ..runner import listing, run_cli
+from .base import RsWsssAlgorithm, cli_default, cli_label, is_temporary
 
 def _rasters(alg, parameters, context, feedback):
     return [alg.raster_file(l, feedback) for l in alg.parameterAsLayerList(parameters, "RASTERS", context)]
 
 
-def class_names(class_set, feedback):
-    """The class names of a set (background excluded), from ``rs-wsss kb show``; [] if they cannot be read."""
-    try:
-        out = run_cli(["kb", "show", "--classes", class_set], feedback, first_stage=None)
-    except Exception:  # noqa: BLE001 (the picking list is a convenience; typing the labels still works)
-        return []
-    return [m.group(1) for m in map(CLASS_LINE.match, out.splitlines()) if m]
+def class_names(class_set):
+    """The class names of a packaged set (background excluded), as the CLI lists them; [] if unknown."""
+    found = next((s for s in (listing() or {}).get("class_sets", []) if s["name"] == class_set), None)
+    return [c["name"] for c in found["classes"]] if found else []
 
 
 class TagGridAlgorithm(RsWsssAlgorithm):
     GROUP, TITLE = "Tags", "Create tag grid"
     HELP = (
-        "An editable grid of tiles over your rasters with an empty <i>labels</i> field: the weak labels rs-wsss "
-        "trains from. The grid is written beside the first raster (a real file, not a temporary one) and loads as "
-        "yellow outlines labelled with each tile's classes.<br><br>"
-        "<b>Worked example</b><ol>"
-        "<li>Select your orthophotos as <i>Rasters</i>, tile 512, class set <i>landcover</i>. Run.</li>"
-        "<li>Open the grid's attribute table, toggle editing, and for each tile pick what it contains from the "
-        "list (building, road, building;road …; background only: leave it empty). Save the edits.</li>"
-        "<li>Run <i>Train from tile tags</i> with the grid as <i>Tag grid layer</i>.</li></ol>"
+        "An editable grid of tiles over your rasters with an empty 'labels' field: the weak labels rs-wsss trains "
+        "from. The grid is written beside the first raster (a real file, not a temporary one) as a GeoPackage and "
+        "loads as yellow outlines labelled with each tile's classes.\n"
+        "Worked example:\n"
+        "1. Select your orthophotos as Rasters, the tile size, class set landcover. Run.\n"
+        "2. Open the grid's attribute table, toggle editing, and for each tile pick what it contains from the list "
+        "(building, road, building;road …; background only: leave it empty). Save the edits.\n"
+        "3. Run 'Train from tile tags' with the grid as 'Tag grid layer'.\n"
         "Image paths in the grid are stored relative to the grid file, so the grid and the rasters can be moved "
-        "together. Command line equivalent: <code>rs-wsss tags template ortho/*.tif -o tags.gpkg --tile 512</code>"
+        "together. Command line equivalent: rs-wsss tags template ortho/*.tif -o tags.gpkg"
     )
 
     def name(self):
@@ -55,11 +48,14 @@ class TagGridAlgorithm(RsWsssAlgorithm):
         self.addParameter(QgsProcessingParameterMultipleLayers("RASTERS", self.tr("Rasters"), QgsProcessing.TypeRaster))
         self.addParameter(
             QgsProcessingParameterEnum(
-                "CLASSES", self.tr("Class set (the list to pick labels from)"), CLASS_SETS, defaultValue=0
+                "CLASSES", self.tr("Class set (the list to pick labels from)"), self.class_set_choices(), defaultValue=self.default_class_set()
             )
         )
         self.addParameter(
-            QgsProcessingParameterNumber("TILE", self.tr("Tile size (px)"), defaultValue=512, minValue=32)
+            QgsProcessingParameterNumber(
+                "TILE", self.tr(cli_label("Tile size", "tags template", "--tile")),
+                defaultValue=cli_default("tags template", "--tile"), minValue=32,
+            )
         )
         self.addParameter(
             QgsProcessingParameterVectorDestination(
@@ -69,9 +65,13 @@ class TagGridAlgorithm(RsWsssAlgorithm):
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
         ok, msg = super().checkParameterValues(parameters, context)
+        asked = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        if ok and asked and not is_temporary(asked) and not asked.lower().endswith(".gpkg"):
+            return False, self.tr(f"Tag grid: {os.path.basename(asked)} must be a GeoPackage (.gpkg), which keeps "
+                                  "the labels you type")
         return self.check_rasters(self.parameterAsLayerList(parameters, "RASTERS", context)) if ok else (ok, msg)
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def process(self, parameters, context, feedback):
         rasters = _rasters(self, parameters, context, feedback)
         asked = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         stem = os.path.splitext(os.path.basename(rasters[0]))[0] + "_tags"
@@ -92,7 +92,7 @@ class TagGridAlgorithm(RsWsssAlgorithm):
             feedback,
             first_stage="making the grid",
         )
-        names = class_names(CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)], feedback)
+        names = class_names(self.class_set(parameters, context))
         move_load(context, asked, out)  # a temporary output became a real file: QGIS must load that one instead
         name = f"{os.path.splitext(os.path.basename(out))[0]} (tag grid: fill in labels)"
         ResultLayer.attach(context, out, name, lambda l: style_tag_grid(l, names))
@@ -103,14 +103,13 @@ class TagsFromVectorAlgorithm(RsWsssAlgorithm):
     GROUP, TITLE = "Tags", "Tags from vector layer"
     HELP = (
         "Tile tags from existing polygons or points with a class field (any CRS): a tile gets a class when that "
-        "class's features cover more than <i>Minimum fraction</i> of it (any overlap when 0) or a point lies in it. "
-        "The tags table loads in the project.<br><br>"
-        "<b>Worked example</b>: OpenStreetMap buildings saved as buildings.gpkg with a field <i>building</i> whose "
-        "values are yes/no: <i>Rasters</i> = your orthophotos, <i>Labelled features</i> = buildings.gpkg, "
-        "<i>Class field</i> = building, <i>Field values</i> = yes=building, class set landcover, tile 512 → "
-        "tags.csv, then <i>Train from tile tags</i> with tags.csv.<br>Command line equivalent: <code>rs-wsss tags "
-        "from-vector ortho/*.tif --labels buildings.gpkg --field building --value-map yes=building --classes "
-        "landcover -o tags.csv</code>"
+        "class's features cover more than 'Minimum fraction' of it (any overlap when 0) or a point lies in it. The "
+        "tags table loads in the project.\n"
+        "Worked example: OpenStreetMap buildings saved as buildings.gpkg with a field 'building' whose values are "
+        "yes/no: Rasters = your orthophotos, Labelled features = buildings.gpkg, Class field = building, Field "
+        "values = yes=building, class set landcover → tags.csv, then 'Train from tile tags' with tags.csv.\n"
+        "Command line equivalent: rs-wsss tags from-vector ortho/*.tif --labels buildings.gpkg --field building "
+        "--value-map yes=building --classes landcover -o tags.csv"
     )
 
     def name(self):
@@ -129,16 +128,19 @@ class TagsFromVectorAlgorithm(RsWsssAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(QgsProcessingParameterEnum("CLASSES", self.tr("Class set"), CLASS_SETS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("CLASSES", self.tr("Class set"), self.class_set_choices(), defaultValue=self.default_class_set()))
         self.addParameter(
-            QgsProcessingParameterNumber("TILE", self.tr("Tile size (px)"), defaultValue=512, minValue=32)
+            QgsProcessingParameterNumber(
+                "TILE", self.tr(cli_label("Tile size", "tags template", "--tile")),
+                defaultValue=cli_default("tags template", "--tile"), minValue=32,
+            )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 "MIN_FRACTION",
                 self.tr("Minimum fraction of a tile (0: any overlap)"),
                 QgsProcessingParameterNumber.Double,
-                defaultValue=0.0,
+                defaultValue=cli_default("tags from-vector", "--min-fraction"),
                 minValue=0.0,
                 maxValue=1.0,
             )
@@ -151,7 +153,7 @@ class TagsFromVectorAlgorithm(RsWsssAlgorithm):
         ok, msg = super().checkParameterValues(parameters, context)
         return self.check_rasters(self.parameterAsLayerList(parameters, "RASTERS", context)) if ok else (ok, msg)
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def process(self, parameters, context, feedback):
         vector = self.parameterAsCompatibleSourceLayerPath(
             parameters, "VECTOR", context, ["gpkg", "shp", "geojson"], "gpkg", feedback
         )
@@ -168,7 +170,7 @@ class TagsFromVectorAlgorithm(RsWsssAlgorithm):
                 "--field",
                 self.parameterAsString(parameters, "FIELD", context),
                 "--classes",
-                CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)],
+                self.class_set(parameters, context),
                 "-o",
                 out,
                 "--overwrite",

@@ -14,8 +14,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ..runner import CLASS_SETS, run_cli
-from .base import RsWsssAlgorithm
+from ..runner import run_cli
+from .base import RsWsssAlgorithm, cli_label
 
 DEVICES = ["auto", "cpu", "cuda"]
 NO_TAGS = (
@@ -47,17 +47,18 @@ class TrainAlgorithm(RsWsssAlgorithm):
     GROUP, TITLE = "Training", "Train from tile tags"
     HELP = (
         "Trains the rs-wsss adapter and decoder (the CLIP and DINOv2 backbones stay frozen) from tile-level tags: "
-        "which classes are present in each tile, not where.<br><br>"
-        "<b>Worked example</b><ol>"
-        "<li>Run <i>Create tag grid</i> on your orthophotos (tile 512). The grid is written beside the first "
-        "raster and loads as outlines.</li>"
-        "<li>Open its attribute table, toggle editing, and pick the classes present in each tile in the "
-        "<i>labels</i> field (building, road, …; leave background-only tiles empty). Save.</li>"
-        "<li>Run this algorithm with the same rasters, <i>Tag grid layer</i> = the grid, class set = the one used "
-        "for the grid, Iterations = 2000. The checkpoint (model.pt) is written beside the tags.</li>"
-        "<li>Give the checkpoint to <i>Segment raster</i>.</li></ol>"
-        "Command line equivalent: <code>rs-wsss train --tags tags.gpkg ortho/*.tif -o model.pt --classes landcover "
-        "--iters 2000</code>. Empty options use the configuration's values (paper: 40000 iterations, batch 4)."
+        "which classes are present in each tile, not where.\n"
+        "Worked example:\n"
+        "1. Run 'Create tag grid' on your orthophotos. The grid is written beside the first raster and loads as "
+        "outlines.\n"
+        "2. Open its attribute table, toggle editing, and pick the classes present in each tile in the 'labels' "
+        "field (building, road, …; leave background-only tiles empty). Save.\n"
+        "3. Run this algorithm with the same rasters, Tag grid layer = the grid, class set = the one used for the "
+        "grid, Iterations = 2000, Backbone weights = the folder of the CLIP and DINOv2 files. The checkpoint "
+        "(model.pt) is written beside the tags.\n"
+        "4. Give the checkpoint to 'Segment raster'.\n"
+        "Command line equivalent: rs-wsss train --tags tags.gpkg ortho/*.tif -o model.pt --classes landcover "
+        "--iters 2000 --weights ~/weights. Empty options use the configuration's values (shown in each label)."
     )
 
     def name(self):
@@ -75,10 +76,13 @@ class TrainAlgorithm(RsWsssAlgorithm):
                 "TAGS_FILE", self.tr("…or a tags file (CSV or GPKG)"), optional=True, fileFilter="Tags (*.csv *.gpkg)"
             )
         )
-        self.addParameter(QgsProcessingParameterEnum("CLASSES", self.tr("Class set"), CLASS_SETS, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum("CLASSES", self.tr("Class set"), self.class_set_choices(), defaultValue=self.default_class_set())
+        )
+        self.add_weights()
         self.addParameter(
             QgsProcessingParameterNumber(
-                "ITERS", self.tr("Iterations (empty: the configuration's, 40000)"), minValue=1, optional=True
+                "ITERS", self.tr(cli_label("Iterations", "train", "--iters")), minValue=1, optional=True
             )
         )
         self.addParameter(
@@ -88,7 +92,7 @@ class TrainAlgorithm(RsWsssAlgorithm):
         )
         self.add_advanced(
             QgsProcessingParameterNumber(
-                "BATCH", self.tr("Batch size (empty: the configuration's, 4)"), minValue=1, optional=True
+                "BATCH", self.tr(cli_label("Batch size", "train", "--batch")), minValue=1, optional=True
             )
         )
         self.add_advanced(QgsProcessingParameterEnum("DEVICE", self.tr("Device"), DEVICES, defaultValue=0))
@@ -110,6 +114,9 @@ class TrainAlgorithm(RsWsssAlgorithm):
         if not ok:
             return ok, msg
         ok, msg = self.check_rasters(self.parameterAsLayerList(parameters, "RASTERS", context))
+        if not ok:
+            return ok, msg
+        ok, msg = self.check_weights(parameters, context)
         if not ok:
             return ok, msg
         tags_file, layer = self.tags_inputs(parameters, context)
@@ -136,7 +143,7 @@ class TrainAlgorithm(RsWsssAlgorithm):
             )
         return True, ""
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def process(self, parameters, context, feedback):
         rasters = [self.raster_file(l, feedback) for l in self.parameterAsLayerList(parameters, "RASTERS", context)]
         tags, layer = self.tags_inputs(parameters, context)
         if not tags:
@@ -154,7 +161,7 @@ class TrainAlgorithm(RsWsssAlgorithm):
             "-o",
             out,
             "--classes",
-            CLASS_SETS[self.parameterAsEnum(parameters, "CLASSES", context)],
+            self.class_set(parameters, context),
             "--device",
             DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
         ]
@@ -163,11 +170,12 @@ class TrainAlgorithm(RsWsssAlgorithm):
         for key, opt in (("ITERS", "--iters"), ("BATCH", "--batch")):
             if parameters.get(key) not in (None, ""):
                 args += [opt, self.parameterAsInt(parameters, key, context)]
-        args += self.test_option_args(parameters, context)
+        args += self.weights_args(parameters, context) + self.test_option_args(parameters, context)
         run_cli(args, feedback)
         result = {"OUTPUT": out}
         report = os.path.splitext(out)[0] + ".report.html"
         if os.path.isfile(report):  # the CLI's training report, where it writes one: opens from Results Viewer
             result["REPORT"] = report
+            self.name_report(f"{os.path.splitext(os.path.basename(out))[0]} · training")
             feedback.pushInfo(f"report: {report}")
         return result
