@@ -45,3 +45,22 @@ def run_main_in_process(argv: list[str], capfd) -> tuple[int, str]:
         root.handlers[:], root.level = saved[3], saved[4]
         signal.signal(signal.SIGTERM, saved[5])
     return code, capfd.readouterr().err
+
+
+def spacenet_class_raster(shared_data: Path, folder: Path, class_set) -> Path:
+    """A class COG on SpaceNet's grid: building (id 1) where the real footprint mask says so, vegetation (id 3)
+    elsewhere, written by rs-wsss's own finaliser (colour table, class names, categories). Returns its path."""
+    import numpy as np
+    import rasterio
+
+    from rs_wsss.raster.write import finalize_class_raster
+
+    with rasterio.open(shared_data / "spacenet/sample_fp_mask_from_geojson.tif") as m, \
+            rasterio.open(shared_data / "spacenet/sample_geotiff.tif") as src:
+        arr = np.where(m.read(1) > 0, 1, 3).astype(np.uint8)
+        profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8", nodata=255,
+                       crs=src.crs, transform=src.transform, tiled=True)
+    with rasterio.open(folder / "raw.tif", "w", **profile) as dst:
+        dst.write(arr, 1)
+    finalize_class_raster(folder / "raw.tif", folder / "c.tif", class_set.names, class_set.colors)
+    return folder / "c.tif"

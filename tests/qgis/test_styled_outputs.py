@@ -8,13 +8,12 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-import rasterio
 
 from rs_wsss.classes import load_class_set
 from rs_wsss.raster.vectorize import vectorize
-from rs_wsss.raster.write import finalize_class_raster
+
+from ..conftest import spacenet_class_raster
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 if not Path("/usr/bin/qgis_process.bin").exists():
@@ -47,14 +46,7 @@ os._exit(0)  # QGIS 3.22's exitQgis can crash at teardown; the answer is out
 
 def test_gpkg_opens_categorized_and_cog_has_categories(shared_data, tmp_path):
     cs = load_class_set("landcover")
-    with rasterio.open(shared_data / "spacenet/sample_fp_mask_from_geojson.tif") as m, \
-            rasterio.open(shared_data / "spacenet/sample_geotiff.tif") as src:
-        arr = np.where(m.read(1) > 0, 1, 3).astype(np.uint8)  # building / vegetation on SpaceNet's grid
-        profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8", nodata=255,
-                       crs=src.crs, transform=src.transform, tiled=True)
-    with rasterio.open(tmp_path / "raw.tif", "w", **profile) as dst:
-        dst.write(arr, 1)
-    finalize_class_raster(tmp_path / "raw.tif", tmp_path / "c.tif", cs.names, cs.colors)
+    spacenet_class_raster(shared_data, tmp_path, cs)
     vectorize(tmp_path / "c.tif", tmp_path / "c.gpkg")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update(QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path))

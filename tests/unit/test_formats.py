@@ -7,33 +7,23 @@ import json
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pyogrio
 import pytest
-import rasterio
 
 from rs_wsss.classes import load_class_set
 from rs_wsss.errors import RsWsssError
 from rs_wsss.outputs import output_paths
 from rs_wsss.raster.formats import FORMATS, VECTOR_SUFFIXES, format_names, media_type, suffix_list, vector_format
 from rs_wsss.raster.vectorize import vectorize
-from rs_wsss.raster.write import finalize_class_raster
+
+from ..conftest import spacenet_class_raster
 
 CS = load_class_set("landcover")
 
 
 @pytest.fixture(scope="module")
 def class_tif(tmp_path_factory, shared_data):
-    d = tmp_path_factory.mktemp("fmt")
-    with rasterio.open(shared_data / "spacenet/sample_fp_mask_from_geojson.tif") as m, \
-            rasterio.open(shared_data / "spacenet/sample_geotiff.tif") as src:
-        arr = np.where(m.read(1) > 0, 1, 3).astype(np.uint8)  # building / vegetation on SpaceNet's grid
-        profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8", nodata=255,
-                       crs=src.crs, transform=src.transform, tiled=True)
-    with rasterio.open(d / "raw.tif", "w", **profile) as dst:
-        dst.write(arr, 1)
-    finalize_class_raster(d / "raw.tif", d / "c.tif", CS.names, CS.colors)
-    return d / "c.tif"
+    return spacenet_class_raster(shared_data, tmp_path_factory.mktemp("fmt"), CS)
 
 
 @pytest.mark.parametrize("suffix", VECTOR_SUFFIXES)

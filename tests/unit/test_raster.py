@@ -18,6 +18,8 @@ from rs_wsss.raster.tiles import tile_windows
 from rs_wsss.raster.vectorize import vectorize
 from rs_wsss.raster.write import atomic_output, finalize_class_raster, write_qml
 
+from ..conftest import spacenet_class_raster
+
 CS = load_class_set("landcover")
 K = CS.num_classes + 1
 
@@ -151,14 +153,9 @@ def test_evaluate_rasters_on_the_real_spacenet_mask(shared_data, tmp_path):
 def test_a_class_raster_as_truth_is_read_by_its_ids_and_names_not_its_colours(shared_data, tmp_path):
     """A class COG of landcover (its display colours differ from the set's mask codes) against itself: every pixel
     counts, mIoU 1 (decoded through the palette, no pixel would match a code)."""
-    with rasterio.open(shared_data / "spacenet/sample_fp_mask_from_geojson.tif") as m, \
-            rasterio.open(shared_data / "spacenet/sample_geotiff.tif") as src:
-        ids = np.where(m.read(1) > 0, 1, 3).astype(np.uint8)
-        prof = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8", nodata=255,
-                    crs=src.crs, transform=src.transform, tiled=True)
-    with rasterio.open(tmp_path / "raw.tif", "w", **prof) as dst:
-        dst.write(ids, 1)
-    finalize_class_raster(tmp_path / "raw.tif", tmp_path / "c.tif", CS.names, CS.colors)
+    spacenet_class_raster(shared_data, tmp_path, CS)
+    with rasterio.open(tmp_path / "c.tif") as c:
+        ids = c.read(1)
     res = evaluate_rasters(tmp_path / "c.tif", tmp_path / "c.tif", CS)
     assert res["mIoU"] == 1.0 and res["pixels"] == ids.size
     assert res["per_class"]["vegetation"]["pixels"] == int((ids == 3).sum())
