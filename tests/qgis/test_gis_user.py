@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,9 @@ import pytest
 from rs_wsss.classes import packaged_class_sets
 from rs_wsss.config import Config
 
-REPO = Path(__file__).resolve().parents[2]
-QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
-CLI = Path(sys.executable).with_name("rs-wsss")
-if not QGIS_PROCESS.exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("QGIS is not installed (CI installs it in .ci/run: apt-get install qgis)")
-    pytest.skip("QGIS not installed here (apt-get install -y qgis); CI installs it and runs these", allow_module_level=True)
+from ._qgis import CLI, QGIS_PROCESS, REPO, require_qgis
 
+require_qgis()
 pytestmark = pytest.mark.qgis
 ALGORITHMS = ("segment", "train", "taggrid", "tagsfromvector", "evaluate", "doctor", "exportdeepness")
 

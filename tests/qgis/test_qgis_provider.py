@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -16,19 +15,11 @@ import rasterio
 from rs_wsss.classes import packaged_class_sets
 
 from ._long_run import long_segment_args
+from ._qgis import CLI, QGIS_PROCESS, REPO, require_qgis
 
 LANDCOVER, POTSDAM = packaged_class_sets().index("landcover"), packaged_class_sets().index("potsdam")  # as listed
 
-REPO = Path(__file__).resolve().parents[2]
-QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
-CLI = Path(sys.executable).with_name("rs-wsss")
-
-if not QGIS_PROCESS.exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("QGIS is not installed (CI installs it in .ci/run: apt-get install qgis)")
-    pytest.skip(
-        "QGIS not installed here (apt-get install -y qgis); CI installs it and runs these", allow_module_level=True
-    )
+require_qgis()
 
 pytestmark = pytest.mark.qgis
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -14,12 +13,9 @@ from rs_wsss.classes import load_class_set
 from rs_wsss.raster.vectorize import vectorize
 
 from ..conftest import spacenet_class_raster
+from ._qgis import SYSTEM_PYTHON, require_qgis
 
-SYSTEM_PYTHON = Path("/usr/bin/python3")
-if not Path("/usr/bin/qgis_process.bin").exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("QGIS is not installed (CI installs it in .ci/run: apt-get install qgis)")
-    pytest.skip("QGIS not installed here (apt-get install -y qgis); CI installs it and runs these", allow_module_level=True)
+require_qgis()
 
 pytestmark = pytest.mark.qgis
 
