@@ -25,7 +25,7 @@ FAULTS = [
      'cams = usr.usr_refine(cams, fcd, torch.full_like(feats["attn"], 1 / feats["attn"].shape[-1]),'),
     ("DINO levels replaced by noise before the DINO adapter", "wsss.py",
      "self.dino_adapter(x)", "self.dino_adapter(torch.randn_like(x))"),
-    ("α and N0 hard-coded to 1", "wsss.py", "cfg.usr.n0, cfg.usr.alpha,", "1, 1,"),
+    ("α and N0 hard-coded to 1", "wsss.py", "self.n0, cfg.usr.alpha,", "1, 1,"),
     ("VPE's top-k ignored", "vpe.py", "    return nonzero & (vals >= kth)", "    return nonzero"),
     ("VPE's similarity on unrelated features (another image's)", "wsss.py",
      "vpe.prototype_similarity(self.prototypes, fcd,", "vpe.prototype_similarity(self.prototypes, fcd.roll(1, 0),"),

@@ -90,6 +90,11 @@ class CAMConfig:
     bg_rule: Literal["power", "constant"] = "power"
     bg_power: float = ranged(1.0, gt=0)
     bg_score: float = ranged(0.45, ge=0, le=1)
+    # False (the paper: M_init, background channel included, is what USR and VPE refine): the background is
+    # diffused and calibrated like the classes. True (WeCLIP, model_attn_aff_voc.py forward: bg_score =
+    # (1 − max refined cams)^cam_bg_thres after perform_single_voc_cam): recomputed from the refined maps with
+    # bg_rule "power" before PAR
+    bg_after_refine: bool = False
 
 
 @dataclass
@@ -98,9 +103,11 @@ class USRConfig:
 
     enabled: bool = True
     use_dino: bool = True  # False: F_cd = F_clip only (ablation of the DINO prior)
-    # N0, first block (1-based) of the threshold/average in eqs 13–14 — not in paper. Counted on the paper's
-    # 12-block ViT-B/16 and scaled to the CLIP prior's depth (priors.specs.depth_scaled: ViT-L/14, 6 → 11)
-    n0: int = ranged(6, ge=1)
+    # N0, first block (1-based) of the threshold/average in eqs 13–14 — not in paper. 7 = WeCLIP's last six maps,
+    # blocks 7–12 (clip/clip_tool.py perform_single_voc_cam: attn_weight[:, 1:, 1:][-6:]). Counted on the paper's
+    # 12-block ViT-B/16 and scaled to the CLIP prior's depth (priors.specs.depth_scaled: ViT-L/14, 7 → 13, the last
+    # 12 of 24 blocks as the last 6 of 12)
+    n0: int = ranged(7, ge=1)
     alpha: int = ranged(3, ge=1)  # α, eq 15 (paper default, Table 6)
     # eq 11 on raw F_cd as the paper writes it (False) or on L2-normalised tokens (True) — see usr.joint_affinity
     normalize_affinity: bool = False
@@ -173,7 +180,10 @@ class TrainConfig:
     checkpoint_every: int = ranged(1000, ge=1)
     log_every: int = ranged(20, ge=1)
     seed: int = ranged(0, ge=0)
-    hflip: bool = True  # random horizontal flip augmentation
+    hflip: bool = True  # random horizontal flip augmentation (AFA and WeCLIP flip too)
+    # random rescale of each tagged tile by a factor drawn uniformly from [low, high] before the crop; [1, 1] = off
+    # (the paper only crops; WeCLIP rescales by [0.5, 2.0], configs/voc_attn_reg.yaml rescale_range)
+    rescale: list[float] = ranged_list([1.0, 1.0], min_items=2, gt=0)
     amp: bool = False  # bf16/fp16 autocast on CUDA
     # the trainable forward's compute precision (adapters + decoder under autocast; fp32 master weights, optimiser,
     # pseudo labels and losses): auto = bf16 on CPUs with AMX/AVX512-BF16, else fp32; CUDA: train.amp decides

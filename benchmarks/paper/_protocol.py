@@ -89,14 +89,16 @@ def scores(conf, class_set, proto: Protocol) -> dict[str, float | None]:
     return out
 
 
-def table(proto: Protocol, ours: dict[str, float | None], label: str) -> str:
+def table(proto: Protocol, ours: dict[str, float | None], label: str,
+          more: list[tuple[str, dict[str, float | None]]] = ()) -> str:  # type: ignore[assignment]
     cols = [c for c, _ in proto.columns] + proto.summary
     width = max(7, *(len(c) + 1 for c in cols))
     fmt = lambda v: f"{'-':>{width}}" if v is None else f"{v:>{width}.2f}"  # noqa: E731
     lines = [f"{proto.name}: per-class IoU (%) and summary beside the paper's {proto.table}",
-             f"{'':<24}" + "".join(f"{c:>{width}}" for c in cols),
-             f"{'paper (' + proto.table + ', Ours)':<24}" + "".join(fmt(proto.paper.get(c)) for c in cols),
-             f"{label:<24}" + "".join(fmt(ours.get(c)) for c in cols)]
+             f"{'':<26}" + "".join(f"{c:>{width}}" for c in cols),
+             f"{'paper (' + proto.table + ', Ours)':<26}" + "".join(fmt(proto.paper.get(c)) for c in cols),
+             f"{label:<26}" + "".join(fmt(ours.get(c)) for c in cols)]
+    lines += [f"{name:<26}" + "".join(fmt(row.get(c)) for c in cols) for name, row in more]
     return "\n".join(lines)
 
 
@@ -143,9 +145,17 @@ def run(proto: Protocol, train: Split, test: Split, args: argparse.Namespace) ->
     preds = [pred_dir / f"{Path(s).stem}.tif" for s in test.images]
     cs = load_class_set(proto.name)
     ours = scores(confusion(preds, test.masks, cs), cs, proto)
+    # the training-free baseline under the identical protocol (same test images, scales, CRF, scoring): users must
+    # see how far training gets beyond zero-shot CAM + USR (training-free open-vocabulary RS methods such as
+    # SegEarth-OV report Potsdam numbers close to the paper's)
+    zs_dir = work / "zero_shot"
+    run_cli("segment", *test.images, "-o", f"{zs_dir}/", "--zero-shot", "--classes", proto.name, "--scales", SCALES,
+            "--crf" if args.crf else "--no-crf", "--no-vectorize", "--overwrite", "--device", args.device,
+            *(["--tiny"] if tiny else seg_extra))
+    zero = scores(confusion([zs_dir / f"{Path(s).stem}.tif" for s in test.images], test.masks, cs), cs, proto)
     label = "rs-wsss (dry run)" if args.dry_run else "rs-wsss (tiny)" if tiny else "rs-wsss (this run)"
     print()
-    print(table(proto, ours, label))
+    print(table(proto, ours, label, [("zero-shot (same protocol)", zero)]))
     print(f"\n{len(train.images)} training images, {len(test.images)} test images, {iters} iterations × batch {batch}, "
           f"scales {SCALES}, {'dense CRF' if args.crf else 'NO dense CRF'}; {time.perf_counter() - t0:.0f} s")
     if args.dry_run:

@@ -233,6 +233,9 @@ class WSSS(nn.Module):
             cams = usr.normalise_maps(m_init, cams)
         if cfg.cam.bg_rule == "constant":
             cams = torch.cat([m_init[:, :1].to(cams), cams[:, 1:]], dim=1)
+        elif cfg.cam.bg_after_refine:  # WeCLIP: the background from the refined (tagged) maps, not diffused
+            fg = cams[:, 1:] * tags.to(cams)[:, :, None]
+            cams = torch.cat([cam_mod.background(fg, cfg.cam), cams[:, 1:]], dim=1)
         return cams.float()  # USR works in float64 (usr.usr_refine); the targets are float32
 
     # ---- inference ----------------------------------------------------------------------------------------------

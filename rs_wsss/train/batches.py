@@ -71,8 +71,10 @@ class CachedBatches:
         r, p, cfg = s.rows[i], s.cfg.priors, s.cfg
         scene = s.scenes[r.image]
         win = [int(r.window.col_off), int(r.window.row_off), int(r.window.width), int(r.window.height)]
+        rescale = [] if list(cfg.train.rescale) == [1.0, 1.0] else [list(cfg.train.rescale)]  # keys unchanged when off
         return cache_key(file_identity(r.image), win, v, cfg.train.seed, s.crop, cfg.train.hflip, scene.bands,
-                         scene.norm.to_dict(), backbones, crop_size(p, "clip"), crop_size(p, "dino"), cfg.raster.gsd)
+                         scene.norm.to_dict(), backbones, crop_size(p, "clip"), crop_size(p, "dino"), cfg.raster.gsd,
+                         *rescale)
 
     def fill(self, model: Any, progress: Progress | None = None) -> list[tuple[int, int, str]]:
         """Compute the frozen features of every view once (misses only); the usable (tile, view, key), sorted.

@@ -56,12 +56,18 @@ class TileSampler:
                 self.tags[i, class_set.index(name) - 1] = 1.0
 
     def read(self, i: int, rng: np.random.Generator) -> np.ndarray | None:
-        """Tile ``i`` as a random ``crop`` × ``crop`` crop (3, crop, crop), flipped at random; None if mostly nodata."""
+        """Tile ``i`` rescaled at random (``train.rescale``), as a random ``crop`` × ``crop`` crop (3, crop, crop),
+        flipped at random; None if mostly nodata."""
         r = self.rows[i]
         img, valid = self.scenes[r.image].read(r.window)
         if 1 - valid.mean() > self.cfg.raster.max_nodata_fraction:
             return None  # mostly nodata: skipped
         _, h, w = img.shape
+        lo, hi = self.cfg.train.rescale[:2]
+        if (lo, hi) != (1.0, 1.0):  # random rescale (train.rescale); no draw when off, so the crops stay the same
+            s = rng.uniform(min(lo, hi), max(lo, hi))
+            img = resize_bilinear(img, max(1, round(h * s)), max(1, round(w * s)))
+            _, h, w = img.shape
         if min(h, w) < self.crop:  # small tiles are upsampled to the crop size
             img = resize_bilinear(img, max(h, self.crop), max(w, self.crop))
             _, h, w = img.shape

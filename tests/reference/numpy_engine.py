@@ -410,6 +410,9 @@ def refine(feats: dict, f_cd: list[np.ndarray], tags: np.ndarray, text: np.ndarr
     if p["bg_rule"] == "constant":
         for i in range(b):
             cams[i][0] = m_init[i][0]
+    elif p.get("bg_after"):  # *README*: WeCLIP's background, (1 − max of the refined tagged maps)^p
+        for i in range(b):
+            cams[i][0] = np.clip(1.0 - (cams[i][1:] * tags[i][:, None]).max(axis=0), 0, None) ** p["bg_power"]
     return cams, protos, init
 
 

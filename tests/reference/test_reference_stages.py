@@ -242,3 +242,19 @@ def test_each_input_matters():
     }
     for name, v in variants.items():
         assert np.abs(v - base).max() > 1e-3, name
+
+
+def test_minmax_norm_default_axis_and_eps():
+    """Norm(·) over the last axis by default; a range just above eps (1e-6) is still stretched to [0, 1], a flat
+    map is 0. (Mutants of the default axis and eps survived the path tests, which always pass both.)"""
+    x = torch.rand(2, 3, 5, generator=_g(13))
+    want = np.stack([[ref.norm01(v) for v in img] for img in np64(x)])
+    assert close(cam.minmax_norm(x), want)
+    tiny = torch.tensor([0.0, 1.5e-6, 0.75e-6], dtype=torch.float64)
+    assert close(cam.minmax_norm(tiny), ref.norm01(np64(tiny)))
+    assert close(cam.minmax_norm(torch.full((4,), 0.3)), np.zeros(4))
+
+
+def test_background_rule_is_checked():
+    with pytest.raises(ValueError, match=r"^cam\.bg_rule must be 'power' or 'constant', not 'other'$"):
+        cam.background(torch.rand(1, 2, 3), CAMConfig(bg_rule="other"))  # type: ignore[arg-type]

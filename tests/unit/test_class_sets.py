@@ -16,7 +16,7 @@ from rs_wsss.errors import RsWsssError
 
 EXPECTED = {
     "isaid": 15,
-    "potsdam": 6,
+    "potsdam": 5,  # + clutter/background as the background channel (ISPRS's sixth class)
     "loveda": 6,
     "landcover": 5,
 }

@@ -90,9 +90,9 @@ def test_decoder_affinity_is_the_last_blocks_symmetrised_attention_and_trains():
 
 def test_decoder_output_matches_the_input_size_inside_the_model(priors, images):
     model = WSSS(tiny_config(), load_class_set("potsdam"), *priors)
-    tags = torch.tensor([[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0]], dtype=torch.float32)
+    tags = torch.tensor([[1, 1, 0, 0, 0], [0, 0, 1, 1, 0]], dtype=torch.float32)
     out = model.train_step(images, tags)
-    assert out["logits"].shape == (2, 7, 60, 72) and out["labels"].shape == (2, 60, 72)
+    assert out["logits"].shape == (2, 6, 60, 72) and out["labels"].shape == (2, 60, 72)
 
 
 # ---- parameters ------------------------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def test_predict_never_runs_dino_and_averages_scales_and_flips(priors, images):
     finally:
         hook.remove()
     assert calls == []
-    assert p.shape == (2, 7, 60, 72) and torch.allclose(p.sum(1), torch.ones(2, 60, 72), atol=1e-5)
+    assert p.shape == (2, 6, 60, 72) and torch.allclose(p.sum(1), torch.ones(2, 60, 72), atol=1e-5)
     # multi-scale is the mean of the single scales, flip averages the flipped prediction flipped back: expectations
     # from the independent numpy reference (tests/reference/expected.py), not from predict itself
     p1 = model.predict(images, scales=[1.0], flip=False)
@@ -170,11 +170,11 @@ def test_zero_shot_gives_probabilities_over_the_tagged_classes(priors, images):
     cfg = tiny_config(["infer.scales=[1.0, 1.25]", "infer.flip=true"])
     model = WSSS(cfg, load_class_set("potsdam"), clip, dino).eval()
     z = model.zero_shot(images)
-    assert z.shape == (2, 7, 60, 72) and torch.allclose(z.sum(1), torch.ones(2, 60, 72), atol=1e-4)
+    assert z.shape == (2, 6, 60, 72) and torch.allclose(z.sum(1), torch.ones(2, 60, 72), atol=1e-4)
     assert (z >= 0).all() and z[:, 1:].amax(dim=(2, 3)).min() > 1e-3  # every class gets some mass without tags
-    tags = torch.tensor([[0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 1, 0]], dtype=torch.float32)
+    tags = torch.tensor([[0, 1, 0, 0, 0], [0, 0, 0, 1, 1]], dtype=torch.float32)
     zt = model.zero_shot(images, tags)
-    untagged = torch.cat([zt[0, [1, 3, 4, 5, 6]], zt[1, [1, 2, 3, 6]]])
+    untagged = torch.cat([zt[0, [1, 3, 4, 5]], zt[1, [1, 2, 3]]])
     assert untagged.max() < 1e-4 and zt[0, 2].max() > 0.3  # only background + tagged classes win mass
     # USR changes the CAM; without it (or without DINO) zero-shot still runs
     plain = WSSS(tiny_config(["usr.enabled=false"]), load_class_set("potsdam"), clip, None).eval().zero_shot(images)

@@ -50,8 +50,8 @@ def test_full_pipeline_trains_and_prototypes_move_only_in_training(batch, priors
     imgs, tags = batch
     res = train(model, lambda step: Batch(imgs, tags), cfg.train, tmp_path / "m.pt")
     assert all(np.isfinite(res["losses"])) and len(res["losses"]) == 6
-    present = [i + 1 for i in range(6) if tags[:, i].any()]
-    absent = [k for k in range(7) if k not in present]  # the background too: vpe.background_prototype is off
+    present = [i + 1 for i in range(tags.shape[1]) if tags[:, i].any()]
+    absent = [k for k in range(tags.shape[1] + 1) if k not in present]  # the background too (no bg prototype)
     assert model.proto_init[present].any()
     assert not model.proto_init[absent].any() and model.prototypes[absent].abs().sum() == 0  # never seeded
     # inference mode (eval) never updates them; a training-mode step applies eq 18 with τ = vpe.momentum
@@ -95,7 +95,7 @@ def test_checkpoint_roundtrip_gives_identical_logits(batch, priors, tmp_path):
 def test_resume_continues_at_the_saved_step_and_matches_an_uninterrupted_run(batch, priors, tmp_path):
     cfg = tiny_config(["train.iters=6", "train.checkpoint_every=2"])
     imgs, tags = batch
-    steps = lambda s: Batch(imgs, tags * (1 if s % 2 else torch.tensor([1, 1, 1, 1, 1, 0.0])))  # noqa: E731
+    steps = lambda s: Batch(imgs, tags * (1 if s % 2 else torch.tensor([1, 1, 1, 1, 0.0])))  # noqa: E731
 
     full = _model(cfg, priors)
     ref = train(full, steps, cfg.train, tmp_path / "full.pt")
@@ -182,9 +182,9 @@ def test_every_ablation_switch_combination_runs_a_train_step(batch, priors):
         model = _model(cfg, priors)
         out = model.train_step(imgs, tags)
         out["loss"].backward()
-        assert torch.isfinite(out["loss"]) and out["logits"].shape == (2, 7, 64, 64)
+        assert torch.isfinite(out["loss"]) and out["logits"].shape == (2, 6, 64, 64)
         labels = out["labels"].unique().tolist()
-        assert set(labels) <= set(range(7)) | {255}
+        assert set(labels) <= set(range(6)) | {255}
         assert all(p.grad is not None for p in model.decoder.parameters())
         assert (model.dino_adapter is not None) == dino
         if dino:  # L_aff on A_cd (loss.aff_on=joint) is what trains the DINO adapter

@@ -144,7 +144,7 @@ def test_train_logs_an_eta_for_the_whole_schedule(tmp_path, caplog, monkeypatch)
     monkeypatch.setenv("RS_WSSS_CACHE", str(tmp_path / "cache"))
     cfg = tiny_config(["train.iters=6", "train.log_every=100", "train.checkpoint_every=100"])
     model = WSSS(cfg, load_class_set("potsdam"), *build_priors(cfg.priors))
-    imgs, tags = torch.rand(1, 3, 64, 64), torch.tensor([[1.0, 0, 0, 0, 0, 0]])
+    imgs, tags = torch.rand(1, 3, 64, 64), torch.tensor([[1.0, 0, 0, 0, 0]])
     with caplog.at_level(logging.INFO, logger="rs_wsss"):
         train(model, lambda step: Batch(imgs, tags), cfg.train, tmp_path / "m.pt")
     etas = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]

@@ -38,7 +38,7 @@ def test_info_prints_counts_flops_classes_and_differences():
     trainable = sum(p.numel() for m in (model.adapter, model.dino_adapter, model.decoder) for p in m.parameters())
     assert _number(out, "trainable") == pytest.approx(trainable / 1e6, abs=0.005)
     assert "GFLOPs" in out and "FlopCounterMode" in out and "per 64-px crop" in out
-    assert "classes potsdam: 6 + background" in out and "random weights (explicit)" in out
+    assert "classes potsdam: 5 + background" in out and "random weights (explicit)" in out
     assert "config usr.warmup_iters = 7   (default 0)" in out and "config priors.tiny = True" in out
 
 

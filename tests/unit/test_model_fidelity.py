@@ -58,7 +58,7 @@ def test_background_prototype_switch(batch, priors):
     assert not torch.allclose(a["cam"][:, 0], b["cam"][:, 0], atol=1e-4)  # its channel is calibrated (eq 20)
     assert (a["labels"] != b["labels"]).float().mean() > 0.01
     # untagged classes never get a prototype
-    never = [k + 1 for k in range(6) if not tags[:, k].any()]
+    never = [k + 1 for k in range(tags.shape[1]) if not tags[:, k].any()]
     assert never and not plain.proto_init[never].any()
 
 
@@ -107,16 +107,16 @@ class _Probe(torch.nn.Module):
 
 def test_pseudo_labels_come_from_par_output(batch, priors):
     imgs, _ = batch
-    tags = torch.tensor([[0, 0, 1, 0, 0, 0], [0, 0, 1, 1, 0, 0]], dtype=torch.float32)
+    tags = torch.tensor([[0, 0, 1, 0, 0], [0, 0, 1, 1, 0]], dtype=torch.float32)
     model = _model(["par.scale=1.0"], priors)
     probe = _Probe()
     model.par = probe
     out = model.train_step(imgs, tags)
-    assert probe.seen is not None and probe.seen.shape == (2, 7, 64, 64)
+    assert probe.seen is not None and probe.seen.shape == (2, 6, 64, 64)
     lab = out["labels"]
     assert (lab[:, :, :32] == 0).all() and (lab[:, :, 32:] == 3).all()  # exactly the probe's arg-max
     # an untagged class cannot win even if PAR prefers it
-    tags2 = torch.tensor([[0, 1, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]], dtype=torch.float32)
+    tags2 = torch.tensor([[0, 1, 0, 0, 0], [0, 1, 0, 0, 0]], dtype=torch.float32)
     lab2 = model.train_step(imgs, tags2)["labels"]
     assert not (lab2 == 3).any()
 
@@ -145,16 +145,16 @@ def test_vpe_sees_eq15_output_as_it_is(monkeypatch, priors):
     """Issue 13's counter-example: M_f = [.5, .75, 1], S² = [1, .5, .25] → eq 20 gives [1, .5, 0] (a min–max of
     M_f first would give [0, 1, 1])."""
     model = _model([], priors)
-    m_f = torch.zeros(1, 7, 3)
+    m_f = torch.zeros(1, 6, 3)
     m_f[0, 1] = torch.tensor([0.5, 0.75, 1.0])
     m_f[0, 0] = torch.tensor([0.2, 0.1, 0.0])
-    s = torch.ones(1, 7, 3)
+    s = torch.ones(1, 6, 3)
     s[0, 1] = torch.tensor([1.0, 0.5, 0.25]).sqrt()
     monkeypatch.setattr(usr, "usr_refine", lambda *a, **k: m_f.clone())
     monkeypatch.setattr(vpe, "prototype_similarity", lambda *a, **k: s)
     clip = model.clip
     feats = {"joint": torch.randn(1, clip.embed_dim, 1, 3), "attn": torch.rand(1, clip.num_blocks, 3, 3)}
-    tags = torch.tensor([[1.0, 0, 0, 0, 0, 0]])
+    tags = torch.tensor([[1.0, 0, 0, 0, 0]])
     tags_k = torch.cat([torch.ones(1, 1), tags], 1).bool()
     out = model.refine_cam(feats, torch.randn(1, 64, 1, 3), tags, tags_k, update=False)
     assert torch.allclose(out[0, 1], torch.tensor([1.0, 0.5, 0.0]), atol=1e-5)
@@ -194,7 +194,7 @@ def test_predict_equals_a_hand_computed_average_over_scales_and_flips(batch, pri
     imgs, _ = batch
     model = _model([], priors).eval()
     scales = [0.75, 1.0, 1.5]
-    total = torch.zeros(2, 7, 64, 64)
+    total = torch.zeros(2, 6, 64, 64)
     count = 0
     with torch.no_grad():
         for s in scales:
@@ -213,9 +213,9 @@ def test_predict_equals_a_hand_computed_average_over_scales_and_flips(batch, pri
     model.cfg.infer.scales, model.cfg.infer.flip = scales, True
     p = model.predict(imgs)
     assert torch.allclose(p, total / count, atol=1e-5)
-    assert p.shape == (2, 7, 64, 64) and torch.allclose(p.sum(1), torch.ones(2, 64, 64), atol=1e-5)
+    assert p.shape == (2, 6, 64, 64) and torch.allclose(p.sum(1), torch.ones(2, 64, 64), atol=1e-5)
     z = model.zero_shot(imgs)  # zero-shot over the same scales and flips gives probabilities too
-    assert z.shape == (2, 7, 64, 64) and torch.allclose(z.sum(1), torch.ones(2, 64, 64), atol=1e-4)
+    assert z.shape == (2, 6, 64, 64) and torch.allclose(z.sum(1), torch.ones(2, 64, 64), atol=1e-4)
 
 
 def test_zero_shot_honours_infer_flip(batch, priors):

@@ -28,7 +28,7 @@ def _row(out: str, label: str) -> list[str]:
 
 
 @pytest.mark.parametrize("script, table, columns, extra", [
-    ("potsdam.py", "Table 2", 9, ()),  # 6 classes + mIoU, OA, F1; with the dense CRF
+    ("potsdam.py", "Table 2", 9, ()),  # 5 classes + clutter (the background channel) + mIoU, OA, F1; dense CRF
     ("isaid.py", "Table 1", 17, ("--no-crf",)),  # 16 classes + mIoU; CRF skipped to keep the suite fast
 ])
 def test_paper_protocol_dry_run_prints_the_comparison_table(script, table, columns, extra, tmp_path):
@@ -36,9 +36,11 @@ def test_paper_protocol_dry_run_prints_the_comparison_table(script, table, colum
     assert f"beside the paper's {table}" in out
     paper = _row(out, f"paper ({table}, Ours)")
     ours = _row(out, "rs-wsss (dry run)")
-    assert len(paper) == len(ours) == columns
+    zero = _row(out, "zero-shot (same protocol)")  # the training-free baseline, scored the same way
+    assert len(paper) == len(ours) == len(zero) == columns
     assert paper[-1 if script == "isaid.py" else -3] == ("38.01" if script == "isaid.py" else "47.01")  # mIoU
     assert all(v == "-" or re.fullmatch(r"\d+\.\d\d", v) for v in ours)
     assert any(v != "-" for v in ours)  # measured, not placeholders
     assert (tmp_path / script / "model.pt").is_file() and any((tmp_path / script / "pred").glob("*.tif"))
+    assert any((tmp_path / script / "zero_shot").glob("*.tif"))
     assert "iterations" in out and "dry run" in out
