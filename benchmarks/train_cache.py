@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--curve-steps", type=int, default=0, help="steps of the fp32 vs bf16 loss curves (0: none)")
     ap.add_argument("--curve-grid", type=int, default=0,
                     help="CLIP token grid of the loss-curve runs (DINO's one more; 0: the paper's 20/22)")
+    ap.add_argument("--curves-only", action="store_true", help="only the loss curves (no timing rows)")
     ap.add_argument("--baseline", default="", help="git revision whose train_cache.py to run too (before/after)")
     ap.add_argument("--iters", type=int, default=PAPER_ITERS, help="schedule to project (the paper's: 40k × batch 4)")
     a = ap.parse_args()
@@ -81,7 +82,7 @@ def main() -> None:
     from rs_wsss.runtime import DTYPES
     from rs_wsss.train.batches import CachedBatches
     from rs_wsss.train.cache import FeatureCache
-    from rs_wsss.train.loop import build_optimizer, train
+    from rs_wsss.train.loop import build_optimizer
     from rs_wsss.train.sampler import TileSampler
 
     dev = torch.device(a.device)
@@ -105,6 +106,10 @@ def main() -> None:
         batches.fill(model)
         return cfg, model, start, cache, batches, time.perf_counter() - t
 
+    precisions = [p for p in a.precisions.split(",") if p]
+    if a.curves_only:
+        curve_runs(a, setup, dev, precisions)
+        return
     cfg, model, start, cache, batches, fill = setup([])
     opt, _ = build_optimizer(model, cfg.train)
 
@@ -138,7 +143,6 @@ def main() -> None:
         one(0, True)
     gflop = fc.get_total_flops() / 1e9  # trainable forward + backward (the frozen backbones are cached)
     res: dict[tuple[int, str], dict[str, tuple[float, float]]] = {}
-    precisions = [p for p in a.precisions.split(",") if p]
     for threads in [int(x) for x in a.threads.split(",") if x]:
         torch.set_num_threads(threads)
         for prec in precisions:
@@ -177,32 +181,56 @@ def main() -> None:
     for prec, table in profiles.items():
         print(f"\ncached step, {prec}, 1 thread, top operators by self CPU time:\n{table}")
     if a.curve_steps:
-        curves = {}
-        grids = [f"priors.clip_grid={a.curve_grid}", f"priors.dino_grid={a.curve_grid + 1}"] if a.curve_grid else []
-        cfg, model, start, cache, batches, fill = setup(grids)
-        print(f"\nloss curves: crops {model.clip.size}/{model.dino.size if model.dino else '-'} px, real ViT-B widths, "
-              f"{len(batches.views)} cached views of real NAIP tiles, the same initial weights and batches")
-        for prec in precisions:
-            model.load_state_dict(start, strict=False)
-            model.steps_done = 0
-            c = load_config(overrides=[f"train.batch={a.batch}", "train.cache_views=1", f"train.iters={a.curve_steps}",
-                                       f"train.precision={prec}", f"train.checkpoint_every={a.curve_steps}", *grids])
-            out = Path(tempfile.mkdtemp(prefix="rsw-curve-")) / "m.pt"
-            cpu = time.process_time()
-            curves[prec] = train(model, batches, c.train, out, device=dev)["losses"]
-            print(f"curve {prec}: {a.curve_steps} steps in {time.process_time() - cpu:.0f} CPU s")
-        ref, low = torch.tensor(curves["fp32"]), torch.tensor(curves[precisions[-1]])
-        k = max(1, a.curve_steps // 10)
-        smooth = [torch.nn.functional.avg_pool1d(x[None, None], k, 1)[0, 0] for x in (ref, low)]
-        rel = ((smooth[1] - smooth[0]).abs() / smooth[0].abs()).max()
-        print(f"\nloss curves fp32 vs {precisions[-1]}, {a.curve_steps} steps, same start and batches: per-step max "
-              f"|Δ| {float((low - ref).abs().max()):.4f}, mean |Δ| {float((low - ref).abs().mean()):.4f}; "
-              f"{k}-step running means max relative Δ {float(rel):.2%}; first/last loss fp32 {ref[0]:.4f}/"
-              f"{ref[-1]:.4f}, {precisions[-1]} {low[0]:.4f}/{low[-1]:.4f}")
-        print("step | " + " | ".join(precisions))
-        for s in range(0, a.curve_steps, max(1, a.curve_steps // 20)):
-            print(f"{s + 1} | " + " | ".join(f"{curves[p][s]:.4f}" for p in precisions))
+        curve_runs(a, setup, dev, precisions)
 
+
+def curve_runs(a, setup, dev: torch.device, precisions: list[str]) -> None:
+    """Loss curves from the same initial weights over the same cached batches: fp32 and bf16 with the paper's online
+    targets (USR + VPE refine the pseudo labels from the features being trained), an fp32 control whose initial
+    weights carry 1e-6 relative noise (how far the online loop alone drifts from a rounding-sized change), and fp32
+    and bf16 on static targets (USR and VPE off: initial CAM + PAR, a fixed objective per view)."""
+    from rs_wsss.config import load_config
+    from rs_wsss.train.loop import train
+
+    grids = [f"priors.clip_grid={a.curve_grid}", f"priors.dino_grid={a.curve_grid + 1}"] if a.curve_grid else []
+    cfg, model, start, cache, batches, fill = setup(grids)
+    print(f"\nloss curves: crops {model.clip.size}/{model.dino.size if model.dino else '-'} px, real ViT-B widths, "
+          f"{len(batches.views)} cached views of real NAIP tiles, the same initial weights and batches")
+    low = precisions[-1]
+    runs = [("fp32", "fp32", True, 0.0), (low, low, True, 0.0), ("fp32, 1e-6 noise", "fp32", True, 1e-6),
+            ("fp32 static", "fp32", False, 0.0), (f"{low} static", low, False, 0.0)]
+    curves: dict[str, list[float]] = {}
+    for name, prec, online, noise in runs:
+        gen = torch.Generator().manual_seed(1)
+        model.load_state_dict({k: v + noise * v.abs().mean() * torch.randn(v.shape, generator=gen)
+                               if noise and v.is_floating_point() and k.split(".")[0] in ("adapter", "dino_adapter",
+                                                                                          "decoder") else v
+                               for k, v in start.items()}, strict=False)
+        model.steps_done = 0
+        model.cfg.usr.enabled = model.cfg.vpe.enabled = online
+        c = load_config(overrides=[f"train.batch={a.batch}", "train.cache_views=1", f"train.iters={a.curve_steps}",
+                                   f"train.precision={prec}", f"train.checkpoint_every={a.curve_steps}", *grids])
+        out = Path(tempfile.mkdtemp(prefix="rsw-curve-")) / "m.pt"
+        cpu = time.process_time()
+        curves[name] = train(model, batches, c.train, out, device=dev)["losses"]
+        print(f"curve {name}: {a.curve_steps} steps in {time.process_time() - cpu:.0f} CPU s")
+    k = max(1, a.curve_steps // 10)
+
+    def compare(x: str, y: str) -> str:
+        u, v = torch.tensor(curves[x]), torch.tensor(curves[y])
+        su, sv = (torch.nn.functional.avg_pool1d(t[None, None], k, 1)[0, 0] for t in (u, v))
+        return (f"{x} vs {y}: per-step max |Δ| {float((u - v).abs().max()):.4f}, mean |Δ| "
+                f"{float((u - v).abs().mean()):.4f}; {k}-step running means: max relative Δ "
+                f"{float(((sv - su).abs() / su.abs()).max()):.2%}; last {k} steps mean {float(u[-k:].mean()):.4f} vs "
+                f"{float(v[-k:].mean()):.4f}")
+
+    print(f"\n{a.curve_steps} steps, same start and batches:")
+    for x, y in (("fp32", low), ("fp32", "fp32, 1e-6 noise"), ("fp32 static", f"{low} static")):
+        print(compare(x, y))
+    names = [r[0] for r in runs]
+    print("\nstep | " + " | ".join(names))
+    for st in range(0, a.curve_steps, max(1, a.curve_steps // 20)):
+        print(f"{st + 1} | " + " | ".join(f"{curves[n][st]:.4f}" for n in names))
 
 if __name__ == "__main__":
     main()
