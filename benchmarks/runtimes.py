@@ -130,6 +130,9 @@ def main() -> None:
                 classes = ds.read(1)
             if ref is None and (runtime, precision) == ("torch", "fp32"):
                 ref = classes
+            if ref is None and (work / f"out_torch_fp32_{threads}.tif").exists():  # an earlier run's reference
+                with rasterio.open(work / f"out_torch_fp32_{threads}.tif") as ds:
+                    ref = ds.read(1)
             agree = f"{100 * (classes == ref).mean():.2f} %" if ref is not None else "—"
             print(f"| {runtime} | {precision} | {threads} | {cpu:.1f} ({wall:.0f}) | {bound:.1f} | {cpu / bound:.3f} | "
                   f"{agree} | {flags} |", flush=True)

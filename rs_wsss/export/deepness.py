@@ -55,10 +55,10 @@ def deepness_metadata(class_set: ClassSet, tile: int, overlap: float, resolution
 
 
 def set_metadata(proto: Any, meta: Mapping[str, str]) -> None:
-    """Replace ``proto``'s ``metadata_props`` entries of the same keys by ``meta``."""
-    keep = [(p.key, p.value) for p in proto.metadata_props if p.key not in meta]
+    """Make ``meta`` the whole of ``proto``'s ``metadata_props``: tools leave plain-text entries there (ONNX
+    Runtime's quantiser writes ``onnx.quant.pre_process``), and every value must be JSON for Deepness's readers."""
     del proto.metadata_props[:]
-    for key, value in [*keep, *meta.items()]:
+    for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
 
@@ -69,10 +69,14 @@ def read_metadata(custom: Mapping[str, str], source: str = "model.onnx") -> dict
     Raises:
         RsWsssError: the file was not written by ``rs-wsss export`` (no rs-wsss entry or not JSON).
     """
-    try:
-        out = {k: json.loads(v) for k, v in custom.items()}
-    except json.JSONDecodeError:
-        raise RsWsssError(f"{source}: its metadata is not JSON; export it again with rs-wsss export") from None
+    out = {}
+    for key, value in custom.items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            if key in (RS_WSSS_KEY, CARD_KEY, "class_names", "tile_size", "standardization_mean"):
+                raise RsWsssError(f"{source}: its metadata '{key}' is not JSON; export it again with rs-wsss export"
+                                  ) from None
     if RS_WSSS_KEY not in out:
         raise RsWsssError(f"{source} was not written by rs-wsss export (no '{RS_WSSS_KEY}' metadata); "
                           "export the checkpoint with rs-wsss export model.pt -o model.onnx")

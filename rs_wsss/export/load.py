@@ -40,12 +40,13 @@ def load_exported(path: str | Path, overrides: Sequence[str] = (), settings: dic
                           f"with --tile {asked_tile}")
     cfg.raster.tile = tile
     runtime: str = "onnxruntime" if cfg.infer.runtime in ("torch", "auto") else cfg.infer.runtime
-    file_precision = own.get("precision", "fp32")
-    precision = file_precision if cfg.infer.precision in ("auto", file_precision) else cfg.infer.precision
-    if file_precision == "int8" and precision != "int8":
+    # the file's precision, unless --precision asks otherwise (the checkpoint's infer.precision was for torch)
+    file_precision, asked = own.get("precision", "fp32"), (settings or {}).get("infer.precision")
+    if file_precision == "int8" and asked not in (None, "auto", "int8"):
         raise RsWsssError(f"{path} is an int8 graph; drop --precision or export a float32 one")
-    if precision == "int8" and file_precision != "int8":
-        raise RsWsssError(f"{path} is a float32 graph; export with --precision int8 --calibrate SCENE… for int8")
+    if file_precision != "int8" and asked == "int8":
+        raise RsWsssError(f"{path} is a float32 graph; export with --precision int8 --scene SCENE… for int8")
+    precision = "int8" if file_precision == "int8" else asked or "auto"
     runtime, precision = resolve(runtime, precision)
     if cfg.infer.scales != [1.0]:
         log.info("the exported graph runs at a single scale (infer.scales %s does not apply)", cfg.infer.scales)

@@ -150,7 +150,7 @@ def on_the_fly(model: Any, cfg: Any, model_id: str, runtime: str, precision: str
     """
     if precision == "int8":
         raise RsWsssError("int8 needs calibration on training tiles: rs-wsss export model.pt -o model.int8.onnx "
-                          "--precision int8 --calibrate SCENE…, then segment --model model.int8.onnx")
+                          "--precision int8 --scene SCENE…, then segment --model model.int8.onnx")
     import hashlib
 
     from ..atomic import atomic_path
