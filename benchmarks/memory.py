@@ -31,12 +31,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from rs_wsss.classes import load_class_set
 from rs_wsss.config import load_config
-from rs_wsss.segment import Segmenter, segment_scene
+from rs_wsss.outputs import OutputSpec
+from rs_wsss.segment import SceneRun, Segmenter, segment_scene
 def predict(x, valid):
     g = x.mean(1, keepdims=True)
     return np.concatenate([g, 1 - g] + [np.zeros_like(g)] * 4, 1)
 seg = Segmenter(predict, load_class_set("landcover"), load_config(), {"model": "stand-in"})
-segment_scene(seg, sys.argv[1], Path(sys.argv[2]), tile=int(sys.argv[3]), overlap=float(sys.argv[4]), overwrite=True)
+segment_scene(seg, sys.argv[1], Path(sys.argv[2]), OutputSpec(overwrite=True),
+              SceneRun(tile=int(sys.argv[3]), overlap=float(sys.argv[4])))
 '''
 
 

@@ -106,11 +106,11 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
         ["gdf"]}``: one dict for a single path, a list for a list.
     """
     from .build import ModelSpec, needs_dino, resolve_config
-    from .outputs import plan_outputs
+    from .outputs import OutputSpec, plan_outputs
     from .raster.creation import check_creation_options
     from .raster.extent import Extent
     from .raster.io import check_bands, check_extent
-    from .segment import load_segmenter, segment_scene
+    from .segment import SceneRun, load_segmenter, segment_scene
 
     paths, single = _paths(scenes)
     _exist(paths + [str(p) for p in (model, aoi) if p])  # GDAL paths (/vsicurl/, s3://) are checked by opening
@@ -126,8 +126,8 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
     if not single and not out.endswith(("/", "\\")):
         out += "/"  # a list of scenes always goes to a directory, even a list of one
     reads = [model, config, weights, classes]  # never written to, whatever the output says
-    plan = plan_outputs(paths, out, vectorize=vectorize, probs=probs, overwrite=overwrite, report=report,
-                        inputs=[str(p) for p in reads if p and os.path.isfile(p)])
+    outputs = OutputSpec(vectorize, probs, report, overwrite, min_area, simplify, dict(creation_options or {}))
+    plan = plan_outputs(paths, out, outputs, inputs=[str(p) for p in reads if p and os.path.isfile(p)])
     settings = {k: v for k, v in {"infer.scales": list(scales) if scales else None, "infer.crf": crf,
                                   "infer.precision": precision, "infer.runtime": runtime, "raster.bands": bands,
                                   "raster.tile": tile, "raster.overlap": overlap}.items() if v is not None}
@@ -149,15 +149,13 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
 
         client = make_client(dask)
         executor = DaskBlocks(client, {"spec": spec.to_dict(), "zero_shot": zero_shot, "device": device})
+    run = SceneRun(extent=extent, executor=executor, block=block_size, resume=resume)
     results = []
     try:
         plan.make_dir()
         for scene, target in plan.targets:
             t1 = time.perf_counter()
-            res = segment_scene(seg, scene, target, vectorize=vectorize, overwrite=overwrite, probs=probs,
-                                min_area=min_area, simplify=simplify, progress=progress, executor=executor,
-                                block=block_size, extent=extent, resume=resume,
-                                creation_options=creation_options, report=report, timings={"load model": load_s})
+            res = segment_scene(seg, scene, target, outputs, run, progress, timings={"load model": load_s})
             res = {"scene": scene, **res, "seconds": time.perf_counter() - t1}
             if return_gdf and res.get("vector"):
                 import geopandas as gpd
@@ -207,6 +205,7 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
     from .outputs import check_target, input_files
     from .raster.io import check_bands
     from .train.run import run_training
+    from .train.validate import ValidationSpec
 
     paths, _ = _paths(scenes)
     _exist(paths)
@@ -240,7 +239,6 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
 
     guard_outputs(list(monitor_paths(output).values()), inputs, check=False)  # nor may a sibling (log, report, best)
     res = run_training(str(tags), paths, cs, cfg, output, weights, pick_device(device), resume, progress,
-                       cache_features, val_masks=val_masks, val_tags=val_tags, val_value_map=val_value_map,
-                       report=report)
+                       cache_features, validation=ValidationSpec(val_masks, val_tags, val_value_map), report=report)
     files = res.pop("files", {})
     return {"checkpoint": str(output), **files, **res}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RsWsssError
@@ -51,6 +51,23 @@ def output_paths(out: Path, vectorize: bool | None, probs: bool = False,
         paths["quicklook"] = tif.with_name(tif.stem + "_quicklook.png")
         paths["report"] = tif.with_name(tif.stem + "_report.html")
     return paths
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What ``segment`` writes for each scene beside the class raster, and how (the output options of the CLI)."""
+
+    vectorize: bool | None = None  # polygons; None: for vector outputs (.gpkg, .fgb, .parquet)
+    probs: bool = False  # OUT_confidence.tif
+    report: bool = False  # OUT_quicklook.png + OUT_report.html
+    overwrite: bool = False  # replace existing outputs (never an input)
+    min_area: float = 0.0  # minimum mapping unit in m² (raster sieve before the polygons)
+    simplify: float = 0.0  # coverage-preserving simplification tolerance in metres
+    creation_options: dict[str, str] = field(default_factory=dict, hash=False)  # GDAL options of the COGs
+
+    def paths(self, out: str | Path) -> dict[str, Path | None]:
+        """The files one scene written to ``out`` gets (:func:`output_paths`)."""
+        return output_paths(Path(out), self.vectorize, self.probs, self.report)
 
 
 def check_target(path: str | Path, overwrite: bool, inputs: Sequence[str | Path | None] = ()) -> Path:
@@ -94,17 +111,16 @@ class OutputPlan:
             self.new_dir.rmdir()
 
 
-def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = None, probs: bool = False,
-                 overwrite: bool = False, inputs: Sequence[str | Path | None] = (), report: bool = False) -> OutputPlan:
+def plan_outputs(scenes: list[str], output: str, spec: OutputSpec,
+                 inputs: Sequence[str | Path | None] = ()) -> OutputPlan:
     """Map scenes to outputs and refuse, before any work, whatever would fail or clobber a file.
 
     Args:
         scenes: input rasters.
         output: ``-o``: a ``.gpkg``/``.tif`` file for one scene, or a directory (existing, or ending in ``/``).
-        vectorize: write polygons (None: for .gpkg outputs). probs: also write confidence rasters.
-        overwrite: replace existing outputs. inputs: the other files the run reads (checkpoint, class set, config,
-            weights); the scenes and the files their datasets are made of (VRT sources) are added here.
-        report: also write the quicklook and HTML report.
+        spec: which files each scene gets (polygons, confidence, report) and whether existing ones are replaced.
+        inputs: the other files the run reads (checkpoint, class set, config, weights); the scenes and the files
+            their datasets are made of (VRT sources) are added here.
 
     Raises:
         RsWsssError: an output that is an input (with or without ``overwrite``), a file name given for several
@@ -127,9 +143,9 @@ def plan_outputs(scenes: list[str], output: str, *, vectorize: bool | None = Non
             raise RsWsssError("several scenes share a file name; segment them into different directories")
         check_target(out, overwrite=True)  # its parent exists and is writable
         new_dir = None if out.exists() else out
-    planned = [p for _, t in targets for p in output_paths(t, vectorize, probs, report).values()]
+    planned = [p for _, t in targets for p in spec.paths(t).values()]
     # files in a directory created later cannot exist yet: only the "is an input / twice" checks apply there
-    guard_outputs(planned, [*inputs, *input_files(scenes)], overwrite, check=new_dir is None)
+    guard_outputs(planned, [*inputs, *input_files(scenes)], spec.overwrite, check=new_dir is None)
     return OutputPlan(targets, new_dir)
 
 

@@ -22,12 +22,13 @@ from ._version import __version__
 from .classes import ClassSet
 from .config import Config
 from .errors import RsWsssError
-from .outputs import output_paths
+from .outputs import OutputSpec
 
 if TYPE_CHECKING:
     from .build import ModelSpec
     from .raster.blocks import BlockExecutor
     from .raster.extent import Extent
+    from .raster.io import Scene
 
 log = logging.getLogger("rs_wsss")
 Progress = Callable[[str, int, int], None]
@@ -46,6 +47,17 @@ class Segmenter:
     norms: dict[str, dict] = field(default_factory=dict)  # scene_key(file) → NormStats dict from training
     model: Any = None  # the WSSS module behind ``predict`` (benchmarks, introspection)
     auto_batch: Callable[[int], int] | None = None  # tile px → batch size, when infer.batch is 0 (automatic)
+
+    def batch_for(self, tile: int) -> int:
+        """Tiles per ``predict`` call for tiles of ``tile`` px: ``infer.batch``, or the automatic choice when it is 0
+        (the config itself is left as it is)."""
+        if self.auto_batch is not None:
+            return self.auto_batch(tile)
+        if self.cfg.infer.batch > 0:
+            return self.cfg.infer.batch
+        from .runtime import auto_batch
+
+        return auto_batch(tile, "cpu")
 
 
 def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu") -> Segmenter:
@@ -102,13 +114,13 @@ def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu"
     # float32 on float32 CLIP outputs: only the CLIP tower is in low precision there
     ctx = (lambda: autocast(device, dtype)) if not zero_shot else contextlib.nullcontext
     batch_of = None
-    if cfg.infer.batch <= 0:  # resolved now for the config's tile size, again by segment_scene for the one it gets
+    if cfg.infer.batch <= 0:  # automatic: chosen per scene for the tile size it is segmented with
 
         def batch_of(tile: int) -> int:
             return auto_batch(tile, device, clip.width, clip.num_blocks, clip.patch, cfg.infer.scales)
 
-        cfg.infer.batch = batch_of(cfg.raster.tile)
-    log.info("inference: %s, batch %d", str(dtype).replace("torch.", ""), cfg.infer.batch)
+    log.info("inference: %s, batch %d", str(dtype).replace("torch.", ""),
+             cfg.infer.batch if batch_of is None else batch_of(cfg.raster.tile))
 
     def probs_of(batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(device)
@@ -136,36 +148,66 @@ def _with_crf(probs_of: Callable[[np.ndarray], np.ndarray], cfg: Config) -> Call
     return predict
 
 
-def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, tile: int | None = None,
-                  overlap: float | None = None, vectorize: bool | None = None, overwrite: bool = False,
-                  probs: bool = False, min_area: float = 0.0, simplify: float = 0.0, progress: Progress | None = None,
-                  executor: BlockExecutor | None = None, block: int | None = None, extent: Extent | None = None,
-                  creation_options: dict[str, str] | None = None, report: bool = False,
-                  timings: dict[str, float] | None = None, resume: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SceneRun:
+    """How a scene is segmented, beyond the model and the outputs: its tile grid (None: the config's
+    ``raster.tile``/``raster.overlap``), the part of it read (--bounds/--aoi/--src-nodata) and who stitches it."""
+
+    tile: int | None = None  # tile side in px
+    overlap: float | None = None  # share of a tile overlapping its neighbour, in [0, 1)
+    extent: Extent | None = None
+    # stitch in blocks with this executor (e.g. ``rs_wsss.distributed.dask.DaskBlocks``); None: in this process, in
+    # blocks when a side of the raster exceeds ``raster.blocks.MAX_STRIP_WIDTH`` (or with ``resume``)
+    executor: BlockExecutor | None = None
+    block: int | None = None  # block side in px (None: ``raster.blocks.BLOCK``)
+    # continue a killed or interrupted run of the same settings from the blocks it wrote (``.OUT.tif.blocks/``)
+    resume: bool = False
+
+
+@dataclass
+class ScenePlan:
+    """Stage 1 (:func:`plan_scene`): the files one scene writes, their temporary names, and its tile grid and batch,
+    settled before a pixel is read."""
+
+    scene_path: str | Path
+    paths: dict[str, Path | None]  # the outputs (``OutputSpec.paths``)
+    temps: dict[str, Path]  # their temporary names (not the report's, written last and atomically by itself)
+    raw: Path  # the stitched class ids, before the COG
+    conf: Path | None  # the stitched confidence (for --probs and the polygons' mean confidence)
+    tile: int
+    overlap: float
+    batch: int  # tiles per forward, fixed for the run (with the grid it fixes which tiles are predicted together)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def tif(self) -> Path:
+        """The class raster."""
+        return self.paths["tif"]  # type: ignore[return-value]  # output_paths always names it
+
+    @property
+    def blocks_folder(self) -> Path:
+        """Where the block files of a blocked run live (kept for --resume)."""
+        return self.tif.with_name(f".{self.tif.name}.blocks")
+
+
+def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, outputs: OutputSpec | None = None,
+                  run: SceneRun | None = None, progress: Progress | None = None,
+                  timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Segment one scene into COG + qml (+ polygons, + confidence COG), a per-class area summary and a STAC Item.
 
-    Everything is written under temporary names and renamed at the end, so a failure leaves nothing partial and an
-    existing output is untouched.
+    Four stages: :func:`plan_scene` (outputs, refusals, grid), :func:`predict_and_stitch` (the model over the tile
+    grid, whole or in blocks), :func:`finalise` (COGs, style, polygons, areas, STAC under temporary names) and
+    :func:`publish` (the renames), then the report. A failure leaves nothing partial; an existing output is
+    untouched (Ctrl-C keeps the blocks of a blocked run for ``resume``).
 
     Args:
         seg: the predictor from :func:`load_segmenter`.
         scene_path: the input raster: any path GDAL opens (local, /vsicurl/, https://, s3://).
         out: ``OUT.gpkg``/``.fgb``/``.parquet`` or ``OUT.tif`` (see :func:`rs_wsss.outputs.output_paths`).
-        tile: tile side in px (None: ``seg.cfg.raster.tile``). overlap: tile overlap fraction in [0, 1) (None:
-            ``seg.cfg.raster.overlap``).
-        vectorize: write polygons (None: for vector outputs). overwrite: replace existing outputs.
-        probs: also write the per-pixel confidence raster. min_area: minimum mapping unit in m² (raster sieve:
-            smaller regions merge into their neighbours). simplify: coverage-preserving simplification tolerance in
-            metres. progress: ``progress(stage, done, total)``.
-        executor: stitch in blocks with this executor (e.g. ``rs_wsss.distributed.dask.DaskBlocks``); None: in this
-            process, in blocks when a side of the raster exceeds ``raster.blocks.MAX_STRIP_WIDTH``.
-        block: block side in px for the executor (None: ``raster.blocks.BLOCK``).
-        extent: --bounds/--aoi (a pixel-aligned part of the scene) and --src-nodata.
-        creation_options: GDAL creation options of the COGs (``--co KEY=VALUE``).
-        report: also write ``OUT_quicklook.png`` and ``OUT_report.html`` (after the outputs are in place).
+        outputs: which files and how (:class:`rs_wsss.outputs.OutputSpec`; None: its defaults).
+        run: tile grid, extent, block executor and resume (:class:`SceneRun`; None: the config's grid, in-process).
+        progress: ``progress(stage, done, total)``.
         timings: seconds spent before this call (e.g. ``{"load model": 3.2}``), shown in the report.
-        resume: continue a killed or interrupted run of the same settings from the blocks it wrote (beside the
-            output, in ``.OUT.tif.blocks/``); stitches in blocks even when the raster is small.
 
     Returns:
         ``{"tif", "qml", ["vector"], ["conf"], "areas_csv", "areas_json", "stac", ["quicklook", "report"]: path,
@@ -173,130 +215,162 @@ def segment_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, *, ti
 
     Raises:
         RsWsssError: bad output name, existing output without ``overwrite``, unreadable scene, bad band choice,
-            bounds/AOI outside the scene.
+            bounds/AOI outside the scene, disk full.
     """
-    from .atomic import disk_full, remove_quietly, sweep_stale, temp_path
-    from .outputs import guard_outputs, input_files
-    from .raster import blocks
-    from .raster.areas import raster_class_areas, write_area_summary
+    from .atomic import disk_full, remove_quietly
     from .raster.env import raster_env
     from .raster.io import known_norm, open_scene
-    from .raster.stac import stac_item, write_stac_item
-    from .raster.stitch import stitch
-    from .raster.vectorize import vectorize as to_polygons
-    from .raster.write import (
-        aux_path,
-        finalize_class_raster,
-        finalize_confidence_raster,
-        write_qml,
-    )
 
-    cs, cfg = seg.class_set, seg.cfg
-    tile = cfg.raster.tile if tile is None else tile
-    overlap = cfg.raster.overlap if overlap is None else overlap
-    paths = output_paths(Path(out), vectorize, probs, report)
-    t0 = time.perf_counter()
-    guard_outputs(list(paths.values()), list(input_files([scene_path])), overwrite)  # never an input, any sibling
-    for p in paths.values():
-        if p is not None:
-            sweep_stale(p)  # temporaries of a killed earlier run (their PID is gone)
-    if seg.auto_batch is not None or cfg.infer.batch <= 0:  # automatic: for this tile size
-        from .runtime import auto_batch
-
-        cfg.infer.batch = seg.auto_batch(tile) if seg.auto_batch is not None else auto_batch(tile, "cpu")
-    # the report is written last, from the final files (and atomically by itself)
-    temps: dict[str, Path] = {k: temp_path(p) for k, p in paths.items() if p and k not in REPORT_KEYS}
-    tif = paths["tif"]
-    assert tif is not None  # output_paths always names the class raster
-    raw = temp_path(tif, "raw")
-    conf_tmp = temp_path(tif, "rawconf") if probs or paths["vector"] else None
-    folder, work = tif.with_name(f".{tif.name}.blocks"), None
+    outputs, run = outputs or OutputSpec(), run or SceneRun()
+    plan = plan_scene(seg, scene_path, out, outputs, run)
+    work = None
     with raster_env():
         try:
-            with open_scene(scene_path, cfg.raster.bands, known_norm(seg.norms, scene_path), cfg.raster.gsd,
-                            tuple(cfg.raster.percentile), extent) as scene:
-                # large rasters go in blocks: memory bounded by the block, and a killed run can be resumed
-                if executor is None and (resume or max(scene.width, scene.height) > blocks.MAX_STRIP_WIDTH):
-                    executor = blocks.LocalBlocks(seg.predict, cs.num_classes + 1)
-                if executor is None:
-                    blocks.discard_workspace(folder)  # a dead run's blocks, now unused
-                    stitch(scene, seg.predict, cs.num_classes + 1, tile, overlap, raw, cfg.infer.batch, progress,
-                           conf_tmp)
-                else:
-                    block = block or blocks.BLOCK
-                    signature = _signature(seg, scene, scene_path, tile, overlap, block, conf_tmp is not None, extent)
-                    work = blocks.open_workspace(folder, signature, resume)
-                    blocks.stitch_blocks(scene, executor, tile=tile, overlap=overlap, batch=cfg.infer.batch,
-                                         block=block, raw=raw,
-                                         conf=conf_tmp, progress=progress, work=work)
-                crs = scene.crs
-                read = {"bands": list(scene.bands), "norm": scene.norm.to_dict(), "gsd": cfg.raster.gsd,
-                        "percentile": list(cfg.raster.percentile), "extent": extent}
+            with open_scene(scene_path, seg.cfg.raster, known_norm(seg.norms, scene_path), run.extent) as scene:
+                executor, work = predict_and_stitch(seg, plan, scene, run, progress)
+                crs, bands, norm = scene.crs, list(scene.bands), scene.norm.to_dict()
             t_seg = time.perf_counter()
-            finalize_class_raster(raw, temps["tif"], cs.names, cs.colors, seg.meta, creation_options)
-            if probs:
-                finalize_confidence_raster(conf_tmp, temps["conf"], creation_options)  # type: ignore[arg-type]
-            write_qml(temps["qml"], cs.names, cs.colors)
-            n_poly = None
-            summary = (temps["areas_csv"], temps["areas_json"])
-            if paths["vector"]:
-                if progress:
-                    progress("vectorize", 0, 1)
-                n_poly = to_polygons(temps["tif"], temps["vector"], cs.names, conf_tmp, min_area, simplify,
-                                     overwrite=True, colors=cs.colors, summary=summary)
-                if progress:
-                    progress("vectorize", 1, 1)
-            else:
-                write_area_summary(raster_class_areas(temps["tif"], cs.names), *summary, crs, str(scene_path))
-            params = {"tile_px": tile, "overlap": overlap, "scales": list(cfg.infer.scales), "crf": cfg.infer.crf,
-                      "bands": cfg.raster.bands, "gsd": cfg.raster.gsd, "min_area_m2": min_area,
-                      "simplify_m": simplify, "extent": dataclasses.asdict(extent) if extent else None,
-                      "creation_options": creation_options or {}}
-            item = stac_item(temps["tif"], str(scene_path), {k: v for k, v in paths.items() if v and k != "stac"},
-                             params, seg.meta, item_id=tif.stem, base=tif.parent, class_names=cs.names)
-            write_stac_item(item, temps["stac"])
+            n_poly, params = finalise(seg, plan, outputs, run, progress, crs)
             t_vec = time.perf_counter()
-            for key, tmp in temps.items():
-                if aux_path(tmp).exists():  # the class COG's categories and attribute table travel with it
-                    os.replace(aux_path(tmp), aux_path(paths[key]))  # type: ignore[arg-type]
-                os.replace(tmp, paths[key])  # type: ignore[arg-type]
+            publish(plan)
         except KeyboardInterrupt:  # Ctrl-C / Cancel: the blocks stay for --resume
             raise
         except BaseException as exc:  # bad input, disk full …: nothing worth resuming
-            full = disk_full(exc, tif.parent)  # before the clean-up frees the space again
-            remove_quietly(work, raw, conf_tmp, *temps.values())
+            full = disk_full(exc, plan.tif.parent)  # before the clean-up frees the space again
+            remove_quietly(work, plan.raw, plan.conf, *plan.temps.values())
             if full:
-                raise RsWsssError(f"no space left on the disk of {tif.parent} while writing the outputs of "
+                raise RsWsssError(f"no space left on the disk of {plan.tif.parent} while writing the outputs of "
                                   f"{Path(scene_path).name}; nothing was written: "
                                   "free space or choose another -o") from None
             raise
         finally:
-            remove_quietly(raw, conf_tmp, *temps.values())
+            remove_quietly(plan.raw, plan.conf, *plan.temps.values())
         remove_quietly(work)
-    gpkg = f" and {paths['vector']} ({n_poly} polygons)" if paths["vector"] else ""
-    log.info("wrote %s%s (CRS %s)", tif, gpkg, crs)
-    if report:
+    gpkg = f" and {plan.paths['vector']} ({n_poly} polygons)" if plan.paths["vector"] else ""
+    log.info("wrote %s%s (CRS %s)", plan.tif, gpkg, crs)
+    if outputs.report:
         from .report.segment_report import write_segment_report
 
-        shown = {**params, "bands": read["bands"], "polygons": n_poly,
+        shown = {**params, "bands": bands, "polygons": n_poly,
                  "executor": type(executor).__name__ if executor else "local"}
-        times = {**(timings or {}), "segment": t_seg - t0, "finalize + vectorize": t_vec - t_seg}
-        outputs = {k: str(v) for k, v in paths.items() if v and k not in REPORT_KEYS}
-        write_segment_report(scene_path, tif, cs.names, cs.colors, seg.meta, shown, times, read, outputs,
-                             paths={k: paths[k] for k in REPORT_KEYS})  # type: ignore[misc]
-    return {k: str(v) for k, v in paths.items() if v} | {"polygons": n_poly}
+        times = {**(timings or {}), "segment": t_seg - plan.started, "finalize + vectorize": t_vec - t_seg}
+        files = {k: str(v) for k, v in plan.paths.items() if v and k not in REPORT_KEYS}
+        read = {"raster": dataclasses.replace(seg.cfg.raster, bands=bands), "norm": norm, "extent": run.extent}
+        write_segment_report(scene_path, plan.tif, seg.class_set.names, seg.class_set.colors, seg.meta, shown, times,
+                             read, files, paths={k: plan.paths[k] for k in REPORT_KEYS})  # type: ignore[misc]
+    return {k: str(v) for k, v in plan.paths.items() if v} | {"polygons": n_poly}
 
 
-def _signature(seg: Segmenter, scene: Any, scene_path: str | Path, tile: int, overlap: float, block: int,
-               conf: bool, extent: Any) -> dict[str, Any]:
+def plan_scene(seg: Segmenter, scene_path: str | Path, out: str | Path, outputs: OutputSpec,
+               run: SceneRun) -> ScenePlan:
+    """Stage 1: the scene's outputs (refused now if one is an input, exists without ``overwrite`` or cannot be
+    written), their temporary names (a killed earlier run's are swept), its tile grid and batch size.
+
+    Raises:
+        RsWsssError: a bad output name, an output that is an input or exists without ``overwrite``.
+    """
+    from .atomic import sweep_stale, temp_path
+    from .outputs import guard_outputs, input_files
+
+    cfg = seg.cfg
+    paths = outputs.paths(out)
+    guard_outputs(list(paths.values()), list(input_files([scene_path])), outputs.overwrite)  # never an input
+    for p in paths.values():
+        if p is not None:
+            sweep_stale(p)  # temporaries of a killed earlier run (their PID is gone)
+    tile = cfg.raster.tile if run.tile is None else run.tile
+    overlap = cfg.raster.overlap if run.overlap is None else run.overlap
+    tif = paths["tif"]
+    assert tif is not None  # output_paths always names the class raster
+    return ScenePlan(scene_path, paths, {k: temp_path(p) for k, p in paths.items() if p and k not in REPORT_KEYS},
+                     temp_path(tif, "raw"), temp_path(tif, "rawconf") if outputs.probs or paths["vector"] else None,
+                     tile, overlap, seg.batch_for(tile))
+
+
+def predict_and_stitch(seg: Segmenter, plan: ScenePlan, scene: Scene, run: SceneRun,
+                       progress: Progress | None) -> tuple[BlockExecutor | None, Path | None]:
+    """Stage 2: the model over the scene's tile grid into ``plan.raw`` (+ ``plan.conf``): strip by strip, or in
+    blocks (large rasters, ``resume``, an executor) whose files stay until the run is published.
+
+    Returns:
+        The block executor used (None: the whole raster in this process) and the block folder (None without).
+    """
+    from .raster import blocks
+    from .raster.stitch import stitch
+    from .raster.tiles import TileGrid
+
+    k = seg.class_set.num_classes + 1
+    grid = TileGrid(scene.width, scene.height, plan.tile, plan.overlap)
+    executor = run.executor
+    # large rasters go in blocks: memory bounded by the block, and a killed run can be resumed
+    if executor is None and (run.resume or max(scene.width, scene.height) > blocks.MAX_STRIP_WIDTH):
+        executor = blocks.LocalBlocks(seg.predict, k)
+    if executor is None:
+        blocks.discard_workspace(plan.blocks_folder)  # a dead run's blocks, now unused
+        stitch(scene, seg.predict, k, grid, plan.raw, plan.batch, progress, plan.conf)
+        return None, None
+    block = run.block or blocks.BLOCK
+    work = blocks.open_workspace(plan.blocks_folder, _signature(seg, plan, scene, block, run.extent), run.resume)
+    blocks.stitch_blocks(scene, executor, grid=grid, batch=plan.batch, block=block, raw=plan.raw, conf=plan.conf,
+                         progress=progress, work=work)
+    return executor, work
+
+
+def finalise(seg: Segmenter, plan: ScenePlan, outputs: OutputSpec, run: SceneRun, progress: Progress | None,
+             crs: Any) -> tuple[int | None, dict[str, Any]]:
+    """Stage 3: the stitched rasters → class COG (+ confidence COG), .qml, polygons or the area summary, and the
+    STAC Item, all under their temporary names. Returns the polygon count (None without polygons) and the run's
+    parameters as recorded in the STAC Item (and shown in the report)."""
+    from .raster.areas import raster_class_areas, write_area_summary
+    from .raster.stac import stac_item, write_stac_item
+    from .raster.vectorize import vectorize as to_polygons
+    from .raster.write import finalize_class_raster, finalize_confidence_raster, write_qml
+
+    cs, cfg, temps, co = seg.class_set, seg.cfg, plan.temps, outputs.creation_options
+    finalize_class_raster(plan.raw, temps["tif"], cs.names, cs.colors, seg.meta, co)
+    if outputs.probs:
+        finalize_confidence_raster(plan.conf, temps["conf"], co)  # type: ignore[arg-type]
+    write_qml(temps["qml"], cs.names, cs.colors)
+    n_poly = None
+    summary = (temps["areas_csv"], temps["areas_json"])
+    if plan.paths["vector"]:
+        if progress:
+            progress("vectorize", 0, 1)
+        n_poly = to_polygons(temps["tif"], temps["vector"], cs.names, plan.conf, outputs.min_area, outputs.simplify,
+                             overwrite=True, colors=cs.colors, summary=summary)
+        if progress:
+            progress("vectorize", 1, 1)
+    else:
+        write_area_summary(raster_class_areas(temps["tif"], cs.names), *summary, crs, str(plan.scene_path))
+    params = {"tile_px": plan.tile, "overlap": plan.overlap, "scales": list(cfg.infer.scales), "crf": cfg.infer.crf,
+              "bands": cfg.raster.bands, "gsd": cfg.raster.gsd, "min_area_m2": outputs.min_area,
+              "simplify_m": outputs.simplify, "extent": dataclasses.asdict(run.extent) if run.extent else None,
+              "creation_options": co or {}}
+    tif = plan.tif
+    item = stac_item(temps["tif"], str(plan.scene_path), {k: v for k, v in plan.paths.items() if v and k != "stac"},
+                     params, seg.meta, item_id=tif.stem, base=tif.parent, class_names=cs.names)
+    write_stac_item(item, temps["stac"])
+    return n_poly, params
+
+
+def publish(plan: ScenePlan) -> None:
+    """Stage 4: every temporary output renamed to its name (the class COG's ``.aux.xml`` categories with it)."""
+    from .raster.write import aux_path
+
+    for key, tmp in plan.temps.items():
+        if aux_path(tmp).exists():  # the class COG's categories and attribute table travel with it
+            os.replace(aux_path(tmp), aux_path(plan.paths[key]))  # type: ignore[arg-type]
+        os.replace(tmp, plan.paths[key])  # type: ignore[arg-type]
+
+
+def _signature(seg: Segmenter, plan: ScenePlan, scene: Scene, block: int, extent: Extent | None) -> dict[str, Any]:
     """What a scene's block files depend on; ``--resume`` reuses blocks only when it is unchanged."""
-    import dataclasses
     import json
 
     from .raster.io import scene_key
 
-    sig = {"scene": scene_key(scene_path), "size": [scene.width, scene.height], "bands": list(scene.bands),
-           "norm": scene.norm.to_dict(), "gsd": seg.cfg.raster.gsd, "tile": tile, "overlap": overlap,
-           "block": block, "conf": conf, "model": seg.meta, "infer": dataclasses.asdict(seg.cfg.infer),
-           "extent": str(extent)}
+    sig = {"scene": scene_key(plan.scene_path), "size": [scene.width, scene.height], "bands": list(scene.bands),
+           "norm": scene.norm.to_dict(), "gsd": seg.cfg.raster.gsd, "tile": plan.tile, "overlap": plan.overlap,
+           "block": block, "conf": plan.conf is not None, "model": seg.meta,
+           "infer": dataclasses.asdict(seg.cfg.infer) | {"batch": plan.batch}, "extent": str(extent)}
     return json.loads(json.dumps(sig, default=str))  # the form it is compared with after a JSON round trip

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import RsWsssError
 from ..raster.blocks import BlockJob, Progress
 from ..raster.io import Scene
+from ..raster.tiles import TileGrid
 
 log = logging.getLogger("rs_wsss")
 _WORKER_SEGMENTERS: dict[str, Any] = {}
@@ -64,8 +65,8 @@ def _segmenter(spec: dict[str, Any]) -> Any:
     return _WORKER_SEGMENTERS[key]
 
 
-def segment_block(spec: dict[str, Any], scene_path: str, norm: dict[str, Any], job: BlockJob, tile: int,
-                  overlap: float, batch: int, extent: dict[str, Any] | None = None) -> BlockJob:
+def segment_block(spec: dict[str, Any], scene_path: str, norm: dict[str, Any], job: BlockJob, grid: TileGrid,
+                  batch: int, extent: dict[str, Any] | None = None) -> BlockJob:
     """One block of the scene → its files (:func:`rs_wsss.raster.blocks.stitch_block`); a retried task is harmless.
 
     ``batch`` is the driver's, not this worker's automatic choice: with the tile grid it fixes which tiles are
@@ -77,9 +78,9 @@ def segment_block(spec: dict[str, Any], scene_path: str, norm: dict[str, Any], j
 
     seg = _segmenter(spec)
     cfg = seg.cfg
-    with raster_env(), open_scene(scene_path, cfg.raster.bands, NormStats.from_dict(norm), cfg.raster.gsd,
-                                  tuple(cfg.raster.percentile), Extent(**extent) if extent else None) as sc:
-        stitch_block(sc, seg.predict, seg.class_set.num_classes + 1, job, tile=tile, overlap=overlap, batch=batch)
+    with raster_env(), open_scene(scene_path, cfg.raster, NormStats.from_dict(norm),
+                                  Extent(**extent) if extent else None) as sc:
+        stitch_block(sc, seg.predict, seg.class_set.num_classes + 1, job, grid=grid, batch=batch)
     return job
 
 
@@ -94,13 +95,13 @@ class DaskBlocks:
     client: Any
     spec: dict[str, Any]
 
-    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float, batch: int,
+    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, grid: TileGrid, batch: int,
                  progress: Progress | None) -> None:
         from dask.distributed import as_completed
 
         stem = Path(scene.path).stem
-        futures = [self.client.submit(segment_block, self.spec, str(scene.path), scene.norm.to_dict(), j, tile,
-                                      overlap, batch, dataclasses.asdict(scene.extent),
+        futures = [self.client.submit(segment_block, self.spec, str(scene.path), scene.norm.to_dict(), j, grid,
+                                      batch, dataclasses.asdict(scene.extent),
                                       key=f"rs-wsss-block-{os.getpid()}-{stem}-{j.bounds[0]}-{j.bounds[1]}", retries=2)
                    for j in jobs]
         for n, fut in enumerate(as_completed(futures), start=1):

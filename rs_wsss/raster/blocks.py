@@ -26,7 +26,7 @@ from ..atomic import pid_alive, remove_quietly, temp_path
 from ..errors import RsWsssError
 from .io import Scene
 from .stitch import Predict, stitch
-from .tiles import tile_stride
+from .tiles import TileGrid
 from .write import NODATA
 
 Progress = Callable[[str, int, int], None]
@@ -63,11 +63,11 @@ class BlockJob:
 
 
 class BlockExecutor(Protocol):
-    """Stitches every job's block of ``scene`` on the tile grid (``tile`` px, ``overlap`` fraction, ``batch`` tiles
-    per forward, batches cut as :func:`~rs_wsss.raster.tiles.tile_batches` does) into its files; calls
+    """Stitches every job's block of ``scene`` on the tile ``grid`` (``batch`` tiles per forward, batches cut as
+    :meth:`~rs_wsss.raster.tiles.TileGrid.batches` does) into its files; calls
     ``progress("segment", done, total)``."""
 
-    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float, batch: int,
+    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, grid: TileGrid, batch: int,
                  progress: Progress | None) -> None: ...
 
 
@@ -78,15 +78,15 @@ class LocalBlocks:
     predict: Predict
     num_classes: int
 
-    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, tile: int, overlap: float, batch: int,
+    def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, grid: TileGrid, batch: int,
                  progress: Progress | None) -> None:
         for n, job in enumerate(jobs, start=1):
-            stitch_block(scene, self.predict, self.num_classes, job, tile=tile, overlap=overlap, batch=batch)
+            stitch_block(scene, self.predict, self.num_classes, job, grid=grid, batch=batch)
             if progress:
                 progress("segment", n, len(jobs))
 
 
-def stitch_block(scene: Scene, predict: Predict, num_classes: int, job: BlockJob, *, tile: int, overlap: float,
+def stitch_block(scene: Scene, predict: Predict, num_classes: int, job: BlockJob, *, grid: TileGrid,
                  batch: int) -> None:
     """Stitch one block of the global tile grid into ``job.out`` (+ ``job.conf``), the way every executor does.
 
@@ -94,7 +94,7 @@ def stitch_block(scene: Scene, predict: Predict, num_classes: int, job: BlockJob
     (what ``--resume`` relies on) and a retried task (a lost Dask worker) is harmless."""
     out, conf = temp_path(job.out), temp_path(job.conf) if job.conf else None
     try:
-        stitch(scene, predict, num_classes, tile, overlap, out, batch, None, conf, block=job.window)
+        stitch(scene, predict, num_classes, grid, out, batch, None, conf, block=job.window)
         if conf is not None and job.conf is not None:
             os.replace(conf, job.conf)
         os.replace(out, job.out)
@@ -146,15 +146,14 @@ def discard_workspace(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: float, batch: int, block: int,
-                  raw: Path, conf: Path | None = None, progress: Progress | None = None,
-                  work: Path | None = None) -> None:
+def stitch_blocks(scene: Scene, executor: BlockExecutor, *, grid: TileGrid, batch: int, block: int, raw: Path,
+                  conf: Path | None = None, progress: Progress | None = None, work: Path | None = None) -> None:
     """Stitch ``scene`` block by block with ``executor`` into ``raw`` (uint8 class ids) and ``conf`` (float32).
 
     Args:
         scene: the open scene.
         executor: who stitches each block (:class:`LocalBlocks`, a Dask executor, …).
-        tile: tile side in px; overlap: tile overlap fraction in [0, 1) (they fix the global tile grid).
+        grid: the scene's tile grid (size and overlap).
         batch: tiles per forward; with the grid it fixes which tiles are predicted together, the same in every
             block, worker and resumed run as in the whole-raster run.
         block: block side in px (rounded down to a multiple of the tile stride).
@@ -163,7 +162,7 @@ def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: 
         work: the block folder from :func:`open_workspace` (blocks already in it are not stitched again; the caller
             removes it); None: a private temporary folder, removed here.
     """
-    windows = block_windows(scene.width, scene.height, block, tile_stride(tile, overlap))
+    windows = block_windows(scene.width, scene.height, block, grid.stride)
     private = work is None
     folder = Path(tempfile.mkdtemp(prefix=f".{raw.name}.{os.getpid()}.blocks",
                                    dir=raw.parent)) if work is None else work
@@ -179,7 +178,7 @@ def stitch_blocks(scene: Scene, executor: BlockExecutor, *, tile: int, overlap: 
                 progress("segment", skipped, len(jobs))
         counted = (lambda stage, n, total: progress(stage, n + skipped,
                                                     len(jobs))) if progress and skipped else progress
-        executor(scene, todo, tile=tile, overlap=overlap, batch=batch, progress=counted)
+        executor(scene, todo, grid=grid, batch=batch, progress=counted)
         assemble_blocks(jobs, scene, raw, conf, folder)
     finally:
         if private:

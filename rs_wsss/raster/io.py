@@ -20,6 +20,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from ..config import RasterConfig
 from ..errors import InputNotFound, RsWsssError
 from .extent import Extent, aoi_mask, read_aoi
 
@@ -148,9 +149,10 @@ def select_bands(src, bands: list[int] | None, path: str | Path) -> list[int]:
 class Scene:
     """One raster opened for reading; ``read(window)`` → (float32 (3, h, w) in [0, 1], valid bool (h, w))."""
 
-    def __init__(self, path: str | Path, bands: list[int] | None = None, norm: NormStats | None = None,
-                 gsd: float | None = None, percentile: Sequence[float] = (2.0, 98.0),
+    def __init__(self, path: str | Path, raster: RasterConfig | None = None, norm: NormStats | None = None,
                  extent: Extent | None = None):
+        raster = raster or RasterConfig()
+        bands, gsd = raster.bands, raster.gsd
         self.path = str(path)
         self.dataset = open_dataset(path)
         self.src = self.dataset
@@ -169,7 +171,7 @@ class Scene:
         self.src_nodata = self.extent.src_nodata
         self.dtype = self.src.dtypes[self.bands[0] - 1]
         self.nodata = self.src.nodata
-        self.norm = norm or compute_norm(self, percentile)
+        self.norm = norm or compute_norm(self, raster.percentile)
 
     # grid properties of what is read (the resampled grid when gsd is set)
     width = property(lambda self: int(self.window.width))
@@ -228,7 +230,7 @@ def _intersects(window: Window, full: Window) -> bool:
             and window.col_off + window.width > 0 and window.row_off + window.height > 0)
 
 
-def compute_norm(scene: Scene, percentile: Sequence[float] = (2.0, 98.0)) -> NormStats:
+def compute_norm(scene: Scene, percentile: Sequence[float]) -> NormStats:
     """8-bit data: 0–255 as is. Other types: per-band percentiles of the valid pixels of a decimated read. A scene
     without a valid pixel is refused (for 8-bit data too: its output would be nodata only)."""
     src = scene.src
@@ -266,11 +268,12 @@ def _resampled(src, gsd: float):
                      height=max(1, round(src.height * fy)), resampling=Resampling.bilinear)
 
 
-def open_scene(path: str | Path, bands: list[int] | None = None, norm: NormStats | None = None,
-               gsd: float | None = None, percentile: Sequence[float] = (2.0, 98.0),
+def open_scene(path: str | Path, raster: RasterConfig | None = None, norm: NormStats | None = None,
                extent: Extent | None = None) -> Scene:
-    """Open a scene for reading (see ``Scene``); ``extent`` restricts it to --bounds/--aoi and adds --src-nodata."""
-    return Scene(path, bands, norm, gsd, percentile, extent)
+    """Open a scene for reading (see ``Scene``) as ``raster`` says (``raster.bands``, ``gsd``, ``percentile``; None:
+    the defaults); ``norm``: known statistics (else computed); ``extent`` restricts it to --bounds/--aoi and adds
+    --src-nodata."""
+    return Scene(path, raster, norm, extent)
 
 
 def scene_key(path: str | Path) -> str:

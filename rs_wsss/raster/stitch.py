@@ -15,7 +15,7 @@ import rasterio
 from rasterio.windows import Window
 
 from .io import Scene
-from .tiles import tile_batches
+from .tiles import TileGrid
 from .write import NODATA
 
 Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -29,25 +29,23 @@ def weight_window(tile: int) -> np.ndarray:
     return np.outer(w, w).astype(np.float32)
 
 
-def stitch(scene: Scene, predict: Predict, num_classes: int, tile: int, overlap: float, out_path: str | Path,
+def stitch(scene: Scene, predict: Predict, num_classes: int, grid: TileGrid, out_path: str | Path,
            batch: int = 4, progress: Progress | None = None, conf_path: str | Path | None = None,
            block: Window | None = None) -> None:
-    """Segment ``scene`` tile by tile with ``predict`` and write a uint8 class GeoTIFF (nodata 255) to ``out_path``
-    (and the max probability as float32 to ``conf_path``). ``block`` restricts the output to a sub-window of the
-    global tile grid (for distributed runs): its pixels equal those of the whole-raster run.
+    """Segment ``scene`` tile by tile on its tile ``grid`` with ``predict`` and write a uint8 class GeoTIFF (nodata 255)
+    to ``out_path`` (and the max probability as float32 to ``conf_path``). ``block`` restricts the output to a
+    sub-window of the global tile grid (for distributed runs): its pixels equal those of the whole-raster run.
 
-    The tiles ``predict`` sees together are fixed by the global grid (:func:`tile_batches`), whatever ``block``: a
+    The tiles ``predict`` sees together are fixed by the global grid (:meth:`TileGrid.batches`), whatever ``block``: a
     block predicts every batch that touches it whole. A tile's probabilities may depend on its batch-mates in the last
     bits (GEMM kernels choose their blocking by batch size on some CPUs), so this is what makes a blocked, resumed or
     distributed run equal the whole-raster run by construction, not by the luck of the CPU."""
+    if (grid.width, grid.height) != (scene.width, scene.height):
+        raise ValueError(f"the tile grid is for {grid.width}x{grid.height} px, the scene {scene.width}x{scene.height}")
+    tile = grid.size
     area = block or Window(0, 0, scene.width, scene.height)
     a_c0, a_r0, a_w, a_h = int(area.col_off), int(area.row_off), int(area.width), int(area.height)
-
-    def touches(w: Window) -> bool:
-        return (w.col_off < a_c0 + a_w and w.col_off + tile > a_c0
-                and w.row_off < a_r0 + a_h and w.row_off + tile > a_r0)
-
-    chunks = [c for c in tile_batches(scene.width, scene.height, tile, overlap, batch) if any(map(touches, c))]
+    chunks = [c for c in grid.batches(batch) if any(grid.touches(w, area) for w in c)]
     weight = weight_window(tile)
     profile = dict(driver="GTiff", width=a_w, height=a_h, count=1, dtype="uint8", nodata=NODATA, tiled=True,
                    blockxsize=256, blockysize=256, compress="deflate", crs=scene.crs,

@@ -18,7 +18,7 @@ from ..classes import ClassSet
 from ..errors import InputNotFound, RsWsssError
 from .io import open_dataset
 from .masks import code_table, read_mask
-from .tiles import tile_windows
+from .tiles import TileGrid
 from .write import atomic_output
 
 log = logging.getLogger("rs_wsss")
@@ -230,7 +230,7 @@ def template_grid(scenes: list[str], tile: int, overlap: float) -> list[TagRow]:
     rows: list[TagRow] = []
     for s in scenes:
         with open_dataset(s) as ds:
-            rows += [TagRow(str(s), w, (), len(rows) + 1) for w in tile_windows(ds.width, ds.height, tile, overlap)]
+            rows += [TagRow(str(s), w, (), len(rows) + 1) for w in TileGrid(ds.width, ds.height, tile, overlap).windows]
     return rows
 
 
@@ -275,7 +275,7 @@ def tags_from_vector(scenes: list[str], vector_path: str | Path, field: str | No
                 lyr = lyr.to_crs(ds.crs)
             sindex = lyr.sindex
             extent = box(*ds.bounds)
-            for w in tile_windows(ds.width, ds.height, tile, overlap):
+            for w in TileGrid(ds.width, ds.height, tile, overlap).windows:
                 fp = box(*window_bounds(w, ds.transform)).intersection(extent)
                 hits = lyr.iloc[sindex.query(fp, predicate="intersects")]
                 found = []
@@ -302,7 +302,7 @@ def tags_from_raster(scenes: list[str], masks: list[str], class_set: ClassSet, t
             if (ms.width, ms.height) != (ds.width, ds.height):
                 raise RsWsssError(f"mask {Path(m).name} is {ms.width}x{ms.height}, scene {Path(s).name} is "
                                   f"{ds.width}x{ds.height}")
-            for w in tile_windows(ds.width, ds.height, tile, overlap):
+            for w in TileGrid(ds.width, ds.height, tile, overlap).windows:
                 inner = w.intersection(Window(0, 0, ds.width, ds.height))
                 ids = read_mask(ms, inner, table)
                 n = ids.size

@@ -9,9 +9,14 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rasterio.enums import Resampling
+
+if TYPE_CHECKING:
+    from ..config import RasterConfig
+    from ..raster.extent import Extent
 
 MAX_SIDE = 1024  # long side of the quicklook, px
 ALPHA = 0.5  # overlay opacity: the imagery stays readable under the classes
@@ -24,15 +29,13 @@ def quicklook_shape(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[
     return max(1, round(height / f)), max(1, round(width / f))
 
 
-def read_rgb(scene_path: str | Path, bands: list[int] | None = None, norm: dict | None = None,
-             gsd: float | None = None, percentile: Sequence[float] = (2.0, 98.0), extent=None,
-             max_side: int = MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
-    """The scene as segmented (same bands, stretch, grid and extent) at quicklook size: uint8 (h, w, 3) and valid
-    (h, w)."""
+def read_rgb(scene_path: str | Path, raster: RasterConfig | None = None, norm: dict | None = None,
+             extent: Extent | None = None, max_side: int = MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """The scene as segmented (same bands, stretch, grid and extent: ``raster`` as read, None: the defaults) at
+    quicklook size: uint8 (h, w, 3) and valid (h, w)."""
     from ..raster.io import NormStats, open_scene
 
-    with open_scene(scene_path, bands, NormStats.from_dict(norm) if norm else None, gsd, tuple(percentile),
-                    extent) as sc:
+    with open_scene(scene_path, raster, NormStats.from_dict(norm) if norm else None, extent) as sc:
         shape = quicklook_shape(sc.width, sc.height, max_side)
         uniq = sorted(set(sc.bands))
         win = sc.window  # the whole raster, or the --bounds/--aoi part that was segmented

@@ -12,6 +12,7 @@ from ..config import Config
 from ..errors import RsWsssError
 from ..raster.env import ensure_raster_env
 from .monitor import refuse_stale_best
+from .validate import ValidationSpec
 
 log = logging.getLogger("rs_wsss")
 
@@ -20,8 +21,7 @@ log = logging.getLogger("rs_wsss")
 def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Config, out_path: str | Path,
                  weights: str | None = None, device: str = "cpu", resume: bool = False,
                  progress: Callable[[str, int, int], None] | None = None,
-                 cache_dir: str | Path | None = None, *, val_masks: str | Path | None = None,
-                 val_tags: str | Path | None = None, val_value_map: dict | None = None,
+                 cache_dir: str | Path | None = None, *, validation: ValidationSpec | None = None,
                  report: bool = True) -> dict[str, Any]:
     """Train the adapter + decoder from tile tags and write the checkpoint ``out_path``.
 
@@ -31,8 +31,8 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
         weights: backbone weights directory/file, or "random". device: "cpu", "cuda" ….
         resume: continue ``out_path`` from its saved step. progress: ``progress(stage, done, total)``.
         cache_dir: frozen-feature cache directory (None: run the backbones every step).
-        val_masks / val_tags: validate every ``train.report_every`` steps (``train.validate``) and keep the best
-            checkpoint as ``MODEL.best.pt``; val_value_map: mask code → class name for ``val_masks``.
+        validation: masks or a tag file to validate on every ``train.report_every`` steps (``train.validate``),
+            keeping the best checkpoint as ``MODEL.best.pt``; None: no validation.
         report: write ``MODEL.log.csv`` and ``MODEL.report.html`` (+ curves, previews) beside the checkpoint.
 
     Returns:
@@ -64,7 +64,8 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
         log.setLevel(logging.WARNING)
     if out_path.exists() and not resume:
         raise RsWsssError(f"output exists: {out_path} (pass --resume to continue it, or choose another -o)")
-    if val_masks and val_tags:
+    val = validation or ValidationSpec()
+    if val.masks and val.tags:
         raise RsWsssError("give --val-masks or --val-tags, not both")
     refuse_stale_best(out_path, resume)
     known_norms: dict[str, Any] = {}
@@ -82,8 +83,7 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     try:
         for r in rows:
             if r.image not in opened:
-                opened[r.image] = open_scene(r.image, cfg.raster.bands, known_norm(known_norms, r.image),
-                                             cfg.raster.gsd, tuple(cfg.raster.percentile))
+                opened[r.image] = open_scene(r.image, cfg.raster, known_norm(known_norms, r.image))
         sampler = TileSampler(rows, opened, class_set, cfg)
         torch.manual_seed(cfg.train.seed)  # reproducible adapter/decoder initialisation
         model = assemble(cfg, class_set, weights, "train").model.to(device)
@@ -102,14 +102,14 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
             log.info("feature cache %s: %d views (%.1f MB)", cache_dir, len(views), cache.size_bytes() / 1e6)
             batches = cached
         monitor = None
-        if rank == 0 and (report or val_masks or val_tags):
+        if rank == 0 and (report or val):
             def open_val(p: str) -> Scene:
                 if p not in opened and p not in val_opened:
-                    val_opened[p] = open_scene(p, cfg.raster.bands, None, cfg.raster.gsd, tuple(cfg.raster.percentile))
+                    val_opened[p] = open_scene(p, cfg.raster)
                 return opened.get(p) or val_opened[p]
 
-            validator = (validate.from_masks(val_masks, opened, class_set, cfg, val_value_map) if val_masks else
-                         validate.from_tags(val_tags, class_set, cfg, open_val) if val_tags else None)
+            validator = (validate.from_masks(val.masks, opened, class_set, cfg, val.value_map) if val.masks else
+                         validate.from_tags(val.tags, class_set, cfg, open_val) if val.tags else None)
             meta = {"class set": class_set.name, "trainable parameters": counts["trainable"],
                     "tagged tiles": len(rows), "scenes": ", ".join(Path(p).name for p in opened), "device": str(device)}
             monitor = TrainMonitor(out_path, cfg, class_set, resume, fixed_previews(sampler, cfg.train.preview_tiles)
@@ -120,8 +120,8 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
             card = model_card(model, class_set, cfg, out_path, training_resolution_cm(extra), "fp32",
                               extra["norms"])  # type: ignore[arg-type]
             files["card"] = str(write_card(card, out_path))
-        val = monitor.val if monitor is not None else []
+        evaluations = monitor.val if monitor is not None else []
     finally:
         for s in [*opened.values(), *val_opened.values()]:
             s.close()
-    return result | {"params": counts, "files": files, "validation": val}
+    return result | {"params": counts, "files": files, "validation": evaluations}

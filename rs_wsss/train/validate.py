@@ -11,6 +11,7 @@ Predictions are single scale, without flip or CRF: cheap, and comparable from on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,19 @@ from ..errors import InputNotFound, RsWsssError
 from .previews import pick_evenly, predict_classes
 
 MASK_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """What training validates on: a folder of ground-truth masks named like the scenes (``value_map``: mask code →
+    class name, for masks whose codes are not the class set's) or a tag file; neither: no validation."""
+
+    masks: str | Path | None = None
+    tags: str | Path | None = None
+    value_map: dict | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.masks or self.tags)
 
 
 class Validator:
@@ -79,7 +93,7 @@ def from_masks(mask_dir: str | Path, scenes: dict, class_set: ClassSet, cfg: Con
     """Masks named like the opened training ``scenes`` (path → Scene) in ``mask_dir``, on the same pixel grid."""
     from ..raster.io import open_dataset
     from ..raster.masks import code_table, read_mask
-    from ..raster.tiles import tile_windows
+    from ..raster.tiles import TileGrid
     from ..raster.write import NODATA
 
     d = Path(mask_dir)
@@ -95,7 +109,7 @@ def from_masks(mask_dir: str | Path, scenes: dict, class_set: ClassSet, cfg: Con
     cand = []
     for path, mask in pairs:
         sc = scenes[path]
-        cand += [(path, mask, w) for w in tile_windows(sc.width, sc.height, t, 0.0)]
+        cand += [(path, mask, w) for w in TileGrid(sc.width, sc.height, t).windows]
     images, targets = [], []
     for i in pick_evenly(len(cand), cfg.train.val_tiles):
         path, mask, w = cand[i]

@@ -15,7 +15,7 @@ import rasterio
 from rs_wsss.raster.blocks import LocalBlocks, block_windows, stitch_blocks
 from rs_wsss.raster.io import open_scene
 from rs_wsss.raster.stitch import stitch
-from rs_wsss.raster.tiles import tile_batches, tile_windows
+from rs_wsss.raster.tiles import TileGrid, tile_batches, tile_windows
 
 K, TILE, OVERLAP, BATCH = 4, 64, 0.25, 4
 SCENE = "spacenet/sample_geotiff.tif"  # 900 × 900: 19 × 19 tiles of 64 px at stride 48
@@ -37,21 +37,21 @@ class Reordered(LocalBlocks):
         super().__init__(batch_dependent, K)
         self.seed, self.stop_after = seed, stop_after
 
-    def __call__(self, scene, jobs, *, tile, overlap, batch, progress):
+    def __call__(self, scene, jobs, *, grid, batch, progress):
         jobs = list(jobs)
         if self.seed is not None:
             random.Random(self.seed).shuffle(jobs)
         if self.stop_after is not None:
-            super().__call__(scene, jobs[: self.stop_after], tile=tile, overlap=overlap, batch=batch, progress=progress)
+            super().__call__(scene, jobs[: self.stop_after], grid=grid, batch=batch, progress=progress)
             raise KeyboardInterrupt  # the run dies here; its finished block files stay
-        super().__call__(scene, jobs, tile=tile, overlap=overlap, batch=batch, progress=progress)
+        super().__call__(scene, jobs, grid=grid, batch=batch, progress=progress)
 
 
 @pytest.fixture(scope="module")
 def whole(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("whole") / "whole.tif"
     with open_scene(shared_data / SCENE) as sc:
-        stitch(sc, batch_dependent, K, TILE, OVERLAP, out, BATCH)
+        stitch(sc, batch_dependent, K, TileGrid(sc.width, sc.height, TILE, OVERLAP), out, BATCH)
     with rasterio.open(out) as ds:
         return ds.read(1)
 
@@ -84,12 +84,12 @@ def test_blocks_killed_then_resumed_in_any_order_equal_the_whole_raster(shared_d
     assert 1 <= stop_after < n_blocks
     with open_scene(shared_data / SCENE) as sc:
         with pytest.raises(KeyboardInterrupt):  # the first run dies after some blocks, in a shuffled order
-            stitch_blocks(sc, Reordered(seed, stop_after), tile=TILE, overlap=OVERLAP, batch=BATCH, block=block,
-                          raw=raw, work=work)
+            stitch_blocks(sc, Reordered(seed, stop_after), grid=TileGrid(900, 900, TILE, OVERLAP), batch=BATCH,
+                          block=block, raw=raw, work=work)
         assert len(list(work.glob("block_*.tif"))) == stop_after
         # the resumed run stitches the rest in another order and reuses what the first one wrote
-        stitch_blocks(sc, Reordered(None if seed is None else seed + 1), tile=TILE, overlap=OVERLAP, batch=BATCH,
-                      block=block, raw=raw, work=work)
+        stitch_blocks(sc, Reordered(None if seed is None else seed + 1), grid=TileGrid(900, 900, TILE, OVERLAP),
+                      batch=BATCH, block=block, raw=raw, work=work)
     with rasterio.open(raw) as ds:
         got = ds.read(1)
     assert got.shape == whole.shape

@@ -6,7 +6,7 @@ import numpy as np
 
 from rs_wsss.classes import load_class_set
 from rs_wsss.config import load_config
-from rs_wsss.segment import Segmenter, segment_scene
+from rs_wsss.segment import SceneRun, Segmenter, segment_scene
 
 CS = load_class_set("landcover")
 
@@ -32,6 +32,15 @@ def test_raster_tile_and_overlap_from_the_config_set_the_tile_grid(shared_data, 
     assert sizes["a"][0] == {256} and sizes["b"][0] == {128} and sizes["c"][0] == {128}
     assert sizes["b"][1] > sizes["a"][1] and sizes["c"][1] > sizes["b"][1]  # smaller tiles, more overlap: more tiles
     seen = []  # an explicit argument still wins over the config
-    segment_scene(_recording_segmenter(load_config(overrides=["raster.tile=256"]), seen), scene, tmp_path / "d.tif",
-                  tile=64)
+    seg = _recording_segmenter(load_config(overrides=["raster.tile=256"]), seen)
+    segment_scene(seg, scene, tmp_path / "d.tif", run=SceneRun(tile=64))
     assert set(seen) == {64}
+
+
+def test_an_automatic_batch_is_chosen_per_scene_and_leaves_the_config_as_it_is(shared_data, tmp_path):
+    scene = str(shared_data / "naip/m_4709963_se_14_1_20200831.tif")
+    calls: list[int] = []
+    seg = _recording_segmenter(load_config(overrides=["raster.tile=128", "raster.overlap=0"]), [])
+    seg.auto_batch = lambda tile: calls.append(tile) or 2  # type: ignore[func-returns-value]
+    segment_scene(seg, scene, tmp_path / "a.tif", run=SceneRun(tile=64))
+    assert calls == [64] and seg.cfg.infer.batch == 0  # chosen for the run's tile size; infer.batch stays "auto"

@@ -13,6 +13,7 @@ from rs_wsss.errors import RsWsssError
 from rs_wsss.raster.extent import Extent, parse_bounds
 from rs_wsss.raster.io import open_scene
 from rs_wsss.raster.stitch import stitch
+from rs_wsss.raster.tiles import TileGrid
 
 NAIP = "naip/m_4709963_se_14_1_20200831.tif"
 K = 4
@@ -29,7 +30,7 @@ def colour_model(batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def _classes(path, tmp_path, extent=None, name="o"):
     out = tmp_path / f"{name}.tif"
     with open_scene(path, extent=extent) as sc:
-        stitch(sc, colour_model, K, 128, 0.25, out, batch=4)
+        stitch(sc, colour_model, K, TileGrid(sc.width, sc.height, 128, 0.25), out, batch=4)
         transform, shape = sc.transform, (sc.height, sc.width)
     with rasterio.open(out) as o:
         assert o.transform == transform and o.shape == shape

@@ -10,11 +10,12 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 from rs_wsss.classes import load_class_set
+from rs_wsss.config import RasterConfig
 from rs_wsss.errors import RsWsssError
 from rs_wsss.raster.evaluate import confusion_matrix, evaluate_rasters, metrics
 from rs_wsss.raster.io import open_scene
 from rs_wsss.raster.stitch import stitch
-from rs_wsss.raster.tiles import tile_windows
+from rs_wsss.raster.tiles import TileGrid, tile_windows
 from rs_wsss.raster.vectorize import vectorize
 from rs_wsss.raster.write import atomic_output, finalize_class_raster, write_qml
 
@@ -35,7 +36,8 @@ def colour_model(batch: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def _segment(path, tmp_path, tile, overlap, name="o"):
     raw, out = tmp_path / f"{name}_raw.tif", tmp_path / f"{name}.tif"
     with open_scene(path) as sc:
-        stitch(sc, colour_model, K, tile, overlap, raw, batch=3, conf_path=tmp_path / f"{name}_conf.tif")
+        stitch(sc, colour_model, K, TileGrid(sc.width, sc.height, tile, overlap), raw, batch=3,
+               conf_path=tmp_path / f"{name}_conf.tif")
     finalize_class_raster(raw, out, CS.names, CS.colors, {"model": "test"})
     return out
 
@@ -116,13 +118,13 @@ def test_sixteen_bit_and_float_are_stretched_by_percentiles(shared_data):
     with open_scene(shared_data / "naip/m_4709963_se_14_1_20200831.tif") as sc:
         assert sc.bands == [1, 2, 3] and sc.norm.high == [255.0] * 3
     with pytest.raises(RsWsssError):
-        open_scene(shared_data / "naip/m_4709963_se_14_1_20200831.tif", bands=[5, 1, 2])
+        open_scene(shared_data / "naip/m_4709963_se_14_1_20200831.tif", RasterConfig(bands=[5, 1, 2]))
     with pytest.raises(RsWsssError):
         open_scene(shared_data / "MANIFEST.md")
 
 
 def test_resampling_to_a_target_gsd(shared_data):
-    with open_scene(shared_data / "naip/m_4709963_se_14_1_20200831.tif", gsd=10.0) as sc:
+    with open_scene(shared_data / "naip/m_4709963_se_14_1_20200831.tif", RasterConfig(gsd=10.0)) as sc:
         assert sc.res == (10.0, 10.0) and abs(sc.width - 934 / 2) <= 1
 
 
@@ -177,14 +179,15 @@ def test_atomic_output_never_leaves_partial_files(tmp_path):
 def test_wide_rasters_are_stitched_in_column_blocks_with_the_same_result(shared_data, tmp_path, monkeypatch):
     import rs_wsss.raster.blocks as blocks_mod
     from rs_wsss.config import load_config
-    from rs_wsss.segment import Segmenter, segment_scene
+    from rs_wsss.outputs import OutputSpec
+    from rs_wsss.segment import SceneRun, Segmenter, segment_scene
 
     seg = Segmenter(colour_model, CS, load_config(overrides=["infer.batch=3"]), {"model": "stand-in"})
     scene = str(shared_data / "naip/m_4709963_se_14_1_20200831.tif")
-    segment_scene(seg, scene, tmp_path / "whole.tif", tile=128, overlap=0.25, probs=True)
+    segment_scene(seg, scene, tmp_path / "whole.tif", OutputSpec(probs=True), SceneRun(tile=128, overlap=0.25))
     monkeypatch.setattr(blocks_mod, "MAX_STRIP_WIDTH", 300)  # force 4 column blocks of 288 px
     monkeypatch.setattr(blocks_mod, "BLOCK", 300)
-    segment_scene(seg, scene, tmp_path / "blocks.tif", tile=128, overlap=0.25, probs=True)
+    segment_scene(seg, scene, tmp_path / "blocks.tif", OutputSpec(probs=True), SceneRun(tile=128, overlap=0.25))
     with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "blocks.tif") as b:
         assert a.transform == b.transform and np.array_equal(a.read(1), b.read(1))
     with rasterio.open(tmp_path / "whole_confidence.tif") as a, rasterio.open(tmp_path / "blocks_confidence.tif") as b:

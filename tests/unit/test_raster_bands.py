@@ -9,6 +9,7 @@ from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
+from rs_wsss.config import RasterConfig
 from rs_wsss.errors import RsWsssError
 from rs_wsss.raster.io import open_scene
 
@@ -36,11 +37,11 @@ def test_two_bands_without_a_choice_are_refused_naming_the_fix(tmp_path):
 
 def test_the_suggested_choices_work(tmp_path):
     data = _two_band(tmp_path / "sar.tif")
-    with open_scene(tmp_path / "sar.tif", bands=[1, 1, 2]) as sc:
+    with open_scene(tmp_path / "sar.tif", RasterConfig(bands=[1, 1, 2])) as sc:
         img, valid = sc.read(Window(0, 0, 30, 20))
         assert sc.bands == [1, 1, 2] and valid.all()
         assert np.allclose(img[2] * 255, data[1], atol=1e-3) and np.allclose(img[0] * 255, data[0], atol=1e-3)
-    with open_scene(tmp_path / "sar.tif", bands=[1]) as sc:
+    with open_scene(tmp_path / "sar.tif", RasterConfig(bands=[1])) as sc:
         assert sc.bands == [1, 1, 1]
 
 
