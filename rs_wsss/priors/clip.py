@@ -51,10 +51,11 @@ def build_clip(config: dict[str, Any]) -> nn.Module:
 
 
 class ClipPrior(nn.Module):
-    model: Any  # an open_clip CLIP (or the tiny stand-in); typed loosely, as open_clip is
     """Frozen CLIP image + text encoders; ``forward`` takes RGB in [0, 1] and applies the spec's mean/std. Built from
     the spec's config (its activation and text positions), tokenised by open_clip's tokenizer for the architecture at
     the spec's context length (Long-CLIP: 248)."""
+
+    model: Any  # an open_clip CLIP (or the tiny stand-in); typed loosely, as open_clip is
 
     def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights):
         super().__init__()

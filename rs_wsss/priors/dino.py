@@ -16,10 +16,11 @@ from .weights import ResolvedWeights
 
 
 class DinoPrior(nn.Module):
-    model: Any  # a timm VisionTransformer
     """Frozen DINOv2 taking RGB in [0, 1]: :meth:`forward` returns the last block's patch tokens (B, D, h, w),
     :meth:`levels` the last n blocks' (B, n, D, h, w); prefix tokens removed, DINOv2's final LayerNorm applied to
     every block (its own multi-layer convention, ``get_intermediate_layers(norm=True)``)."""
+
+    model: Any  # a timm VisionTransformer
 
     def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights):
         super().__init__()

@@ -197,3 +197,23 @@ def test_every_imported_distribution_is_declared_and_the_version_has_one_place()
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
     assert "rtree" not in declared  # geopandas builds its spatial indexes with shapely's STRtree
     assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
+
+
+def misplaced_docstrings(folder: Path) -> list[str]:
+    """Classes whose docstring stands after other statements (e.g. annotations): Python then sets ``__doc__ = None``
+    and the text documents nothing."""
+    out = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef) and ast.get_docstring(node) is None:
+                strings = [s for s in node.body[1:] if isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                           and isinstance(s.value.value, str)]
+                if strings:
+                    out.append(f"{path.relative_to(folder)}:{node.name}")
+    return out
+
+
+def test_no_class_docstring_stands_after_its_annotations(tmp_path):
+    assert not misplaced_docstrings(ROOT / "rs_wsss")
+    (tmp_path / "m.py").write_text('class A:\n    x: int\n    """Lost."""\n\n\nclass B:\n    """Kept."""\n')
+    assert misplaced_docstrings(tmp_path) == ["m.py:A"]  # the check finds the case it is for
