@@ -73,9 +73,9 @@ from .options import (
 @set_opt
 @tiny_opt
 @dask_opt
-@option("--block-size", type=click.IntRange(min=256), default=None, unit="px",
-              help="Block side in px (default 4096): rasters larger than 6144 px, --resume runs and Dask runs go "
-                   "in blocks.")
+@option("--block-size", type=click.IntRange(min=256), default=None, config_key="raster.block", unit="px",
+        help="Block side in px (default: the config's raster.block): rasters larger than raster.max_strip_width "
+             "px, --resume runs and Dask runs go in blocks.")
 @click.option("--resume", is_flag=True,
               help="Continue a killed or interrupted run of the same command from the blocks it wrote.")
 @click.pass_context

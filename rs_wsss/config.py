@@ -237,6 +237,10 @@ class RasterConfig:
     percentile: list[float] = ranged_list([2.0, 98.0], min_items=2, ge=0, le=100)  # stretch for non-8-bit data
     max_nodata_fraction: float = ranged(0.5, ge=0, le=1)  # training tiles with more nodata are skipped
     gsd: float | None = ranged(None, gt=0)  # resample to this ground sample distance (CRS units/pixel)
+    # segment: rasters with a side over ``max_strip_width`` px (and --resume, --dask runs) are stitched in blocks of
+    # ``block`` px, so memory does not grow with the raster's width and a killed run resumes from its blocks
+    max_strip_width: int = ranged(6144, ge=256)
+    block: int = ranged(4096, ge=256)  # rounded down to a multiple of the tile stride
 
 
 @dataclass

@@ -157,9 +157,9 @@ class SceneRun:
     overlap: float | None = None  # share of a tile overlapping its neighbour, in [0, 1)
     extent: Extent | None = None
     # stitch in blocks with this executor (e.g. ``rs_wsss.distributed.dask.DaskBlocks``); None: in this process, in
-    # blocks when a side of the raster exceeds ``raster.blocks.MAX_STRIP_WIDTH`` (or with ``resume``)
+    # blocks when a side of the raster exceeds the config's ``raster.max_strip_width`` (or with ``resume``)
     executor: BlockExecutor | None = None
-    block: int | None = None  # block side in px (None: ``raster.blocks.BLOCK``)
+    block: int | None = None  # block side in px (None: the config's ``raster.block``)
     # continue a killed or interrupted run of the same settings from the blocks it wrote (``.OUT.tif.blocks/``)
     resume: bool = False
 
@@ -303,13 +303,13 @@ def predict_and_stitch(seg: Segmenter, plan: ScenePlan, scene: Scene, run: Scene
     grid = TileGrid(scene.width, scene.height, plan.tile, plan.overlap)
     executor = run.executor
     # large rasters go in blocks: memory bounded by the block, and a killed run can be resumed
-    if executor is None and (run.resume or max(scene.width, scene.height) > blocks.MAX_STRIP_WIDTH):
+    if executor is None and (run.resume or max(scene.width, scene.height) > seg.cfg.raster.max_strip_width):
         executor = blocks.LocalBlocks(seg.predict, k)
     if executor is None:
         blocks.discard_workspace(plan.blocks_folder)  # a dead run's blocks, now unused
         stitch(scene, seg.predict, k, grid, plan.raw, plan.batch, progress, plan.conf)
         return None, None
-    block = run.block or blocks.BLOCK
+    block = run.block or seg.cfg.raster.block
     work = blocks.open_workspace(plan.blocks_folder, _signature(seg, plan, scene, block, run.extent), run.resume)
     blocks.stitch_blocks(scene, executor, grid=grid, batch=plan.batch, block=block, raw=plan.raw, conf=plan.conf,
                          progress=progress, work=work)

@@ -31,10 +31,6 @@ from .write import NODATA
 
 Progress = Callable[[str, int, int], None]
 log = logging.getLogger("rs_wsss")
-# Rasters larger than this (either side) are stitched in blocks of BLOCK px: memory does not grow with raster width,
-# and a killed run can be resumed from the blocks already written.
-MAX_STRIP_WIDTH = 6144
-BLOCK = 4096
 
 
 def block_windows(width: int, height: int, block: int, stride: int) -> list[Window]:

@@ -176,8 +176,7 @@ def test_atomic_output_never_leaves_partial_files(tmp_path):
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["x.tif"]
 
 
-def test_wide_rasters_are_stitched_in_column_blocks_with_the_same_result(shared_data, tmp_path, monkeypatch):
-    import rs_wsss.raster.blocks as blocks_mod
+def test_wide_rasters_are_stitched_in_column_blocks_with_the_same_result(shared_data, tmp_path):
     from rs_wsss.config import load_config
     from rs_wsss.outputs import OutputSpec
     from rs_wsss.segment import SceneRun, Segmenter, segment_scene
@@ -185,8 +184,9 @@ def test_wide_rasters_are_stitched_in_column_blocks_with_the_same_result(shared_
     seg = Segmenter(colour_model, CS, load_config(overrides=["infer.batch=3"]), {"model": "stand-in"})
     scene = str(shared_data / "naip/m_4709963_se_14_1_20200831.tif")
     segment_scene(seg, scene, tmp_path / "whole.tif", OutputSpec(probs=True), SceneRun(tile=128, overlap=0.25))
-    monkeypatch.setattr(blocks_mod, "MAX_STRIP_WIDTH", 300)  # force 4 column blocks of 288 px
-    monkeypatch.setattr(blocks_mod, "BLOCK", 300)
+    # force 4 column blocks of 288 px
+    seg = Segmenter(colour_model, CS, load_config(overrides=["infer.batch=3", "raster.max_strip_width=300",
+                                                             "raster.block=300"]), {"model": "stand-in"})
     segment_scene(seg, scene, tmp_path / "blocks.tif", OutputSpec(probs=True), SceneRun(tile=128, overlap=0.25))
     with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "blocks.tif") as b:
         assert a.transform == b.transform and np.array_equal(a.read(1), b.read(1))
