@@ -31,8 +31,7 @@ def real_tiles(scenes: Sequence[str | Path], cfg: Any, norms: dict[str, dict], t
     picked: list[np.ndarray] = []
     per_scene = max(1, -(-limit // max(1, len(scenes))))
     for path in scenes:
-        with open_scene(path, cfg.raster.bands, known_norm(norms, path), cfg.raster.gsd,
-                        tuple(cfg.raster.percentile)) as scene:
+        with open_scene(path, cfg.raster, known_norm(norms, path)) as scene:
             windows = tile_windows(scene.width, scene.height, tile, cfg.raster.overlap)
             step = max(1, len(windows) // per_scene)
             for w in windows[::step][:per_scene]:
