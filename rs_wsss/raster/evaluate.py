@@ -13,7 +13,7 @@ from rasterio.windows import Window
 
 from ..classes import ClassSet
 from ..errors import RsWsssError
-from .io import open_dataset
+from .io import open_dataset, preflight
 from .masks import class_raster_table, code_table, read_mask
 from .write import NODATA
 
@@ -57,6 +57,8 @@ def evaluate_rasters(pred_path: str | Path, gt_path: str | Path, class_set: Clas
     names = class_set.names
     conf = np.zeros((len(names), len(names)), np.int64)
     with open_dataset(pred_path) as pred, open_dataset(gt_path) as gt:
+        preflight(pred, pred_path)  # a truncated file is refused by name, not counted as a few odd pixels
+        preflight(gt, gt_path)
         # a class raster as the truth is read by its ids and class names, not by its colours
         table = (class_raster_table(gt, class_set) if value_map is None else None) or code_table(class_set, value_map)
         same = (gt.width, gt.height) == (pred.width, pred.height) and (

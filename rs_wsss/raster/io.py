@@ -71,7 +71,7 @@ def gdal_reason(exc: BaseException) -> str:
 
 
 def preflight(ds: Any, path: str | Path) -> None:
-    """Read the first and last block of every band, so a truncated file, a VRT whose source is missing or a
+    """Read the first block and the last row of every band, so a truncated file, a VRT whose source is missing or a
     corrupt compressed block fails now, naming the file and GDAL's reason, rather than after a model is built.
 
     Raises:
@@ -81,7 +81,8 @@ def preflight(ds: Any, path: str | Path) -> None:
 
     for band, (bh, bw) in enumerate(ds.block_shapes, start=1):
         bh, bw = min(bh, ds.height), min(bw, ds.width)
-        last = Window(ds.width - bw, ds.height - bh, bw, bh)
+        # the last row on its own: a PNG read whole returns a truncated image silently, a row of it fails
+        last = Window(ds.width - bw, ds.height - 1, bw, 1)
         for window in {Window(0, 0, bw, bh), last}:
             try:
                 ds.read(band, window=window)

@@ -16,7 +16,7 @@ from rasterio.windows import bounds as window_bounds
 
 from ..classes import ClassSet
 from ..errors import InputNotFound, RsWsssError
-from .io import open_dataset
+from .io import open_dataset, preflight
 from .masks import code_table, read_mask
 from .tiles import TileGrid
 from .write import atomic_output
@@ -299,6 +299,7 @@ def tags_from_raster(scenes: list[str], masks: list[str], class_set: ClassSet, t
     rows: list[TagRow] = []
     for s, m in pairs:
         with open_dataset(s) as ds, open_dataset(m) as ms:
+            preflight(ms, m)  # a truncated mask is refused by name, not read as a few odd tiles
             if (ms.width, ms.height) != (ds.width, ds.height):
                 raise RsWsssError(f"mask {Path(m).name} is {ms.width}x{ms.height}, scene {Path(s).name} is "
                                   f"{ds.width}x{ds.height}")

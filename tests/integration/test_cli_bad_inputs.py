@@ -136,6 +136,8 @@ CASES = [
     ("300 classes", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--tiny", "--classes", "{T}/many.yaml"], "at most 254"),
     ("weights symlink loop", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/loop_a"], "symbolic link loop"),
     ("scene symlink loop", ["segment", "{T}/loop_a", "-o", "{T}/o.gpkg", *ZS], "symbolic link loop"),
+    ("evaluate a truncated mask", ["evaluate", "{D}/potsdam/masks/2_10_0_0_512_512.png", "{T}/halfmask_png", "--classes", "potsdam"], "IReadBlock failed"),
+    ("tags from a truncated mask", ["tags", "from-raster", "{D}/potsdam/images/2_10_0_0_512_512.png", "--masks", "{T}/halfmasks", "--classes", "potsdam", "-o", "{T}/t.csv"], "IReadBlock failed"),
     ("config with a null key", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", *ZS, "--config", "{T}/nullkey.yaml"], "YAML mapping"),
     ("tags output is the vector layer", ["tags", "from-vector", "{T}/scene.tif", "--labels", "{T}/labels.gpkg", "--class-name", "building", "--classes", "landcover", "-o", "{T}/labels.gpkg", "--overwrite"], "is the input"),
 ]
@@ -208,6 +210,10 @@ def workdir(tmp_path_factory, shared_data, trained_spacenet):
     (t / "random.pt").write_bytes(bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8)))
     (t / "many.yaml").write_text("classes:\n" + "".join(f"  - name: c{i}\n" for i in range(300)))
     (t / "nullkey.yaml").write_text("?\n")
+    mask = (shared_data / "potsdam/masks/2_10_0_0_512_512.png").read_bytes()
+    (t / "halfmask_png").write_bytes(mask[: len(mask) // 2])  # no .png suffix: "masks glob empty" globs *.png
+    (t / "halfmasks").mkdir()
+    (t / "halfmasks" / "2_10_0_0_512_512.png").write_bytes(mask[: len(mask) // 2])
     (t / "loop_a").symlink_to(t / "loop_b")
     (t / "loop_b").symlink_to(t / "loop_a")
     import geopandas as gpd

@@ -221,3 +221,10 @@ def test_a_vrt_with_a_missing_source_names_the_source(tmp_path, real):
     with pytest.raises(RsWsssError, match=r"scene\.vrt.*_gone\.tif"):
         _raster(path)
 
+
+
+def test_a_truncated_png_mask_is_refused_though_gdal_reads_it_whole_without_error(tmp_path, real):
+    path = tmp_path / "half.png"
+    path.write_bytes(real["mask.png"][: len(real["mask.png"]) // 2])
+    with pytest.raises(RsWsssError, match=r"half\.png.*IReadBlock failed"):
+        _mask(path)
