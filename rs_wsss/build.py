@@ -15,7 +15,6 @@ The class set is the checkpoint's (a ``class_set`` given beside it must name the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,7 +23,6 @@ from .config import Config, configure, load_config
 from .errors import ConfigError, RsWsssError
 
 if TYPE_CHECKING:
-    import torch
 
     from .model.wsss import WSSS
     from .priors.clip import ClipPrior
@@ -115,8 +113,7 @@ def needs_dino(cfg: Config, use: Use) -> bool:
 
 
 def assemble(cfg: Config, class_set: ClassSet, weights: str | None, use: Use,
-             state: dict[str, Any] | None = None, source: str = "checkpoint",
-             all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Built:
+             state: dict[str, Any] | None = None, source: str = "checkpoint") -> Built:
     """Backbones (weights resolved, one line when missing or wrong) + the WSSS model (+ a checkpoint's weights).
 
     Without DINO the width a checkpoint was trained with comes from its ``dims``, so its DINO adapter still loads.
@@ -129,7 +126,7 @@ def assemble(cfg: Config, class_set: ClassSet, weights: str | None, use: Use,
 
     clip, dino = build_priors(cfg.priors, weights, need_dino=needs_dino(cfg, use))
     dino_width = state["dims"]["dino_width"] if state is not None and dino is None else None
-    model = WSSS(cfg, class_set, clip, dino, dino_width=dino_width, all_reduce=all_reduce)
+    model = WSSS(cfg, class_set, clip, dino, dino_width=dino_width)
     if state is not None:
         from .model.checkpoint import restore_model
 
