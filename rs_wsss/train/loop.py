@@ -88,10 +88,12 @@ def projection(rate: float, done: int, cfg: TrainConfig, device: torch.device, c
                dtype: torch.dtype) -> list[str]:
     """What the whole schedule will take at the measured rate, and on a CPU the switches that would make it cheaper
     (the frozen-feature cache; bf16 where the CPU has bf16 matrix units and fp32 was chosen)."""
-    h, m = divmod(round(cfg.iters / rate / 60), 60)
+    total = cfg.iters / rate
+    h, m = divmod(round(total / 60), 60)
+    took = f"{total:.0f} s" if total < 60 else f"{f'{h} h ' if h else ''}{m} min"
     prec = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
-    lines = [f"projected: the whole schedule, {cfg.iters} steps × batch {cfg.batch}, takes ≈ {f'{h} h ' if h else ''}"
-             f"{m} min at {1 / rate:.2f} s/step ({device.type}, {prec}, frozen-feature cache "
+    lines = [f"projected: the whole schedule, {cfg.iters} steps × batch {cfg.batch}, takes ≈ {took} at "
+             f"{1 / rate:.2f} s/step ({device.type}, {prec}, frozen-feature cache "
              f"{'on' if cached else 'off'}){eta_text(rate, done, cfg.iters)}"]
     if device.type == "cpu":
         from ..runtime import cpu_has_bf16
@@ -101,7 +103,7 @@ def projection(rate: float, done: int, cfg: TrainConfig, device: torch.device, c
                          "on a CPU that is most of a step's cost (benchmarks/RESULTS.md, training rows)")
         if dtype == torch.float32 and cpu_has_bf16():
             lines.append("tip: this CPU has bf16 matrix units (AMX/AVX512-BF16): --set train.precision=bf16 (what "
-                         "auto picks here) runs the trainable step about twice as fast")
+                         "auto picks here) runs the trainable step 2–3× faster (benchmarks/RESULTS.md)")
     return lines
 
 
