@@ -14,8 +14,10 @@ Usage: python benchmarks/train_cache.py [--steps 3] [--threads 1,2] [--curve-ste
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,15 @@ import torch
 from _common import DATA, NAIP, REPO, cpu_flags, machine
 
 PAPER_ITERS = 40000
+_SCRATCH: list[Path] = []
+
+
+def scratch(prefix: str) -> Path:
+    """A fresh temporary directory, removed (with everything in it) when the script exits."""
+    if not _SCRATCH:
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="rsw-train-bench-")))
+        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_SCRATCH[0]))
 
 
 def lscpu_flags() -> str:
@@ -42,11 +53,12 @@ def lscpu_flags() -> str:
 
 def baseline(ref: str, steps: int, tiles: int) -> dict[str, float]:
     """CPU s per step of git revision ``ref``'s own benchmark (1 thread, fp32), run now in a temporary worktree."""
-    tmp = Path(tempfile.mkdtemp(prefix="rsw-base-")) / "tree"
+    tmp = scratch("base-") / "tree"
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tmp), ref], check=True,
                    capture_output=True)
     try:
-        env = {**os.environ, "PYTHONPATH": str(tmp), "RS_WSSS_SHARED_DATA": str(DATA), "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "PYTHONPATH": str(tmp), "RS_WSSS_SHARED_DATA": str(DATA), "OMP_NUM_THREADS": "1",
+               "TMPDIR": str(scratch("tmp-"))}  # its cache goes with ours
         out = subprocess.run([sys.executable, "train_cache.py", "--steps", str(steps), "--tiles", str(tiles),
                               "--threads", "1"], cwd=tmp / "benchmarks", env=env, capture_output=True, text=True,
                              check=True).stdout
@@ -100,7 +112,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = WSSS(cfg, cs, clip, dino).to(dev).train()
         start = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(("clip.", "dino."))}
-        cache = FeatureCache(Path(tempfile.mkdtemp(prefix="rsw-cache-")))
+        cache = FeatureCache(scratch("cache-"))
         batches = CachedBatches(TileSampler(rows, scenes, cs, cfg), cache)
         t = time.perf_counter()
         batches.fill(model)
@@ -210,7 +222,7 @@ def curve_runs(a, setup, dev: torch.device, precisions: list[str]) -> None:
         model.cfg.usr.enabled = model.cfg.vpe.enabled = online
         c = load_config(overrides=[f"train.batch={a.batch}", "train.cache_views=1", f"train.iters={a.curve_steps}",
                                    f"train.precision={prec}", f"train.checkpoint_every={a.curve_steps}", *grids])
-        out = Path(tempfile.mkdtemp(prefix="rsw-curve-")) / "m.pt"
+        out = scratch("curve-") / "m.pt"
         cpu = time.process_time()
         curves[name] = train(model, batches, c.train, out, device=dev)["losses"]
         print(f"curve {name}: {a.curve_steps} steps in {time.process_time() - cpu:.0f} CPU s")
