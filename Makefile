@@ -9,7 +9,7 @@ SCENE   ?=
 CLASSES ?= landcover
 OUT     ?= demo_out
 
-.PHONY: demo test install plugin-zip clean
+.PHONY: demo test install plugin-zip clean mutation
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ test: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
+
+# mutation testing of rs_wsss/model (mutmut; minutes per module, not part of CI): MODULES="cam usr" for some
+mutation: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[mutation]'
+	$(BIN)/python scripts/mutation.py $(MODULES)
 
 plugin-zip:
 	$(PYTHON) scripts/plugin_zip.py qgis_plugin/rs_wsss_qgis.zip

@@ -36,8 +36,11 @@ TESTS = {  # module → its fast test selection (the reference tests of that sta
     "cam": f"{S}test_initial_cam_eq9 {S}test_minmax_norm_default_axis_and_eps {S}test_background_rule_is_checked "
            "tests/unit/test_eq_cam.py",
     "usr": f"{S}test_usr_stages_eq11_to_eq14 {S}test_usr_refine_eq15 {S}test_usr_on_a_known_neighbourhood "
+           f"{S}test_parameter_checks_name_the_key {S}test_transition_matrix_defaults_and_near_empty_columns "
            "tests/unit/test_eq_usr.py",
-    "vpe": f"{S}test_vpe_seeds_eq16_eq17 {S}test_vpe_update_similarity_and_cam_eq18_to_eq20 tests/unit/test_eq_vpe.py",
+    "vpe": f"{S}test_vpe_seeds_eq16_eq17 {S}test_vpe_update_similarity_and_cam_eq18_to_eq20 "
+           f"{S}test_parameter_checks_name_the_key {S}test_vpe_momentum_bounds_and_the_rank_reduction "
+           f"{S}test_vpe_every_token_a_seed_at_k_one tests/unit/test_eq_vpe.py",
     "par": f"{S}test_par_against_the_reference tests/unit/test_eq_par_losses.py",
     "losses": f"{S}test_pseudo_labels {S}test_affinity_labels_and_losses_eq21 tests/unit/test_eq_par_losses.py",
     "multiscale": f"{S}test_multiscale_resize_and_averaging",

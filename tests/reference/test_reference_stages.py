@@ -258,3 +258,55 @@ def test_minmax_norm_default_axis_and_eps():
 def test_background_rule_is_checked():
     with pytest.raises(ValueError, match=r"^cam\.bg_rule must be 'power' or 'constant', not 'other'$"):
         cam.background(torch.rand(1, 2, 3), CAMConfig(bg_rule="other"))  # type: ignore[arg-type]
+
+
+# ---- edges that mutation testing showed untested (scripts/mutation.py; benchmarks/RESULTS.md lists them) ------------
+def test_parameter_checks_name_the_key():
+    m_f, tags_k = torch.rand(1, 2, 4), torch.ones(1, 2, dtype=torch.bool)
+    for call, msg in [
+        (lambda: vpe.seed_mask(m_f, tags_k, 1.5), r"^vpe\.topk_percent is a fraction in \(0, 1\], got 1\.5$"),
+        (lambda: vpe.update_prototypes(torch.zeros(2, 3), torch.zeros(2, dtype=torch.bool), torch.rand(1, 3, 4),
+                                       torch.ones(1, 2, 4, dtype=torch.bool), 1.5),
+         r"^vpe\.momentum must be in \[0, 1\], got 1\.5$"),
+        (lambda: usr.transition_matrix(torch.rand(1, 3, 3), -1), r"^usr\.alpha must be ≥ 0, got -1$"),
+        (lambda: usr.attention_filter(torch.rand(1, 4), 5),
+         r"^usr\.n0=5 is outside 1\.\.4 \(the backbone has 4 blocks\); set usr\.n0 in that range$"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            call()
+
+
+def test_vpe_momentum_bounds_and_the_rank_reduction():
+    g = _g(14)
+    feats, seeds = torch.randn(2, 3, 6, generator=g), torch.rand(2, 2, 6, generator=g) > 0.4
+    protos, init = torch.randn(2, 3, generator=g), torch.tensor([True, True])
+    for tau in (0.0, 1.0):  # both ends are allowed: τ = 0 takes the batch mean, τ = 1 keeps the prototype
+        new, _ = vpe.update_prototypes(protos, init, feats, seeds, tau)
+        want, _ = ref.update(np64(protos), np64(init).astype(bool), list(np64(feats)), list(seeds.numpy()), tau)
+        assert close(new, want)
+    # the data-parallel reduction is applied to the sums and the counts: a "second rank" with the same seeds
+    # (sums and counts doubled) gives the same global mean
+    plain, _ = vpe.update_prototypes(protos, init, feats, seeds, 0.5)
+    doubled, _ = vpe.update_prototypes(protos, init, feats, seeds, 0.5, reduce=lambda t: 2 * t)
+    assert close(doubled, np64(plain))
+    skewed, _ = vpe.update_prototypes(protos, init, feats, seeds, 0.5, reduce=lambda t: t + 1)
+    assert not close(skewed, np64(plain))
+
+
+def test_vpe_every_token_a_seed_at_k_one():
+    """k = 1 with one class owning every token: all hw tokens are seeds (the k-th largest is the minimum)."""
+    m_f = torch.rand(1, 2, 9, generator=_g(15)) + 0.1
+    m_f[0, 0] = 0.0  # the background never wins
+    q = vpe.seed_mask(m_f, torch.ones(1, 2, dtype=torch.bool), 1.0)
+    assert q[0, 1].all() and not q[0, 0].any()
+    assert close(q[0].double(), ref.seeds(np64(m_f[0]), np.ones(2), 1.0).astype(float))
+
+
+def test_transition_matrix_defaults_and_near_empty_columns():
+    """One normalisation pair by default (the README's choice), and a column whose sum is below eps = 1e-8 is
+    divided by eps, not by its sum."""
+    r = torch.rand(1, 5, 5, generator=_g(16), dtype=torch.float64)
+    r[0, :, 2] = 0.3e-8  # a column summing to 1.5e-8 ... below 2e-8
+    r[0, :, 3] = 0.1e-8  # ... and one summing to 0.5e-8, below 1e-8
+    for alpha in (1, 2):
+        assert close(usr.transition_matrix(r, alpha)[0], ref.transition(np64(r[0]), alpha))
