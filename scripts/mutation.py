@@ -53,7 +53,7 @@ SOCKET = "mutation.sock"
 HEAVY = ("torch", "numpy", "scipy.special", "sklearn.cluster", "PIL.Image", "open_clip", "timm", "yaml", "pytest")
 
 
-def serve(workdir: Path, limit_s: int = 300) -> None:
+def serve(workdir: Path, limit_s: int = 120) -> None:
     """Test server: imports the heavy third-party libraries once, then for each request forks a child that runs
     pytest on the request's arguments (importing rs_wsss afresh from the files as mutmut left them) and answers its
     exit code. Saves the interpreter and torch start-up per mutant (seconds on a loaded machine). A child running
@@ -77,7 +77,13 @@ def serve(workdir: Path, limit_s: int = 300) -> None:
     while True:
         conn, _ = sock.accept()
         with conn:
-            args = conn.makefile().readline().split()
+            conn.settimeout(30)
+            try:
+                args = conn.makefile().readline().split()
+            except OSError:
+                continue
+            if not args:  # a client that went away before asking: never run the whole suite
+                continue
             pid = os.fork()
             if pid == 0:
                 sock.close()
@@ -109,6 +115,7 @@ def client(workdir: Path, args: list[str]) -> int:
     import socket
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(600)  # never wait forever on a server that went away
     sock.connect(str(workdir / SOCKET))
     sock.sendall((" ".join(args) + "\n").encode())
     reply = sock.recv(1)
@@ -166,8 +173,9 @@ def rerun_survivors(workdir: Path, name: str) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", RS_WSSS_SHARED_DATA=str(ROOT.parent / "shared" / "data"))
     runner = runner_for(workdir, name)
     for mid in ids:
-        subprocess.run([sys.executable, "-m", "mutmut", "run", str(mid), "--runner", runner, "--simple-output",
-                        "--no-progress"], cwd=workdir, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "mutmut", "run", str(mid), "--paths-to-mutate",
+                        f"rs_wsss/model/{name}.py", "--runner", runner, "--simple-output", "--no-progress"],
+                       cwd=workdir, env=env, stdout=subprocess.DEVNULL)
 
 
 def report(workdir: Path, names: list[str]) -> None:
