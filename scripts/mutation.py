@@ -37,7 +37,7 @@ TESTS = {  # module → its fast test selection (the reference tests of that sta
            "tests/unit/test_eq_cam.py",
     "usr": f"{S}test_usr_stages_eq11_to_eq14 {S}test_usr_refine_eq15 {S}test_usr_on_a_known_neighbourhood "
            f"{S}test_parameter_checks_name_the_key {S}test_transition_matrix_defaults_and_near_empty_columns "
-           "tests/unit/test_eq_usr.py",
+           f"{S}test_vpe_off_normalisation_threshold_and_the_warm_up_n0_check tests/unit/test_eq_usr.py",
     "vpe": f"{S}test_vpe_seeds_eq16_eq17 {S}test_vpe_update_similarity_and_cam_eq18_to_eq20 "
            f"{S}test_parameter_checks_name_the_key {S}test_vpe_momentum_bounds_and_the_rank_reduction "
            f"{S}test_vpe_every_token_a_seed_at_k_one tests/unit/test_eq_vpe.py",

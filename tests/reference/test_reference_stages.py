@@ -310,3 +310,18 @@ def test_transition_matrix_defaults_and_near_empty_columns():
     r[0, :, 3] = 0.1e-8  # ... and one summing to 0.5e-8, below 1e-8
     for alpha in (1, 2):
         assert close(usr.transition_matrix(r, alpha)[0], ref.transition(np64(r[0]), alpha))
+
+
+def test_vpe_off_normalisation_threshold_and_the_warm_up_n0_check():
+    """A map is 'flat' (keeps M_init) when its range is at most 1e-6 — exactly 1e-6 included, 1.5e-6 not; the warm-up
+    branch checks N0 against the number of blocks, not the token count."""
+    m_init = torch.zeros(1, 3, 4, dtype=torch.float64)
+    m_init[0, 1, 0] = 1e-6
+    m_init[0, 2, 0] = 1.5e-6
+    m_f = torch.rand(1, 3, 4, generator=_g(17), dtype=torch.float64)
+    got = usr.normalise_maps(m_init, m_f)
+    assert close(got[0], ref.normalise_vpe_off(np64(m_init[0]), np64(m_f[0])))
+    assert torch.equal(got[0, 1], m_init[0, 1]) and not torch.equal(got[0, 2], m_init[0, 2])
+    attn = torch.rand(1, 4, 9, 9, generator=_g(18)).softmax(-1)
+    with pytest.raises(ValueError, match=r"usr\.n0=6 is outside 1\.\.4"):
+        usr.usr_refine(torch.rand(1, 2, 9), torch.rand(1, 3, 9), attn, 6, 2, use_affinity=False)
