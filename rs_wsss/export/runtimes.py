@@ -98,10 +98,10 @@ def graph_probs(path: str | Path, runtime: str, precision: str, session: Any = N
 
         from ..paths import cache_dir
 
-        # compiled blobs are cached by OpenVINO itself (keyed by the model's hash): compiling a ViT-B graph costs
-        # ~14 CPU s, loading the blob a fraction of that
+        # compiled blobs are cached by OpenVINO itself (compiling a ViT-B graph costs ~14 CPU s), one folder per
+        # precision: its cache key leaves the precision hint out, and an fp32 blob loaded for bf16 crashed here
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                                  "CACHE_DIR": str(cache_dir() / "openvino")}
+                                  "CACHE_DIR": str(cache_dir() / "openvino" / precision)}
         if threads():
             config["INFERENCE_NUM_THREADS"] = threads()
         compiled = ov.Core().compile_model(str(path), "CPU", config)
