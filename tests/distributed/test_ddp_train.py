@@ -42,7 +42,7 @@ def test_train_nproc_starts_torchrun_and_writes_one_checkpoint(shared_data, tmp_
     import torch
 
     assert torch.load(tmp_path / "m.pt", weights_only=True)["step"] == 2
-    # one checkpoint, and rank 0's training log and report (no per-rank copies, no temporaries)
+    # one checkpoint and its model card, and rank 0's training log and report (no per-rank copies, no temporaries)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m.curves.png", "m.log.csv", "m.previews.png", "m.pt",
-                                                           "m.report.html", "tags.csv"]
+                                                           "m.pt.stac.json", "m.report.html", "tags.csv"]
     assert (tmp_path / "m.log.csv").read_text().count("\n") == 1 + 2  # header + one row per step

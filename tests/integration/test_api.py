@@ -66,11 +66,11 @@ def test_train_from_tags_validates_and_keeps_best_and_last(shared_data, potsdam_
     assert torch.load(res["checkpoint"], weights_only=True)["step"] == 5  # the last one stays model.pt
 
 
-def test_train_without_report_writes_only_the_checkpoint(potsdam_tags, tmp_path):
+def test_train_without_report_writes_only_the_checkpoint_and_its_model_card(potsdam_tags, tmp_path):
     img, tags = potsdam_tags
     rs_wsss.train_from_tags(tags, [img], tmp_path / "m.pt", classes="potsdam", tiny=True, iters=2, device="cpu",
                             report=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "m.pt.stac.json"]  # the card is not the report
 
 
 def test_segment_raster_returns_paths_and_a_geodataframe(shared_data, trained_spacenet, tmp_path):

@@ -100,7 +100,7 @@ CASES = [
     ("unwritable output dir", ["segment", "{D}/" + NAIP, "-o", "{RO}/o.gpkg", *ZS], "not writable"),
     ("train into unwritable dir", ["train", "--tags", "{T}/good.csv", "{D}/" + NAIP, "-o", "{RO}/m.pt", "--classes", "landcover", "--tiny"], "not writable"),
     ("weights file is not weights", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/good.csv"], "not a weights file"),
-    ("weights dir without weights", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/ro"], "no clip weights"),
+    ("weights dir without weights", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/ro"], "no openai-vit-b-16 weights"),
     ("weights with foreign names", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/names.safetensors"], "none of the expected names"),
     ("weights of another patch size", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/conv32.bin"], "expected 768x3x16x16"),
     ("weights truncated zip", ["segment", "{D}/" + NAIP, "-o", "{T}/o.gpkg", "--zero-shot", "--classes", "landcover", "--weights", "{T}/trunc_weights.pt"], "not a readable weights file"),
