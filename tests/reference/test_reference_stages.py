@@ -325,3 +325,26 @@ def test_vpe_off_normalisation_threshold_and_the_warm_up_n0_check():
     attn = torch.rand(1, 4, 9, 9, generator=_g(18)).softmax(-1)
     with pytest.raises(ValueError, match=r"usr\.n0=6 is outside 1\.\.4"):
         usr.usr_refine(torch.rand(1, 2, 9), torch.rand(1, 3, 9), attn, 6, 2, use_affinity=False)
+
+
+def test_band_rule_boundaries_and_loss_checks():
+    """AFA's band at its edges (values exact in binary): s = high with s > bg is foreground, s = bg is not; s = low is
+    uncertain, bg = s below low is background."""
+    high, low = 0.5, 0.25
+    fg = torch.tensor([0.5, 0.6, 0.25, 0.2, 0.1])
+    bg = torch.tensor([0.2, 0.6, 0.5, 0.2, 0.05])
+    c = torch.stack([bg, fg])[None, :, None, :]  # (1, K=2, 1, 5)
+    tags_k = torch.ones(1, 2, dtype=torch.bool)
+    got = losses.pseudo_labels(c, tags_k, high, low, 255, "band")[0, 0].tolist()
+    assert got == [1, 255, 255, 0, 255] == ref.pseudo_labels(np64(c[0]), np.ones(2), "band", high, low)[0].tolist()
+    for call, msg in [
+        (lambda: losses.pseudo_labels(c, tags_k, high, low, 255, "other"),
+         r"^pseudo\.rule must be 'argmax' \(WeCLIP\) or 'band' \(AFA\), not 'other'$"),
+        (lambda: losses.seg_loss(torch.zeros(1, 2, 3, 4), torch.zeros(1, 3, 5, dtype=torch.long), 255),
+         r"^logits \(1, 2, 3, 4\) and labels \(1, 3, 5\) differ in size$"),
+        (lambda: losses.window_mask((2, 3), -1), r"^loss\.aff_radius must be ≥ 0 or null \(all pairs\), got -1$"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            call()
+    mask = losses.window_mask((2, 3), 1)  # no device given: the default device
+    assert mask.shape == (6, 6) and bool(mask[0, 4]) and not bool(mask[0, 2])
