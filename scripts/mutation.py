@@ -41,7 +41,8 @@ TESTS = {  # module → its fast test selection (the reference tests of that sta
     "vpe": f"{S}test_vpe_seeds_eq16_eq17 {S}test_vpe_update_similarity_and_cam_eq18_to_eq20 "
            f"{S}test_parameter_checks_name_the_key {S}test_vpe_momentum_bounds_and_the_rank_reduction "
            f"{S}test_vpe_every_token_a_seed_at_k_one tests/unit/test_eq_vpe.py",
-    "par": f"{S}test_par_against_the_reference tests/unit/test_eq_par_losses.py",
+    "par": f"{S}test_par_against_the_reference {S}test_par_with_empty_and_constant_channels "
+           "tests/unit/test_eq_par_losses.py",
     "losses": f"{S}test_pseudo_labels {S}test_affinity_labels_and_losses_eq21 "
               f"{S}test_band_rule_boundaries_and_loss_checks tests/unit/test_eq_par_losses.py",
     "multiscale": f"{S}test_multiscale_resize_and_averaging",

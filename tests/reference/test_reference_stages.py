@@ -348,3 +348,17 @@ def test_band_rule_boundaries_and_loss_checks():
             call()
     mask = losses.window_mask((2, 3), 1)  # no device given: the default device
     assert mask.shape == (6, 6) and bool(mask[0, 4]) and not bool(mask[0, 2])
+
+
+def test_par_with_empty_and_constant_channels():
+    """Untagged classes give all-zero channels (PAR skips them) and a constant channel must stay constant; a batch of
+    three images with K = 4 channels keeps every shape apart."""
+    g = _g(19)
+    img, c = torch.rand(3, 3, 7, 8, generator=g), torch.rand(3, 4, 4, 5, generator=g)
+    c[:, 1] = 0.0  # an untagged class in every image
+    c[:, 3] = 1.0  # a constant map
+    out = PAR([1, 2], iters=2)(img, c)
+    assert out.shape == (3, 4, 7, 8)
+    for b in range(3):
+        assert close(out[b], ref.par(np64(img[b]), np64(c[b]), [1, 2], 2))
+    assert float(out[:, 1].abs().max()) == 0.0 and close(out[:, 3], np.ones((3, 7, 8)))
