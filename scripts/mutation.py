@@ -45,7 +45,7 @@ TESTS = {  # module → its fast test selection (the reference tests of that sta
            "tests/unit/test_eq_par_losses.py",
     "losses": f"{S}test_pseudo_labels {S}test_affinity_labels_and_losses_eq21 "
               f"{S}test_band_rule_boundaries_and_loss_checks tests/unit/test_eq_par_losses.py",
-    "multiscale": f"{S}test_multiscale_resize_and_averaging",
+    "multiscale": f"{S}test_multiscale_resize_and_averaging {S}test_multiscale_without_flip_and_its_check",
     "adapter": f"{S}test_adapter_and_decoder_against_the_reference tests/unit/test_engine_modules.py",
     "decoder": f"{S}test_adapter_and_decoder_against_the_reference tests/unit/test_engine_modules.py",
     "wsss": PATH,

@@ -362,3 +362,15 @@ def test_par_with_empty_and_constant_channels():
     for b in range(3):
         assert close(out[b], ref.par(np64(img[b]), np64(c[b]), [1, 2], 2))
     assert float(out[:, 1].abs().max()) == 0.0 and close(out[:, 3], np.ones((3, 7, 8)))
+
+
+def test_multiscale_without_flip_and_its_check():
+    x = torch.rand(1, 2, 5, 6, generator=_g(20))
+
+    def fn(z: torch.Tensor, out: tuple[int, int]) -> torch.Tensor:  # position-dependent: a flip would show
+        return multiscale.resize(z * torch.arange(z.shape[-1]).float(), out)
+
+    want = ref.bilinear(ref.bilinear(np64(x[0]), (10, 12)) * np.arange(12), (5, 6))
+    assert close(multiscale.multi_scale(fn, x, [2.0], flip=False, patch=1)[0], want)
+    with pytest.raises(ValueError, match=r"^infer\.scales is empty; give at least one scale, e\.g\. \[1\.0\]$"):
+        multiscale.multi_scale(fn, x, [], flip=False, patch=1)
