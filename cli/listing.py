@@ -79,7 +79,8 @@ def _param(p: click.Parameter, cfg: dict[str, Any]) -> dict[str, Any]:
         "name": p.name, "flags": list(p.opts), "secondary": list(p.secondary_opts), "type": kind,
         "argument": isinstance(p, click.Argument), "required": p.required, "multiple": p.multiple,
         "default": _plain(default), "config_key": key, "unit": getattr(p, "unit", None), "help": info.get("help"),
-        "choices": list(t.choices) if isinstance(t, click.Choice) else None,
+        # a free-text option's known values (the priors' registry names) are listed as its choices too
+        "choices": list(t.choices) if isinstance(t, click.Choice) else getattr(p, "known", None),
         "min": getattr(t, "min", None), "max": getattr(t, "max", None),
     }
 

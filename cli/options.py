@@ -15,17 +15,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ConfigOption(click.Option):
-    """An option that knows the config key whose value it replaces (its real default) and its unit: what
-    ``rs-wsss options --json`` lists for the QGIS plugin, so that no label or default is written twice."""
+    """An option that knows the config key whose value it replaces (its real default), its unit and, for a free-text
+    option with known values (the priors' registry names), those values: what ``rs-wsss options --json`` lists for
+    the QGIS plugin, so that no label, default or choice list is written twice."""
 
-    def __init__(self, *args: Any, config_key: str | None = None, unit: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, config_key: str | None = None, unit: str | None = None,
+                 known: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.config_key, self.unit = config_key, unit
+        self.config_key, self.unit, self.known = config_key, unit, known
 
 
-def option(*decls: str, config_key: str | None = None, unit: str | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """``click.option`` with the config key it sets and its unit (see :class:`ConfigOption`)."""
-    return click.option(*decls, cls=ConfigOption, config_key=config_key, unit=unit, **kwargs)
+def option(*decls: str, config_key: str | None = None, unit: str | None = None, known: list[str] | None = None,
+           **kwargs: Any) -> Callable[[F], F]:
+    """``click.option`` with the config key it sets, its unit and its known values (see :class:`ConfigOption`)."""
+    return click.option(*decls, cls=ConfigOption, config_key=config_key, unit=unit, known=known, **kwargs)
 
 
 MAX_SCALE = 8.0  # a 512-px tile at ×8 is 4096 px: beyond that a scale is a typo, not a choice
@@ -142,16 +145,16 @@ def _prior_name(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 def priors_opt(fn: F) -> F:
     """``--clip-prior NAME`` and ``--dino-prior NAME`` (config ``priors.clip`` / ``priors.dino``); the help lists
-    the registry's names (``priors/specs.py``)."""
+    the registry's names (``priors/specs.py``), and ``rs-wsss options --json`` lists them as the choices (QGIS)."""
     from rs_wsss.priors.specs import DEFAULT, names
 
-    dino = click.option("--dino-prior", callback=_prior_name, metavar="NAME",
-                        help=f"DINOv2 prior (default: the config's priors.dino, {DEFAULT['dino']}): "
-                             f"{', '.join(names('dino'))}.")
-    clip = click.option("--clip-prior", callback=_prior_name, metavar="NAME",
-                        help=f"CLIP prior (default: the config's priors.clip, {DEFAULT['clip']}): "
-                             f"{', '.join(names('clip'))}, or open_clip:ARCH with --weights (rs-wsss weights "
-                             "lists files and sources).")
+    dino = option("--dino-prior", callback=_prior_name, metavar="NAME", config_key="priors.dino",
+                  known=names("dino"), help=f"DINOv2 prior (default: the config's priors.dino, {DEFAULT['dino']}): "
+                       f"{', '.join(names('dino'))}.")
+    clip = option("--clip-prior", callback=_prior_name, metavar="NAME", config_key="priors.clip",
+                  known=names("clip"), help=f"CLIP prior (default: the config's priors.clip, {DEFAULT['clip']}): "
+                       f"{', '.join(names('clip'))}, or open_clip:ARCH with --weights (rs-wsss weights "
+                       "lists files and sources).")
     return clip(dino(fn))
 
 

@@ -345,7 +345,7 @@ def finalise(seg: Segmenter, plan: ScenePlan, outputs: OutputSpec, run: SceneRun
     params = {"tile_px": plan.tile, "overlap": plan.overlap, "scales": list(cfg.infer.scales), "crf": cfg.infer.crf,
               "bands": cfg.raster.bands, "gsd": cfg.raster.gsd, "min_area_m2": outputs.min_area,
               "simplify_m": outputs.simplify, "extent": dataclasses.asdict(run.extent) if run.extent else None,
-              "creation_options": co or {}}
+              "creation_options": co or {}, "priors": {"clip": cfg.priors.clip, "dino": cfg.priors.dino}}
     tif = plan.tif
     item = stac_item(temps["tif"], str(plan.scene_path), {k: v for k, v in plan.paths.items() if v and k != "stac"},
                      params, seg.meta, item_id=tif.stem, base=tif.parent, class_names=cs.names)

@@ -109,10 +109,12 @@ def dialog_terms(message):
     text = message.split("rs-wsss: error: ", 1)[-1]
     if "weights" in text and "--weights" in text:
         cause = re.split(r": (?:put|pass) | \(or --weights", text)[0]
+        named = re.search(r": put (\S+)", text)  # the file of the chosen prior, as the CLI names it
+        held = named.group(1) if named else "the files of the chosen CLIP and DINOv2 priors"
         return (
-            f"{cause}. Set 'Backbone weights' to the folder holding open_clip_vit_b16_openai.bin and "
-            "dinov2_vitb14.safetensors (or to one weights file), or choose 'random (shows the mechanics only)'; "
-            "its default is Processing → Options → Providers → rs-wsss → Default backbone weights"
+            f"{cause}. Set 'Backbone weights' to the folder holding {held} (or to one weights file), or choose "
+            "'random (shows the mechanics only)'; its default is Processing → Options → Providers → rs-wsss → "
+            "Default backbone weights"
         )
     return text
 

@@ -7,6 +7,7 @@ import json
 
 from rs_wsss.classes import color_hex, load_class_set, packaged_class_sets
 from rs_wsss.config import Config
+from rs_wsss.priors.specs import KNOWN
 from rs_wsss.raster.formats import FORMATS
 
 from ..conftest import run_main_in_process
@@ -39,6 +40,10 @@ def test_options_listing_takes_defaults_from_the_config_and_units_from_the_optio
     assert seg["--device"]["choices"] == ["auto", "cpu", "cuda"] and seg["--tile"]["min"] == 32
     train = _by_flag(listing["commands"]["train"])
     assert train["--iters"]["default"] == cfg.train.iters and train["--batch"]["default"] == cfg.train.batch
+    # the priors are free text (open_clip:ARCH too) but list the registry's names as choices, for QGIS
+    for flag, role, default in (("--clip-prior", "clip", cfg.priors.clip), ("--dino-prior", "dino", cfg.priors.dino)):
+        assert train[flag]["choices"] == [s.name for s in KNOWN.values() if s.role == role]
+        assert train[flag]["default"] == default and train[flag]["config_key"] == f"priors.{role[:4]}"
     assert listing["config"] == cfg.to_dict()
     assert [s["name"] for s in listing["class_sets"]] == packaged_class_sets()
     assert [f["suffix"] for f in listing["formats"]] == [f.suffix for f in FORMATS]

@@ -7,6 +7,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputHtml,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterString,
     QgsProcessingUtils,
     QgsRasterFileWriter,
@@ -22,6 +23,8 @@ WEIGHTS_LABEL = (
     "Backbone weights: a folder (CLIP + DINOv2 files) or a file, or " + RANDOM_CHOICE + "; empty: the provider "
     "setting, then $RS_WSSS_WEIGHTS_DIR"
 )
+# the frozen priors: parameter, CLI option, label; their names and default come from the CLI's listing (the registry)
+PRIORS = (("CLIP_PRIOR", "--clip-prior", "CLIP prior"), ("DINO_PRIOR", "--dino-prior", "DINOv2 prior"))
 _REPORT_TITLES = {}  # algorithm name → the Results Viewer name of its last report (see outputDefinitions)
 WEB_PROVIDERS = {
     "wms": "WMS/WMTS/XYZ",
@@ -90,6 +93,15 @@ def cli_default(command, flag):
     """The default the CLI lists for ``flag`` (the configuration's value), or None."""
     opt = cli_option(command, flag)
     return None if opt is None else opt["default"]
+
+
+def prior_choices(command, flag):
+    """(names, index of the default): the prior names the CLI lists for ``flag`` (``rs-wsss options --json``, read
+    from its registry, priors/specs.py) and its configured default; ([], 0) where this rs-wsss has no such option."""
+    opt = cli_option(command, flag) or {}
+    names = list(opt.get("choices") or [])
+    default = opt.get("default")
+    return names, names.index(default) if default in names else 0
 
 
 def unique_path(folder, stem, ext):
@@ -170,6 +182,25 @@ class RsWsssAlgorithm(QgsProcessingAlgorithm):
     def weights_args(self, parameters, context):
         value = weights_value(self.parameterAsString(parameters, "WEIGHTS", context))
         return ["--weights", value] if value else []
+
+    def add_priors(self, command, note=""):
+        """'CLIP prior' and 'DINOv2 prior': the registry's names with the configured one selected, as the CLI lists
+        them for ``command``; not offered where this rs-wsss has no such option."""
+        for key, flag, text in PRIORS:
+            names, default = prior_choices(command, flag)
+            if names:
+                self.addParameter(QgsProcessingParameterEnum(key, self.tr(text + note), names, defaultValue=default))
+
+    def prior_args(self, parameters, context, command):
+        """--clip-prior / --dino-prior for each prior chosen other than the configured one (which stays the CLI's)."""
+        args = []
+        for key, flag, _ in PRIORS:
+            names, default = prior_choices(command, flag)
+            if names and parameters.get(key) not in (None, ""):
+                index = self.parameterAsEnum(parameters, key, context)
+                if index != default:
+                    args += [flag, names[index]]
+        return args
 
     def check_weights(self, parameters, context):
         """(ok, message): a weights value that is neither random, a folder nor a file is named before running."""

@@ -91,6 +91,7 @@ class SegmentAlgorithm(RsWsssAlgorithm):
             )
         )
         self.add_weights()
+        self.add_priors("segment", " (zero-shot; a model brings its own)")
         self.addParameter(
             QgsProcessingParameterBand(
                 "BANDS",
@@ -247,13 +248,16 @@ class SegmentAlgorithm(RsWsssAlgorithm):
             DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             *extra,
         ]
+        priors = self.prior_args(parameters, context, "segment")
         if model:
             args += ["--model", model]
             feedback.pushWarning(
                 self.tr("a model is given: its own classes are used and the class set parameter is ignored")
             )
+            if priors:  # the checkpoint records the priors it was trained on; segment uses those
+                feedback.pushWarning(self.tr("a model is given: it brings its own priors; the prior choices are ignored"))
         else:
-            args += ["--zero-shot", "--classes", classes]
+            args += ["--zero-shot", "--classes", classes, *priors]
         bands = self.parameterAsInts(parameters, "BANDS", context)
         if bands:
             args += ["--bands", ",".join(map(str, bands))]

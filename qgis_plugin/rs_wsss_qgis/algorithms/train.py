@@ -58,7 +58,8 @@ class TrainAlgorithm(RsWsssAlgorithm):
         "(model.pt) is written beside the tags.\n"
         "4. Give the checkpoint to 'Segment raster'.\n"
         "Command line equivalent: rs-wsss train --tags tags.gpkg ortho/*.tif -o model.pt --classes landcover "
-        "--iters 2000 --weights ~/weights. Empty options use the configuration's values (shown in each label)."
+        "--iters 2000 --weights ~/weights. A remote-sensing CLIP (RemoteCLIP, GeoRSCLIP, SkyCLIP, FarSLIP) is a choice of "
+        "'CLIP prior' (--clip-prior), with its file in the weights folder. Empty options use the configuration's values (shown in each label)."
     )
 
     def name(self):
@@ -80,6 +81,7 @@ class TrainAlgorithm(RsWsssAlgorithm):
             QgsProcessingParameterEnum("CLASSES", self.tr("Class set"), self.class_set_choices(), defaultValue=self.default_class_set())
         )
         self.add_weights()
+        self.add_priors("train", " (frozen; rs-wsss weights lists each one's files)")
         self.addParameter(
             QgsProcessingParameterNumber(
                 "ITERS", self.tr(cli_label("Iterations", "train", "--iters")), minValue=1, optional=True
@@ -170,6 +172,7 @@ class TrainAlgorithm(RsWsssAlgorithm):
         for key, opt in (("ITERS", "--iters"), ("BATCH", "--batch")):
             if parameters.get(key) not in (None, ""):
                 args += [opt, self.parameterAsInt(parameters, key, context)]
+        args += self.prior_args(parameters, context, "train")
         args += self.weights_args(parameters, context) + self.test_option_args(parameters, context)
         run_cli(args, feedback)
         result = {"OUTPUT": out}
