@@ -21,11 +21,7 @@ from ..classes import ClassSet, color_hex
 
 MLM = "https://stac-extensions.github.io/mlm/v1.5.2/schema.json"
 CLASSIFICATION = "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
-ARCHITECTURE = ("CLIP ViT-B/16 image tower (frozen, every block tapped) + multi-level feature adapter + transformer "
-                "decoder (Li et al., Leveraging Pretrained Priors for WSSS of Remote Sensing Images)")
-# the published weights the priors are built from, and their licences
-PRIOR_LICENCES = {"clip": ("OpenAI CLIP ViT-B/16 (WebImageText pre-training)", "MIT"),
-                  "dino": ("Meta DINOv2 ViT-B/14 (LVD-142M pre-training)", "Apache-2.0")}
+PAPER = "Li et al., Leveraging Pretrained Priors for WSSS of Remote Sensing Images"
 BAND_NAMES = ("red", "green", "blue")
 
 
@@ -40,16 +36,25 @@ def ground_resolution_m(crs: Any, transform: Any, width: int, height: int) -> fl
     return float(np.sqrt(np.median(pixel_areas_m2(crs, transform, width, height))))
 
 
+def architecture(model: Any) -> str:
+    """``mlm:architecture``: the CLIP prior's own architecture (its registry spec), then what rs-wsss adds."""
+    spec = model.clip.spec
+    tiny = ", its narrow test stand-in" if "(tiny)" in model.clip.identifier else ""
+    return (f"CLIP {spec.arch} image tower ({spec.name}{tiny}, frozen, every block tapped) + multi-level feature "
+            f"adapter + transformer decoder ({PAPER})")
+
+
 def _priors(model: Any, exported: bool) -> list[dict[str, Any]]:
-    """The frozen priors behind the model, with the weights they were loaded from and the licence of those."""
+    """The frozen priors behind the model, with the weights they were loaded from, where those are published and
+    their licence: each from the prior's registry spec (``priors/specs.py``), so another prior is named as itself."""
     out = []
     kinds = [("clip", model.clip)] + ([] if exported or model.dino is None else [("dino", model.dino)])
     for kind, prior in kinds:
         random = "random" in prior.identifier
-        source, licence = PRIOR_LICENCES[kind]
+        spec = prior.spec
         out.append({"prior": kind, "model": prior.identifier.split("|")[0], "weights": prior.identifier,
-                    "pretrained_on": None if random else source,
-                    "license": "none (random weights, not a pretrained model)" if random else licence})
+                    "pretrained_on": None if random else f"{spec.name} ({spec.arch}), from {spec.source}",
+                    "license": "none (random weights, not a pretrained model)" if random else spec.licence})
     return out
 
 
@@ -83,7 +88,7 @@ def model_card(model: Any, class_set: ClassSet, cfg: Any, artifact: str | Path, 
                        f"{'exported ONNX graph, ' + precision if exported else 'PyTorch checkpoint'}",
         "bands": [{"name": b, "description": f"{b} band of the input raster"} for b in BAND_NAMES],
         "mlm:name": f"rs-wsss-{class_set.name}-{artifact.stem}",
-        "mlm:architecture": ARCHITECTURE,
+        "mlm:architecture": architecture(model),
         "mlm:tasks": ["semantic-segmentation"],
         "mlm:framework": "ONNX" if exported else "PyTorch",
         "mlm:framework_version": _onnx_version() if exported else torch.__version__.split("+")[0],

@@ -192,6 +192,40 @@ def test_model_cards_validate_against_the_stac_mlm_schema(exported, trained_spac
         assert json.loads(p.stdout)["properties"]["mlm:name"].startswith("rs-wsss-landcover")
 
 
+def test_the_card_names_the_chosen_priors_not_the_papers(trained_spacenet, shared_data, tmp_path):
+    """Cards of a model on other priors (SkyCLIP ViT-B/32, DINOv2 ViT-S/14 with registers) validate and name those."""
+    p = run_cli("train", "--tags", trained_spacenet / "tags.csv", shared_data / "spacenet/sample_geotiff.tif", "-o",
+                tmp_path / "sky.pt", "--classes", "landcover", "--tiny", "--iters", "1", "--no-report",
+                "--clip-prior", "skyclip-vit-b-32", "--dino-prior", "dinov2-vit-s-14-reg")
+    assert p.returncode == 0, p.stderr
+    p = run_cli("export", tmp_path / "sky.pt", "-o", tmp_path / "sky.onnx")
+    assert p.returncode == 0, p.stderr
+    validator = _validator()
+    for artifact in ("sky.pt", "sky.onnx"):
+        card = json.loads(run_cli("info", tmp_path / artifact).stdout)
+        assert not [e.message for e in validator.iter_errors(card)]
+        props = card["properties"]
+        assert "CLIP ViT-B-32 image tower (skyclip-vit-b-32" in props["mlm:architecture"]
+        assert "ViT-B/16" not in props["mlm:architecture"]
+        models = {q["prior"]: q["model"] for q in props["rs_wsss:priors"]}
+        expected = {"clip": "skyclip-vit-b-32(tiny)", "dino": "dinov2-vit-s-14-reg(tiny)"}
+        assert models == (expected if artifact == "sky.pt" else {"clip": expected["clip"]})  # the graph has no DINO
+
+
+def test_multi_scale_and_the_crf_stay_in_rs_wsss(exported, shared_data, tmp_path):
+    """Said in the README and in the export's card, and done: an exported graph segments at one scale."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Export", 1)[1].split("\n## ", 1)[0]
+    assert "**Multi-scale testing and the dense CRF stay in rs-wsss** (`infer.scales`, `infer.crf`)" in section
+    card = json.loads(run_cli("info", exported).stdout)["properties"]
+    assert card["rs_wsss:not_in_graph"] == ["multi-scale testing (infer.scales)", "dense CRF (infer.crf)"]
+    p = run_cli("segment", shared_data / "spacenet/sample_geotiff.tif", "-o", tmp_path / "o.tif", "--model", exported,
+                "--scales", "0.75,1,1.25", "--no-crf", "--no-report")
+    assert p.returncode == 0, p.stderr
+    assert "runs at a single scale (infer.scales [0.75, 1.0, 1.25] does not apply)" in p.stderr
+    assert json.loads((tmp_path / "o_stac.json").read_text())["properties"]["rs_wsss:parameters"]["scales"] == [1.0]
+
+
 def test_the_graph_adapter_equals_the_models_at_any_batch(trained_spacenet):
     import torch
 
