@@ -33,7 +33,7 @@ def setup_logging(verbosity: int) -> None:
 class Progress:
     """progress(stage, done, total): one JSON object per line on stderr, or a tqdm bar per stage."""
 
-    def __init__(self, as_json: bool, quiet: bool = False):
+    def __init__(self, as_json: bool, quiet: bool = False) -> None:
         self.as_json, self.quiet = as_json, quiet
         self.bars: dict = {}
 

@@ -29,7 +29,7 @@ def tile_module(model: Any) -> Any:
     from torch import nn
 
     class TileGraph(nn.Module):
-        def __init__(self, wsss: Any):
+        def __init__(self, wsss: Any) -> None:
             super().__init__()
             self.wsss = wsss
 

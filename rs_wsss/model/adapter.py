@@ -40,7 +40,7 @@ class FeatureAdapter(nn.Module):
     ``out_weight`` (N, out, hidden) / ``out_bias`` (N, out) = W¹, ``fuse`` = eq 6's Conv (an ``nn.Linear`` for the
     default 1×1 kernel, an ``nn.Conv2d`` for ``fuse_kernel`` > 1)."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, n_levels: int, fuse_kernel: int = 1):
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, n_levels: int, fuse_kernel: int = 1) -> None:
         super().__init__()
         self.in_dim, self.n_levels = in_dim, n_levels
         self.hidden_weight = nn.Parameter(torch.empty(n_levels, hidden_dim, in_dim))
@@ -55,7 +55,7 @@ class FeatureAdapter(nn.Module):
                                 nn.Conv2d(n_levels * out_dim, out_dim, fuse_kernel, padding=fuse_kernel // 2))
 
     def forward(self, levels: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        """levels (B, N, D, h, w), or a list of N (B, D, h, w) maps → F (B, out, h, w)."""
+        """Levels (B, N, D, h, w), or a list of N (B, D, h, w) maps → F (B, out, h, w)."""
         n = len(levels) if isinstance(levels, list) else levels.shape[1]
         if n != self.n_levels:
             raise ValueError(f"adapter expects {self.n_levels} feature levels, got {n}")

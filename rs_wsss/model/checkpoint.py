@@ -27,7 +27,7 @@ log = logging.getLogger("rs_wsss")
 
 
 def rng_state() -> dict[str, Any]:
-    """torch (CPU and every CUDA device), numpy and python RNG states as tensors and plain values (weights_only)."""
+    """Torch (CPU and every CUDA device), numpy and python RNG states as tensors and plain values (weights_only)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -139,7 +139,6 @@ def check_backbone(state: dict[str, Any], clip_identifier: str, path: str = "che
     """Refuse a checkpoint whose CLIP architecture, or random-vs-pretrained weights, differ from the loaded prior;
     warn (only) when both are pretrained files of the same architecture with different contents (it may be the same
     weights saved in another format)."""
-
     want = state["backbones"]["clip"] or ""
     # the prior's registry name (a checkpoint made before the registry recorded the open_clip architecture)
     want_arch, have_arch = canonical_name(want.split("|")[0]), canonical_name(clip_identifier.split("|")[0])
@@ -157,7 +156,6 @@ def check_backbone(state: dict[str, Any], clip_identifier: str, path: str = "che
 
 def check_dino(state: dict[str, Any], dino_identifier: str, path: str = "checkpoint") -> None:
     """Refuse a checkpoint trained on another DINO prior than the loaded one (its adapter reads that prior's blocks)."""
-
     want = (state["backbones"].get("dino") or "").split("|")[0]
     have = dino_identifier.split("|")[0]
     if want and canonical_name(want, "dino") != canonical_name(have, "dino"):

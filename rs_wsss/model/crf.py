@@ -21,7 +21,7 @@ def crf_available() -> bool:
 
 
 def crf_refine(image: np.ndarray, probs: np.ndarray, cfg: InferConfig) -> np.ndarray:
-    """image uint8 (H, W, 3), probs float (K, H, W) → refined probs (K, H, W); unchanged if pydensecrf2 is missing."""
+    """Image uint8 (H, W, 3), probs float (K, H, W) → refined probs (K, H, W); unchanged if pydensecrf2 is missing."""
     global _warned
     try:
         import pydensecrf.densecrf as dcrf

@@ -15,7 +15,7 @@ from .adapter import conv1x1_to_linear
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(dim)
@@ -46,7 +46,7 @@ class Block(nn.Module):
 
 class Decoder(nn.Module):
     def __init__(self, dim: int, num_classes: int, layers: int, heads: int, mlp_ratio: float = 4.0,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)

@@ -31,7 +31,7 @@ class PAR(nn.Module):
 
     pos: torch.Tensor
 
-    def __init__(self, dilations: list[int], iters: int):
+    def __init__(self, dilations: list[int], iters: int) -> None:
         super().__init__()
         self.dilations = [int(d) for d in dilations]
         self.iters = int(iters)
@@ -75,7 +75,7 @@ class PAR(nn.Module):
 
     @torch.no_grad()
     def forward(self, image: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
-        """image (B, 3, H, W), cam (B, K, h, w) → refined cam (B, K, H, W) (bilinearly resized to the image first).
+        """Image (B, 3, H, W), cam (B, K, h, w) → refined cam (B, K, H, W) (bilinearly resized to the image first).
 
         AFA runs PAR at half the image resolution to save memory: pass a downscaled image and upsample the result."""
         # a channel that is 0 everywhere in the batch (a class tagged on none of its tiles) stays 0: refine the others

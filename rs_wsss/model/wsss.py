@@ -55,7 +55,7 @@ class WSSS(nn.Module):
 
     def __init__(self, cfg: Config, class_set: ClassSet, clip: ClipPrior, dino: DinoPrior | None,
                  dino_width: int | None = None,
-                 all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         # sums VPE's seed statistics over the data-parallel ranks (eq 18); the training loop sets it (train.ddp)
         self.all_reduce: Callable[[torch.Tensor], torch.Tensor] = all_reduce or _identity

@@ -57,7 +57,7 @@ class ClipPrior(nn.Module):
 
     model: Any  # an open_clip CLIP (or the tiny stand-in); typed loosely, as open_clip is
 
-    def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights):
+    def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights) -> None:
         super().__init__()
         import open_clip
 

@@ -22,7 +22,7 @@ class DinoPrior(nn.Module):
 
     model: Any  # a timm VisionTransformer
 
-    def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights):
+    def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights) -> None:
         super().__init__()
         import timm
 

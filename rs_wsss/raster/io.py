@@ -151,7 +151,7 @@ class Scene:
     """One raster opened for reading; ``read(window)`` → (float32 (3, h, w) in [0, 1], valid bool (h, w))."""
 
     def __init__(self, path: str | Path, raster: RasterConfig | None = None, norm: NormStats | None = None,
-                 extent: Extent | None = None):
+                 extent: Extent | None = None) -> None:
         raster = raster or RasterConfig()
         bands, gsd = raster.bands, raster.gsd
         self.path = str(path)

@@ -31,7 +31,7 @@ def file_identity(path: str) -> list:
 
 
 class FeatureCache:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.hits = self.misses = 0

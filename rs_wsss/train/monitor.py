@@ -61,7 +61,7 @@ class TrainMonitor:
 
     def __init__(self, out_path: str | Path, cfg: Config, class_set: ClassSet, resume: bool = False,
                  previews: tuple | None = None, validator=None, extra: dict | None = None,
-                 meta: dict | None = None, write_files: bool = True):
+                 meta: dict | None = None, write_files: bool = True) -> None:
         from .loop import poly_lambda
 
         self.paths = monitor_paths(out_path)

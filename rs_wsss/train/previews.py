@@ -24,7 +24,7 @@ def read_tiles(scenes: dict, windows: list, size: int) -> torch.Tensor:
 
 
 def pick_evenly(n: int, k: int) -> list[int]:
-    """k indices spread evenly over range(n) (all of them when n ≤ k): fixed, so previews compare across steps."""
+    """K indices spread evenly over range(n) (all of them when n ≤ k): fixed, so previews compare across steps."""
     if n <= k:
         return list(range(n))
     return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]

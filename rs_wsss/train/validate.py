@@ -43,7 +43,7 @@ class Validator:
     """Fixed validation tiles and their targets; ``evaluate(model)`` → {"metric", "score", "per_class", ...}."""
 
     def __init__(self, kind: str, images: list[torch.Tensor], targets: list, class_set: ClassSet, cfg: Config,
-                 source: str):
+                 source: str) -> None:
         self.kind, self.images, self.targets = kind, images, targets
         self.class_set, self.cfg, self.source = class_set, cfg, source
 
