@@ -38,6 +38,7 @@ class Progress:
         self.bars: dict = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` units of ``stage``; a bar closes when its stage completes."""
         if self.as_json:
             sys.stderr.write(json.dumps({"stage": stage, "done": done, "total": total}) + "\n")
             sys.stderr.flush()
@@ -56,11 +57,13 @@ class Progress:
             self.bars.pop(stage, None)
 
     def close(self) -> None:
+        """Close every open bar (an interrupted run leaves some unfinished)."""
         for bar in self.bars.values():
             bar.close()
 
 
 def progress_of(ctx: click.Context) -> Callable[[str, int, int], None]:
+    """The progress callback the top-level group stored (tqdm bars when the command runs without the group)."""
     obj = ctx.find_root().obj or {}
     return obj.get("progress") or Progress(False)
 

@@ -14,7 +14,7 @@ import click
 @click.option("--value-map", multiple=True, help="GT value → class, e.g. 255=building,0=background (default: the set's "
                                                  "codes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_cmd(prediction, ground_truth, class_set, value_map, as_json) -> None:
+def evaluate_cmd(prediction: str, ground_truth: str, class_set: str, value_map: tuple[str, ...], as_json: bool) -> None:
     """Per-class IoU, mIoU, overall accuracy and F1.
 
     \b

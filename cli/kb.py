@@ -47,7 +47,7 @@ def class_set_listing() -> list[dict]:
 
 @kb.command("show")
 @click.option("--classes", "class_set", required=True, help="Class set name or YAML.")
-def show(class_set) -> None:
+def show(class_set: str) -> None:
     """List the descriptions of every class.
 
     \b

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from types import FrameType
+from typing import NoReturn
 
 import click
 
@@ -25,16 +27,21 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    """The top-level group: subcommands are imported only when run, so ``--help`` stays instant."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Name every subcommand (from :data:`COMMANDS`, importing none)."""
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Import and return the command ``name``, or None for an unknown name (click then reports it)."""
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Write the commands' short help from :data:`COMMANDS`."""
         # short help without importing every command module
         with formatter.section("Commands"):
             formatter.write_dl([(n, h) for n, (_, _, h) in COMMANDS.items()])
@@ -66,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     verbose = any(a in ("-v", "-vv", "--verbose") for a in (argv if argv is not None else sys.argv[1:]))
     import signal
 
-    def _terminate(signum, frame):  # SIGTERM (e.g. cancel in QGIS) unwinds like Ctrl-C: temporary outputs are removed
+    # SIGTERM (e.g. cancel in QGIS) unwinds like Ctrl-C: temporary outputs are removed
+    def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from .options import config_opt, option, overwrite_opt
+from .options import F, config_opt, option, overwrite_opt
 
 SCENES = click.argument("scenes", nargs=-1, required=True, type=click.Path())
 OUT = click.option("-o", "--output", required=True, type=click.Path(), help="tags.csv or tags.gpkg")
@@ -16,7 +17,7 @@ TILE = option("--tile", default=None, type=click.IntRange(min=32), config_key="r
 
 
 
-def _overlap(default: float):
+def _overlap(default: float) -> Callable[[F], F]:
     return option("--overlap", default=default, show_default=True, type=click.FloatRange(0, 1, max_open=True),
                   unit="fraction of a tile", help="Tile overlap fraction in [0, 1).")
 
@@ -39,7 +40,8 @@ def tags() -> None:
 @config_opt
 @_overlap(0.0)
 @overwrite_opt
-def template(scenes, output, tile, config_path, overlap, overwrite) -> None:
+def template(scenes: tuple[str, ...], output: str, tile: int | None, config_path: str | None, overlap: float,
+             overwrite: bool) -> None:
     """An empty grid of tiles (labels blank) to fill in, e.g. in QGIS.
 
     \b
@@ -78,8 +80,9 @@ def template(scenes, output, tile, config_path, overlap, overwrite) -> None:
 @config_opt
 @_overlap(0.0)
 @overwrite_opt
-def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fraction, output, tile, config_path,
-                overlap, overwrite) -> None:
+def from_vector(scenes: tuple[str, ...], vector: str, field: str | None, class_name: str | None,
+                value_map: tuple[str, ...], class_set: str, min_fraction: float, output: str, tile: int | None,
+                config_path: str | None, overlap: float, overwrite: bool) -> None:
     """Tags from a vector layer in any CRS (reprojected to each scene).
 
     \b
@@ -122,8 +125,8 @@ def from_vector(scenes, vector, field, class_name, value_map, class_set, min_fra
 @config_opt
 @_overlap(0.0)
 @overwrite_opt
-def from_raster(scenes, masks, class_set, value_map, min_fraction, output, tile, config_path, overlap,
-                overwrite) -> None:
+def from_raster(scenes: tuple[str, ...], masks: str, class_set: str, value_map: tuple[str, ...], min_fraction: float,
+                output: str, tile: int | None, config_path: str | None, overlap: float, overwrite: bool) -> None:
     """Tags from ground-truth class rasters (for benchmarks).
 
     \b

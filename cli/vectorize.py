@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from rs_wsss.raster.formats import format_names  # a table of plain values: --help stays instant
@@ -21,7 +23,8 @@ from rs_wsss.raster.formats import format_names  # a table of plain values: --he
               help="Confidence raster on the same grid (OUT_confidence.tif): adds mean_confidence per polygon.")
 @click.option("--layer", default="classes", show_default=True, help="Layer name (GeoPackage).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def vectorize_cmd(class_raster, output, class_set, min_area, simplify, conf_raster, layer, overwrite) -> None:
+def vectorize_cmd(class_raster: str, output: str, class_set: str | None, min_area: float, simplify: float,
+                  conf_raster: str | None, layer: str, overwrite: bool) -> None:
     """Polygonise a class raster into a seam-free polygon coverage with areas in m² and ha.
 
     Writes OUT_areas.csv / OUT_areas.json (per-class areas) and OUT_stac.json (provenance) beside OUT.
@@ -72,7 +75,7 @@ def vectorize_cmd(class_raster, output, class_set, min_area, simplify, conf_rast
     log.info("%s: %d polygons; areas in %s", out, n, csv_path)
 
 
-def _check_class_raster(path: str, ds) -> None:
+def _check_class_raster(path: str, ds: Any) -> None:
     from rs_wsss.errors import RsWsssError
 
     if ds.count != 1 or ds.dtypes[0] != "uint8":
