@@ -64,7 +64,9 @@ class BlockExecutor(Protocol):
     ``progress("segment", done, total)``."""
 
     def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, grid: TileGrid, batch: int,
-                 progress: Progress | None) -> None: ...
+                 progress: Progress | None) -> None:
+        """Stitch each job's block into its files (see the class docstring)."""
+        ...
 
 
 @dataclass
@@ -76,6 +78,7 @@ class LocalBlocks:
 
     def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, grid: TileGrid, batch: int,
                  progress: Progress | None) -> None:
+        """Stitch the jobs in order, reporting each finished block."""
         for n, job in enumerate(jobs, start=1):
             stitch_block(scene, self.predict, self.num_classes, job, grid=grid, batch=batch)
             if progress:
@@ -153,7 +156,8 @@ def stitch_blocks(scene: Scene, executor: BlockExecutor, *, grid: TileGrid, batc
         batch: tiles per forward; with the grid it fixes which tiles are predicted together, the same in every
             block, worker and resumed run as in the whole-raster run.
         block: block side in px (rounded down to a multiple of the tile stride).
-        raw: the class GeoTIFF to write; conf: the confidence GeoTIFF to write, or None.
+        raw: the class GeoTIFF to write.
+        conf: the confidence GeoTIFF to write, or None.
         progress: optional ``progress(stage, done, total)``.
         work: the block folder from :func:`open_workspace` (blocks already in it are not stitched again; the caller
             removes it); None: a private temporary folder, removed here.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -14,6 +15,9 @@ from rasterio.windows import Window
 from ..classes import ClassSet
 from ..errors import RsWsssError
 from .io import open_dataset, preflight
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 from .masks import class_raster_table, code_table, read_mask
 from .write import NODATA
 
@@ -84,7 +88,7 @@ def evaluate_rasters(pred_path: str | Path, gt_path: str | Path, class_set: Clas
     return out
 
 
-def _check_overlap(pred, gt, pred_path: str | Path, gt_path: str | Path) -> None:
+def _check_overlap(pred: DatasetReader, gt: DatasetReader, pred_path: str | Path, gt_path: str | Path) -> None:
     """Refuse a ground truth whose footprint misses the prediction's (both georeferenced, any CRSs)."""
     from rasterio.warp import transform_bounds
 
@@ -96,7 +100,7 @@ def _check_overlap(pred, gt, pred_path: str | Path, gt_path: str | Path) -> None
                           f"{p.top:.6g} in {pred.crs}); compare a prediction with the truth of the same area")
 
 
-def _reprojected_gt(decoded: np.ndarray, gt, pred, win: Window) -> np.ndarray:
+def _reprojected_gt(decoded: np.ndarray, gt: DatasetReader, pred: DatasetReader, win: Window) -> np.ndarray:
     out = np.full((int(win.height), int(win.width)), NODATA, np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -32,6 +32,7 @@ class Format:
     style: Literal["embedded", "sidecar"] | None = None  # where QGIS finds the class style
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as plain values (``rs-wsss options --json``, the QGIS provider)."""
         return asdict(self)
 
 

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -24,6 +24,10 @@ from ..config import RasterConfig
 from ..errors import InputNotFound, RsWsssError
 from .extent import Extent, aoi_mask, read_aoi
 
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+    from rasterio.vrt import WarpedVRT
+
 DECIMATED = 1024  # long side of the read used for percentile statistics
 
 
@@ -35,10 +39,12 @@ class NormStats:
     high: list[float]
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain floats for JSON (checkpoints, model cards)."""
         return {"low": [float(v) for v in self.low], "high": [float(v) for v in self.high]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NormStats:
+        """The inverse of :meth:`to_dict`."""
         return cls(low=[float(v) for v in d["low"]], high=[float(v) for v in d["high"]])
 
 
@@ -48,7 +54,7 @@ def is_remote(path: str | Path) -> bool:
     return s.startswith("/vsi") or "://" in s
 
 
-def open_dataset(path: str | Path):
+def open_dataset(path: str | Path) -> DatasetReader:
     """rasterio.open with one-line errors (missing, unreadable, not a raster); any path GDAL opens is accepted."""
     p = str(path) if is_remote(path) else Path(path)
     if not is_remote(path) and not p.exists():
@@ -122,7 +128,7 @@ def check_extent(paths: list[str], extent: Extent | None) -> None:
             extent.window(ds, read_aoi(extent.aoi, ds.crs) if extent.aoi else None)
 
 
-def default_bands(src) -> list[int]:
+def default_bands(src: DatasetReader | WarpedVRT) -> list[int]:
     """RGB by colour interpretation, else the first three bands; one band (or grey + alpha) is read as grey (band 1
     repeated). Any other 2-band raster (e.g. SAR VV/VH, two indices) has no natural RGB reading: refused, naming
     the fix, rather than silently dropping band 2."""
@@ -137,7 +143,7 @@ def default_bands(src) -> list[int]:
     return [1, 2, 3] if src.count >= 3 else [1, 1, 1]
 
 
-def select_bands(src, bands: list[int] | None, path: str | Path) -> list[int]:
+def select_bands(src: DatasetReader | WarpedVRT, bands: list[int] | None, path: str | Path) -> list[int]:
     """The three band numbers read as R, G, B: ``bands`` (1 or 3 numbers in 1..count) or :func:`default_bands`."""
     if bands is None:
         return default_bands(src)
@@ -182,6 +188,7 @@ class Scene:
     res = property(lambda self: self.src.res)
 
     def close(self) -> None:
+        """Close the dataset and its resampled view (if any)."""
         if self.src is not self.dataset:
             self.src.close()
         self.dataset.close()
@@ -189,7 +196,7 @@ class Scene:
     def __enter__(self) -> Scene:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -218,6 +225,7 @@ class Scene:
         return data, valid
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised image (3, h, w) float32 in [0, 1] (:class:`NormStats` stretch, invalid pixels 0) and validity."""
         data, valid = self.read_raw(window)
         low = np.asarray(self.norm.low, np.float32)[:, None, None]
         high = np.asarray(self.norm.high, np.float32)[:, None, None]
@@ -255,7 +263,7 @@ def compute_norm(scene: Scene, percentile: Sequence[float]) -> NormStats:
     return NormStats(low, high)
 
 
-def _resampled(src, gsd: float):
+def _resampled(src: DatasetReader, gsd: float) -> WarpedVRT:
     """A WarpedVRT of ``src`` at ``gsd`` CRS units per pixel (bilinear), same CRS and origin."""
     from rasterio.transform import Affine
     from rasterio.vrt import WarpedVRT

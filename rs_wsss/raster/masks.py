@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from rasterio.windows import Window
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
 
 from ..classes import ClassSet
 from ..errors import RsWsssError
@@ -29,7 +34,7 @@ def code_table(class_set: ClassSet, value_map: dict | None = None) -> dict:
     return table
 
 
-def class_raster_table(src, class_set: ClassSet) -> dict | None:
+def class_raster_table(src: DatasetReader, class_set: ClassSet) -> dict | None:
     """Id → class id for a class raster rs-wsss wrote (its CLASS_NAMES tag), matched by class name: its ids are the
     truth, whatever colours its palette shows (they need not be the set's mask codes). None for any other raster."""
     names = [n for n in (src.tags().get("CLASS_NAMES") or "").split(";") if n]
@@ -39,10 +44,11 @@ def class_raster_table(src, class_set: ClassSet) -> dict | None:
 
 
 def wants_rgb(table: dict) -> bool:
+    """Whether a code table holds only RGB colour codes, so the mask must be read as three bands."""
     return any(isinstance(k, tuple) for k in table) and not any(isinstance(k, int) for k in table)
 
 
-def read_mask(src, window: Window | None, table: dict) -> np.ndarray:
+def read_mask(src: DatasetReader, window: Window | None, table: dict) -> np.ndarray:
     """Read a mask window and decode it to class ids (uint8, 255 = ignore or unknown code).
 
     A 3-band mask is RGB-coded whenever the table has colour codes, even if it also has index codes (the iSAID set

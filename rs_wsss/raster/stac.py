@@ -46,6 +46,8 @@ def stac_item(grid_raster: str | Path, source: str, assets: Mapping[str, str | P
         assets: role key → output path; hrefs are written relative to ``base`` (the item's folder).
         parameters: the run's parameters (tile, overlap, min_area_m2 …), recorded as given.
         meta: model identity (``model``: zero-shot or checkpoint:SHA256, ``weights``, ``class_set``).
+        item_id: the item's id (default: the class raster's file stem).
+        base: the folder hrefs are relative to (default: the class raster's folder).
         class_names: class names by id.
     """
     with rasterio.open(grid_raster) as ds:

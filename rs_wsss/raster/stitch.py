@@ -91,8 +91,8 @@ def stitch(scene: Scene, predict: Predict, num_classes: int, grid: TileGrid, out
         conf_ds.close()
 
 
-def _accumulate(acc, wsum, valid_buf, win: Window, valid: np.ndarray, prob: np.ndarray, weight: np.ndarray,
-                top: int, a_c0: int, a_w: int) -> None:
+def _accumulate(acc: np.ndarray, wsum: np.ndarray, valid_buf: np.ndarray, win: Window, valid: np.ndarray,
+                prob: np.ndarray, weight: np.ndarray, top: int, a_c0: int, a_w: int) -> None:
     """Add one tile's weighted probabilities to the strip, clipped to the strip/area."""
     t = weight.shape[0]
     r0, c0 = int(win.row_off) - top, int(win.col_off) - a_c0

@@ -27,6 +27,8 @@ FIELDS = ["image", "col_off", "row_off", "width", "height", "labels"]
 
 @dataclass(frozen=True)
 class TagRow:
+    """One tagged tile: the scene, its pixel window and the class names present (empty: none of the classes)."""
+
     image: str  # path of the scene
     window: Window
     labels: tuple[str, ...]
@@ -34,6 +36,7 @@ class TagRow:
 
     @property
     def key(self) -> tuple:
+        """Identity of the tile (absolute scene path and window), for duplicate and overlap checks."""
         w = self.window
         return (os.path.abspath(self.image), int(w.col_off), int(w.row_off), int(w.width), int(w.height))
 
@@ -115,7 +118,7 @@ def _decode(path: Path) -> str:
     return text
 
 
-def _labels(value) -> tuple[str, ...]:
+def _labels(value: object) -> tuple[str, ...]:
     if value is None or (isinstance(value, float) and math.isnan(value)):  # empty GPKG field (None / NaN)
         return ()
     return tuple(s.strip() for s in str(value).split(";") if s.strip())

@@ -46,6 +46,7 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 def class_tags(class_names: list[str], meta: dict | None = None) -> dict[str, str]:
+    """GeoTIFF metadata naming the classes (CLASS_NAMES, CLASS_i) plus ``meta`` upper-cased (model identity)."""
     tags = {"CLASS_NAMES": ";".join(class_names)}
     tags.update({f"CLASS_{i}": n for i, n in enumerate(class_names)})
     tags.update({k.upper(): str(v) for k, v in (meta or {}).items()})
