@@ -4,15 +4,19 @@ registry in :mod:`.specs` (remote-sensing CLIPs, other DINOv2 sizes), named by `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..config import PriorsConfig
 from .specs import KNOWN, BackboneSpec, Prior, prior_specs, spec_for
 from .weights import RANDOM, ResolvedWeights, check_file, resolve
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from .clip import ClipPrior
     from .dino import DinoPrior
+
+    P = TypeVar("P", bound=nn.Module)  # the prior class given is the prior built
 
 __all__ = ["KNOWN", "RANDOM", "BackboneSpec", "Prior", "ResolvedWeights", "build_priors", "check_weights_file",
            "prior_specs", "resolve", "spec_for"]
@@ -73,7 +77,7 @@ def check_weights_file(path: str | Path, backbone: str, cfg: PriorsConfig) -> in
     return sum(p.numel() for p in model.parameters())
 
 
-def _build(prior_cls, cfg: PriorsConfig, rw: ResolvedWeights, spec: BackboneSpec):
+def _build(prior_cls: type[P], cfg: PriorsConfig, rw: ResolvedWeights, spec: BackboneSpec) -> P:
     """A weights file that is not the expected backbone (wrong model, corrupt, not weights at all) is bad input."""
     import pickle
 

@@ -13,6 +13,7 @@ parameters first, no second copy): ``load_state_dict(assign=True)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ from .weights import ResolvedWeights
 
 @dataclass
 class ClipFeatures:
+    """What one CLIP forward hands the method: per-block patch tokens, attention and the joint-space tokens."""
+
     tokens: list[torch.Tensor]  # N × (B, D, h, w): every block's patch tokens (F_init^l, Sect. 3.3)
     attn: torch.Tensor | None  # (B, N, hw, hw): head-averaged attention of every block, patch-to-patch (A_s^l, eq 12)
     joint: torch.Tensor  # (B, E, h, w): final tokens after ln_post + proj, in the image–text space (eq 9)
@@ -84,18 +87,22 @@ class ClipPrior(nn.Module):
         self.eval()
 
     def train(self, mode: bool = True) -> ClipPrior:  # frozen: always eval (no dropout / patch dropout)
+        """Stay in eval mode whatever ``mode`` asks: the prior is frozen."""
         return super().train(False)
 
     @property
     def num_blocks(self) -> int:
+        """Transformer blocks of the visual tower (N: 12 for ViT-B/16)."""
         return len(self.model.visual.transformer.resblocks)
 
     @property
     def width(self) -> int:
+        """Token width D of the visual tower (768 for ViT-B/16)."""
         return self.model.visual.conv1.out_channels
 
     @property
     def embed_dim(self) -> int:
+        """Width E of the joint image–text space (512 for ViT-B/16)."""
         return self.model.visual.proj.shape[1]
 
     def _pos_embed(self, gh: int, gw: int) -> torch.Tensor:
@@ -113,7 +120,8 @@ class ClipPrior(nn.Module):
             self._pos_cache[key] = torch.cat([cls, grid], 0).to(pos.dtype)
         return self._pos_cache[key]
 
-    def _apply(self, fn, recurse=True):  # .to()/.half() etc. change the weights: drop the resized copies
+    # .to()/.half() etc. change the weights: drop the resized copies
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> ClipPrior:
         self._pos_cache = {}
         return super()._apply(fn, recurse)
 

@@ -49,10 +49,12 @@ class DinoPrior(nn.Module):
         self.eval()
 
     def train(self, mode: bool = True) -> DinoPrior:  # frozen: always eval
+        """Stay in eval mode whatever ``mode`` asks: the prior is frozen."""
         return super().train(False)
 
     @property
     def width(self) -> int:
+        """Token width (768 for ViT-B/14)."""
         return self.model.embed_dim
 
     @property
@@ -62,6 +64,7 @@ class DinoPrior(nn.Module):
 
     @property
     def num_blocks(self) -> int:
+        """Transformer blocks (12 for ViT-B/14)."""
         return len(self.model.blocks)
 
     def _input(self, images: torch.Tensor) -> torch.Tensor:

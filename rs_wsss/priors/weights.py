@@ -32,12 +32,15 @@ def how(spec: BackboneSpec) -> str:
 
 @dataclass(frozen=True)
 class ResolvedWeights:
+    """Where a backbone's weights come from: a file found explicitly, by environment or hub cache, or random."""
+
     backbone: str  # "clip" or "dino"
     path: Path | None  # None when random
     source: str  # "explicit", "env", "hub-cache", "random"
 
     @property
     def is_random(self) -> bool:
+        """Whether the backbone keeps its random initialisation (``--weights random``)."""
         return self.path is None
 
     @property
@@ -59,6 +62,7 @@ class ResolvedWeights:
         return _file_sha256(str(self.path), st.st_size, st.st_mtime_ns)
 
     def describe(self) -> str:
+        """One line for logs and ``doctor``: the backbone and the file and source, or "random weights"."""
         return f"{self.backbone}: random weights (explicit)" if self.path is None else (
             f"{self.backbone}: {self.path} (from {self.source})")
 

@@ -36,7 +36,7 @@ class TagRow:
 
     @property
     def key(self) -> tuple:
-        """Identity of the tile (absolute scene path and window), for duplicate and overlap checks."""
+        """Identity of the tile (absolute scene path and window): two rows with one key are duplicates."""
         w = self.window
         return (os.path.abspath(self.image), int(w.col_off), int(w.row_off), int(w.width), int(w.height))
 
