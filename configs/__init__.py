@@ -1,1 +1,3 @@
-"""Packaged configs (``rs_wsss_configs``): YAML shipped with the package, e.g. ``tiny.yaml``; see :func:`rs_wsss.config.packaged_config`."""
+"""Packaged configs (``rs_wsss_configs``): YAML shipped with the package (``tiny.yaml``).
+
+Found by :func:`rs_wsss.config.packaged_config`."""

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from .._version import __version__
 from ..atomic import atomic_path, disk_full, sweep_stale
 from ..errors import DAMAGED_FILE_ERRORS, InputNotFound, RsWsssError
 from ..priors.specs import canonical_name, prior_record
+
+if TYPE_CHECKING:
+    from .wsss import WSSS
 
 FORMAT = 1
 log = logging.getLogger("rs_wsss")
@@ -39,6 +42,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the torch, CUDA (same device count only), numpy and Python generators from :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda") or []
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
@@ -48,7 +52,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((3, tuple(state["python"]), None))
 
 
-def save_checkpoint(path: str | Path, model, optimizer=None, scheduler=None, step: int = 0,
+def save_checkpoint(path: str | Path, model: WSSS, optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, step: int = 0,
                     extra: dict | None = None) -> None:
     """Write atomically (temporary name, then rename): an interrupted save never corrupts the previous one."""
     path = Path(path)
@@ -121,6 +126,7 @@ def _fill_earlier_behaviour(config: dict[str, Any]) -> None:
 
 
 def file_hash(path: str | Path) -> str:
+    """The file's sha256 as hex, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -164,7 +170,7 @@ def check_dino(state: dict[str, Any], dino_identifier: str, path: str = "checkpo
                           f"--dino-prior {name.removesuffix('(tiny)')} and its weights, or retrain")
 
 
-def restore_model(model, state: dict[str, Any], path: str = "checkpoint") -> None:
+def restore_model(model: WSSS, state: dict[str, Any], path: str = "checkpoint") -> None:
     """Load trainable weights + prototypes, refusing a checkpoint made for another class set or backbone."""
     names = [c["name"] for c in state["class_set"]["classes"]]
     if names != [c.name for c in model.class_set.classes]:

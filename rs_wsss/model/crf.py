@@ -13,6 +13,7 @@ _warned = False
 
 
 def crf_available() -> bool:
+    """Whether pydensecrf2 imports (the ``crf`` extra)."""
     try:
         import pydensecrf.densecrf  # noqa: F401
     except ImportError:

@@ -15,6 +15,8 @@ from .adapter import conv1x1_to_linear
 
 
 class Block(nn.Module):
+    """One pre-norm transformer block of eq 7: x + MHSA(LN(x)), then x + FFN(LN(x))."""
+
     def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
         self.heads = heads
@@ -27,6 +29,8 @@ class Block(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, want_affinity: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tokens (B, n, d) → tokens (B, n, d) and, on request, the affinity (B, n, n): the sigmoid of the
+        head-averaged, symmetrised attention logits."""
         b, n, c = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
@@ -45,6 +49,9 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
+    """The decoder of eqs 7–8: ``layers`` blocks of width ``dim`` over F_clip's tokens, then ``num_classes`` logits
+    (C+1, background first) upsampled to the image."""
+
     def __init__(self, dim: int, num_classes: int, layers: int, heads: int, mlp_ratio: float = 4.0,
                  dropout: float = 0.0) -> None:
         super().__init__()

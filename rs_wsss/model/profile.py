@@ -3,12 +3,16 @@ values that differ from the defaults (the paper's reading). Used by ``rs-wsss in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..config import Config
+
+if TYPE_CHECKING:
+    from .wsss import WSSS
 
 PAPER = {"trainable": 16.45e6, "total": 177.89e6, "gflops": 194.0}  # Sect. 4.2 / the paper's complexity figures
 
@@ -27,7 +31,7 @@ class Flops:
         return self.clip + self.dino + self.trainable
 
 
-def param_counts(model) -> dict[str, int]:
+def param_counts(model: WSSS) -> dict[str, int]:
     """Trainable and total parameters, with and without the CLIP text tower (the paper counts image encoders)."""
     c = model.param_counts()
     text = c["clip"] - c["clip_visual"]
@@ -35,7 +39,7 @@ def param_counts(model) -> dict[str, int]:
 
 
 @torch.no_grad()
-def crop_flops(model, size: int | None = None) -> Flops:
+def crop_flops(model: WSSS, size: int | None = None) -> Flops:
     """FLOPs of one RGB crop of ``size`` px (default the CLIP prior's crop, 320 in the paper) through the training
     forward: CLIP image encoder at its crop (per-block tokens and attention), DINOv2 at its crop (all adapter
     levels), CLIP and DINO adapters and the decoder. Not counted: the text tower (run once per class set), the CAM
@@ -46,7 +50,7 @@ def crop_flops(model, size: int | None = None) -> Flops:
     size = size or c
     x = torch.rand(1, 3, size, size, device=model.prototypes.device)
 
-    def count(fn) -> tuple[float, Any]:
+    def count(fn: Callable[[], Any]) -> tuple[float, Any]:
         with FlopCounterMode(display=False) as fc:
             out = fn()
         return float(fc.get_total_flops()), out
@@ -59,7 +63,7 @@ def crop_flops(model, size: int | None = None) -> Flops:
         dino_flops, dino = count(lambda: model.dino.levels(resize(x, (d, d)),
                                                            model.cfg.adapter.dino_levels))
 
-    def trainable():
+    def trainable() -> None:
         f_clip = model.adapter(f.tokens)
         model.decoder(f_clip, (size, size))
         if dino is not None:

@@ -10,6 +10,8 @@ are a buffer, not parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -42,7 +44,7 @@ def seed_mask(m_f: torch.Tensor, tags_k: torch.Tensor, topk_percent: float) -> t
 @torch.no_grad()
 def update_prototypes(
     protos: torch.Tensor, initialized: torch.Tensor, feats: torch.Tensor, seeds: torch.Tensor, momentum: float,
-    reduce=None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq 18: P_c ← τ·P_c + (1 − τ)·(1/|Q_c|) Σ_{i∈Q_c} f_i; returns (new prototypes (K, D2), new initialized (K,)).
 

@@ -100,15 +100,18 @@ class WSSS(nn.Module):
 
     # ---- parameters -------------------------------------------------------------------------------------------
     def trainable_modules(self) -> dict[str, nn.Module]:
+        """The trained parts by checkpoint key: adapter, decoder and (with DINOv2) the DINO adapter."""
         mods = {"adapter": self.adapter, "decoder": self.decoder}
         if self.dino_adapter is not None:
             mods["dino_adapter"] = self.dino_adapter
         return mods
 
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """Every parameter the optimiser updates (the priors are frozen)."""
         return [p for m in self.trainable_modules().values() for p in m.parameters()]
 
     def param_counts(self) -> dict[str, int]:
+        """Parameters per trainable module and per prior, ``trainable`` and ``total``."""
         def n(m: nn.Module | None) -> int:
             return sum(p.numel() for p in m.parameters()) if m is not None else 0
 
@@ -119,6 +122,7 @@ class WSSS(nn.Module):
         return counts
 
     def train(self, mode: bool = True) -> WSSS:
+        """Set the trainable parts' mode; the frozen priors stay in eval mode."""
         super().train(mode)
         for m in (self.clip, self.dino):  # frozen priors never leave eval mode
             if m is not None:
@@ -168,6 +172,17 @@ class WSSS(nn.Module):
 
     def step_from_features(self, feats: dict[str, torch.Tensor], images: torch.Tensor,
                            tags: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One training forward from the priors' outputs: logits (eqs 5–8), refined CAMs and pseudo labels
+        (eqs 9–20) and the losses (eq 21).
+
+        Args:
+            feats: the priors' outputs (``tokens``, ``attn``, ``joint``, optional ``dino``), live or cached.
+            images: the crops (B, 3, H, W) in [0, 1].
+            tags: multi-hot tile tags (B, C) over the foreground classes.
+
+        Returns:
+            ``loss`` (with gradients), detached ``seg`` and ``aff`` terms, ``labels``, ``cam`` and ``logits``.
+        """
         cfg = self.cfg
         b, _, height, width = images.shape
         with autocast(images.device, self.train_dtype):  # train.precision: only the trainable forward
