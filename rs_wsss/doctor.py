@@ -32,6 +32,7 @@ class Check:
     required: bool = True
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as plain values (``rs-wsss doctor --json``)."""
         return asdict(self)
 
 

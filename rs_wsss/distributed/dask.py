@@ -97,6 +97,7 @@ class DaskBlocks:
 
     def __call__(self, scene: Scene, jobs: Sequence[BlockJob], *, grid: TileGrid, batch: int,
                  progress: Progress | None) -> None:
+        """One task per block, each reported as it finishes; a worker's error is re-raised here (after 2 retries)."""
         from dask.distributed import as_completed
 
         stem = Path(scene.path).stem

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import onnx
+    import torch
 
 log = logging.getLogger("rs_wsss")
 INPUT, OUTPUT = "image", "probabilities"
@@ -33,7 +34,8 @@ def tile_module(model: Any) -> Any:
             super().__init__()
             self.wsss = wsss
 
-        def forward(self, image):  # (B, 3, T, T) → (B, K, T, T): WSSS.predict at one scale, T a patch multiple
+        # (B, 3, T, T) → (B, K, T, T): WSSS.predict at one scale, T a patch multiple
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
             m = self.wsss
             tokens = m.clip(image.clamp(0.0, 1.0), need_attn=False).tokens
             logits, _ = m.decoder(any_batch_adapter(m.adapter, tokens), tuple(image.shape[-2:]))

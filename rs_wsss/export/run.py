@@ -59,11 +59,15 @@ def export_model(checkpoint: str | Path, out: str | Path, *, tile: int | None = 
     """Export ``checkpoint`` to the ONNX file ``out`` with Deepness metadata, and its STAC card beside it.
 
     Args:
-        checkpoint: from ``rs-wsss train``. out: ``MODEL.onnx``. tile: graph tile side in px (None: the
-            checkpoint's ``raster.tile``). precision: ``fp32`` or ``int8`` (static quantisation calibrated on tiles
-            of ``scenes``). scenes: real scenes (the training scenes) for ``check`` and int8 calibration.
+        checkpoint: from ``rs-wsss train``.
+        out: ``MODEL.onnx``.
+        tile: graph tile side in px (None: the checkpoint's ``raster.tile``).
+        precision: ``fp32`` or ``int8`` (static quantisation calibrated on tiles of ``scenes``).
+        scenes: real scenes (the training scenes) for ``check`` and int8 calibration.
         check: run the written graph on ONNX Runtime beside the PyTorch float32 model on tiles of ``scenes``.
-        weights: backbone weights (as for segment). resolution_cm: cm/px for Deepness (None: the training scenes').
+        weights: backbone weights (as for segment).
+        resolution_cm: cm/px for Deepness (None: the training scenes').
+        overwrite: replace an existing ``out`` and card.
 
     Returns:
         ``{"onnx", "card", "tile", "classes", "precision", ["check": agreement dict]}``.
