@@ -23,6 +23,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -33,6 +34,8 @@ _HEX = re.compile(r"^#?[0-9a-fA-F]{6}$")
 
 @dataclass(frozen=True)
 class ClassDef:
+    """One class: its name, display colour, CLIP prompt, knowledge-base descriptions and ground-truth mask codes."""
+
     name: str
     color: tuple[int, int, int]
     prompt: str = ""
@@ -42,6 +45,8 @@ class ClassDef:
 
 @dataclass(frozen=True)
 class ClassSet:
+    """The classes a model segments: foreground classes after the background (id 0), and mask codes to ignore."""
+
     name: str
     classes: tuple[ClassDef, ...]
     background: ClassDef = field(default_factory=lambda: ClassDef("background", (0, 0, 0)))
@@ -55,10 +60,12 @@ class ClassSet:
 
     @property
     def colors(self) -> list[tuple[int, int, int]]:
+        """RGB colours by class id, background first (the output palette)."""
         return [self.background.color] + [c.color for c in self.classes]
 
     @property
     def prompts(self) -> list[str]:
+        """The foreground classes' CLIP prompts (eqs 1–4 start from them)."""
         return [c.prompt for c in self.classes]
 
     @property
@@ -93,6 +100,7 @@ class ClassSet:
 
 
 def packaged_class_sets() -> list[str]:
+    """Names of the class sets shipped in ``configs/classes/``."""
     from .config import packaged_config
 
     return sorted(p.stem for p in packaged_config("classes").glob("*.yaml"))
@@ -144,6 +152,11 @@ MAX_CLASSES = 254  # + background = ids 0..254 of the uint8 class raster; 255 is
 
 
 def class_set_from_dict(data: dict, source: str = "class set") -> ClassSet:
+    """A class set from its YAML mapping (``classes`` list, optional ``background`` and ``ignore_codes``).
+
+    Raises:
+        RsWsssError: a malformed set, naming ``source`` and the bad entry.
+    """
     if not isinstance(data, dict) or not data.get("classes") or not isinstance(data["classes"], list):
         raise RsWsssError(f"{source}: a class set needs a 'classes' list")
     classes = tuple(_class_from_dict(c, source) for c in data["classes"])
@@ -181,6 +194,7 @@ def parse_color(value: str | list | tuple, source: str = "colour") -> tuple[int,
 
 
 def color_hex(rgb: tuple[int, int, int]) -> str:
+    """``(r, g, b)`` as ``#RRGGBB``."""
     return "#{:02X}{:02X}{:02X}".format(*rgb)
 
 
@@ -210,7 +224,7 @@ def _class_to_dict(c: ClassDef) -> dict:
     }
 
 
-def _code_in(value, source: str) -> int | tuple[int, int, int]:
+def _code_in(value: Any, source: str) -> int | tuple[int, int, int]:
     if isinstance(value, bool):
         raise RsWsssError(f"{source}: code {value!r} is neither an integer nor a colour")
     if isinstance(value, int):
