@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -69,7 +70,7 @@ def training_dtype(precision: str, amp: bool, device: torch.device | str) -> tor
     return DTYPES[precision]
 
 
-def autocast(device: torch.device | str, dtype: torch.dtype):
+def autocast(device: torch.device | str, dtype: torch.dtype) -> contextlib.AbstractContextManager[Any]:
     """``torch.autocast`` for a low-precision dtype; a no-op for float32 (and on devices autocast does not cover)."""
     device = torch.device(device)
     if dtype == torch.float32 or device.type not in ("cpu", "cuda"):

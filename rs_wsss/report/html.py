@@ -35,10 +35,12 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
 
 
 def hex_color(rgb: Sequence[int]) -> str:
+    """The first three values of ``rgb`` as a CSS ``#rrggbb``."""
     return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb[:3]))
 
 
 def swatch(rgb: Sequence[int]) -> str:
+    """A small colour square (HTML) for a class's legend entry."""
     return f'<span class="swatch" style="background:{hex_color(rgb)}"></span>'
 
 
@@ -57,10 +59,11 @@ def table(headers: Sequence[str], rows: Iterable[Sequence], raw_cols: Sequence[i
 
 
 def key_values(items: dict) -> str:
+    """A two-column key/value :func:`table`, values escaped and numbers formatted."""
     return table(["key", "value"], [(k, v) for k, v in items.items()])
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.1f}"
     if isinstance(v, int) and not isinstance(v, bool):

@@ -15,6 +15,8 @@ import numpy as np
 from rasterio.enums import Resampling
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from ..config import RasterConfig
     from ..raster.extent import Extent
 
@@ -72,7 +74,7 @@ def blend(rgb: np.ndarray, classes: np.ndarray, colors: Sequence[Sequence[int]],
 
 
 def build_figure(rgb: np.ndarray, classes: np.ndarray, names: Sequence[str], colors: Sequence[Sequence[int]],
-                 title: str, percents: Sequence[float] | None = None, banner: str | None = None):
+                 title: str, percents: Sequence[float] | None = None, banner: str | None = None) -> Figure:
     """A matplotlib Figure (no pyplot, no global backend): the blended image at 1:1 pixels, a legend at the right
     (class colour, name, share of the area), the title and an optional red banner on top."""
     from matplotlib.figure import Figure
@@ -101,12 +103,13 @@ def build_figure(rgb: np.ndarray, classes: np.ndarray, names: Sequence[str], col
     return fig
 
 
-def png_bytes(fig) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
+    """``fig`` rendered as PNG at its own dpi and background."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi, facecolor=fig.get_facecolor())
     return buf.getvalue()
 
 
-def legend_texts(fig) -> list[str]:
+def legend_texts(fig: Figure) -> list[str]:
     """The legend entries as drawn (what the tests check, besides the pixels)."""
     return [t.get_text() for leg in fig.legends for t in leg.get_texts()]

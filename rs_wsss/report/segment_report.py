@@ -65,8 +65,9 @@ def write_segment_report(scene_path: str | Path, class_tif: str | Path, names: l
     return {k: str(v) for k, v in paths.items()}
 
 
-def render_html(scene_path, areas: dict, colors, meta: dict, params: dict, timings: dict, png: bytes,
-                ql_shape: tuple, outputs: dict, banner: str | None) -> str:
+def render_html(scene_path: str | Path, areas: dict, colors: list[tuple[int, int, int]], meta: dict, params: dict,
+                timings: dict, png: bytes, ql_shape: tuple, outputs: dict, banner: str | None) -> str:
+    """The segmentation report page: quicklook, legend, areas per class, model, parameters, timings, outputs."""
     have_m2 = areas["total_m2"] is not None
     rows = [(html.swatch(colors[i]), r["class"], r["pixels"], r["m2"], r["ha"], r["percent"])
             for i, r in enumerate(areas["classes"])]

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import html
 from .quicklook import png_bytes
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 IGNORE_RGB = (150, 150, 150)  # pseudo-label "ignore" pixels in previews
 
 
-def curves_figure(rows: list[dict], val: list[dict]):
+def curves_figure(rows: list[dict], val: list[dict]) -> Figure:
     """Loss (total, L_seg, L_aff), learning rate, pseudo-label fraction and validation score against the step."""
     from matplotlib.figure import Figure
 
@@ -59,7 +63,7 @@ def class_rgb(classes: np.ndarray, colors: Sequence[Sequence[int]]) -> np.ndarra
 
 
 def previews_figure(maps: dict[str, np.ndarray], names: Sequence[str], colors: Sequence[Sequence[int]],
-                    step: int, tile_labels: Sequence[str] = ()):
+                    step: int, tile_labels: Sequence[str] = ()) -> Figure:
     """One row per preview tile, one column per stage (image, initial CAM, refined map, pseudo labels, prediction)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -87,6 +91,7 @@ def previews_figure(maps: dict[str, np.ndarray], names: Sequence[str], colors: S
 
 def render_html(title: str, meta: dict, summary: dict, curves_png: bytes | None, previews: list[tuple[int, bytes]],
                 val: list[dict], params: dict, files: dict, banner: str | None) -> str:
+    """The training report page: summary, curves, validation per step and class, previews, model and files."""
     sections = [("Summary", html.key_values(summary))]
     if curves_png:
         sections.append(("Curves", html.img(curves_png, "training curves")))
