@@ -53,6 +53,7 @@ class FreshBatches:
         self.sampler = sampler
 
     def __call__(self, step: int) -> Batch:
+        """The batch of ``step``: crops drawn by the sampler, this rank's shard."""
         imgs, tags = self.sampler.draw(step)
         return Batch(torch.from_numpy(imgs), torch.from_numpy(tags)).shard(self.sampler.cfg.train.batch)
 
@@ -106,6 +107,11 @@ class CachedBatches:
         return self.views
 
     def __call__(self, step: int) -> Batch:
+        """The batch of ``step``: cached views picked by the sampler, with their cached prior features.
+
+        Raises:
+            RuntimeError: :meth:`fill` has not run.
+        """
         if not self.views:
             raise RuntimeError("CachedBatches.fill must run before the first batch")
         picks = [self.views[j] for j in self.sampler.pick(step, len(self.views))]

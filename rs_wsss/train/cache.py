@@ -21,28 +21,35 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_path
 
 
-def cache_key(*parts) -> str:
+def cache_key(*parts: object) -> str:
+    """A 32-hex key from JSON-able ``parts`` (prior identifier, file identity, window …); other values by ``str``."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def file_identity(path: str) -> list:
+    """Absolute path, size and mtime: a changed file gets new cache keys without hashing it."""
     st = os.stat(path)
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
 class FeatureCache:
+    """Frozen prior features on disk, one safetensors file (float16) per key under ``root``; counts hits and misses."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.hits = self.misses = 0
 
     def path(self, key: str) -> Path:
+        """The file of ``key`` (sharded by its first two characters)."""
         return self.root / key[:2] / f"{key}.safetensors"
 
     def has(self, key: str) -> bool:
+        """Whether ``key`` is cached (counts nothing)."""
         return self.path(key).is_file()
 
     def get(self, key: str) -> dict[str, torch.Tensor] | None:
+        """The tensors of ``key`` as float32, or None (a miss)."""
         p = self.path(key)
         if not p.is_file():
             self.misses += 1
@@ -51,10 +58,12 @@ class FeatureCache:
         return {k: v.float() for k, v in load_file(p).items()}
 
     def put(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        """Store ``tensors`` under ``key`` as float16, atomically."""
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(p) as tmp:  # readers never see half a file
             save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in tensors.items()}, tmp)
 
     def size_bytes(self) -> int:
+        """Bytes the cache holds on disk."""
         return sum(f.stat().st_size for f in self.root.rglob("*.safetensors"))

@@ -19,13 +19,18 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..classes import ClassSet
 from ..config import Config
 from ..errors import OutputExists
+
+if TYPE_CHECKING:
+    from ..model.wsss import WSSS
+    from .sampler import TileSampler
+    from .validate import Validator
 
 log = logging.getLogger("rs_wsss")
 FIELDS = ["step", "loss", "L_seg", "L_aff", "lr", "seconds", "pseudo_fraction"]
@@ -49,6 +54,7 @@ def refuse_stale_best(out_path: str | Path, resume: bool) -> None:
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a training log CSV (``step`` as int, every other column as float), e.g. to resume a run."""
     with open(path, newline="") as fh:
         return [{k: (int(v) if k == "step" else float(v)) for k, v in rec.items()} for rec in csv.DictReader(fh)]
 
@@ -60,7 +66,7 @@ class TrainMonitor:
     ``train.validate.Validator`` or None; ``extra``: what every checkpoint carries (norms, bands) for ``best``."""
 
     def __init__(self, out_path: str | Path, cfg: Config, class_set: ClassSet, resume: bool = False,
-                 previews: tuple | None = None, validator=None, extra: dict | None = None,
+                 previews: tuple | None = None, validator: Validator | None = None, extra: dict | None = None,
                  meta: dict | None = None, write_files: bool = True) -> None:
         from .loop import poly_lambda
 
@@ -91,7 +97,8 @@ class TrainMonitor:
         self.t_last = time.perf_counter()
         self.first = True
 
-    def __call__(self, step: int, model, out: dict[str, Any]) -> None:
+    def __call__(self, step: int, model: WSSS, out: dict[str, Any]) -> None:
+        """Log step ``step``'s losses from ``out``; at report steps run :meth:`checkpoint_hook` and the report."""
         now = time.perf_counter()
         if self.first:  # a resumed run redoes the steps after its checkpoint: their old rows go
             self.rows = [r for r in self.rows if r["step"] < step]
@@ -111,7 +118,7 @@ class TrainMonitor:
             self.write_log()
         self.t_last = time.perf_counter()  # the hook's own time is not the step's
 
-    def checkpoint_hook(self, step: int, model) -> None:
+    def checkpoint_hook(self, step: int, model: WSSS) -> None:
         """Previews and validation at a report step; a better score replaces ``MODEL.best.pt``."""
         if self.previews_in is not None:
             from ..report.train_report import png_bytes, previews_figure
@@ -136,11 +143,12 @@ class TrainMonitor:
                 self.best = score
                 save_checkpoint(self.paths["best"], model, None, None, step, {**self.extra, "val": res})
 
-    def finish(self, model) -> dict[str, str]:
+    def finish(self, model: WSSS) -> dict[str, str]:
         """The files written (the last step's previews, validation and report were done by the hook itself)."""
         return {k: str(p) for k, p in self.paths.items() if p.exists()}
 
     def write_log(self) -> None:
+        """Write the per-step log CSV (atomically)."""
         from ..report.html import write_atomic
 
         buf = io.StringIO()
@@ -150,7 +158,8 @@ class TrainMonitor:
             w.writerow({k: (r[k] if k == "step" else f"{r[k]:.6g}") for k in FIELDS})
         write_atomic(self.paths["log"], buf.getvalue())
 
-    def write_report(self, model, step: int) -> None:
+    def write_report(self, model: WSSS, step: int) -> None:
+        """Write the log, the curves and the HTML report (nothing when ``write_files`` is off)."""
         if not self.write_files:
             return
         from ..report import html
@@ -181,7 +190,7 @@ class TrainMonitor:
         html.write_atomic(self.paths["report"], page)
 
 
-def fixed_previews(sampler, k: int) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+def fixed_previews(sampler: TileSampler, k: int) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
     """``k`` tag rows spread over the tag file (tagged ones first), read once at the crop size."""
     from .previews import pick_evenly, read_tiles
 

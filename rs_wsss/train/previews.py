@@ -6,14 +6,21 @@ labels are cut from), the pseudo labels (eq 21's targets) and the decoder's pred
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..model import cam as cam_mod
 
+if TYPE_CHECKING:
+    from ..model.wsss import WSSS
+    from ..raster.io import Scene
 
-def read_tiles(scenes: dict, windows: list, size: int) -> torch.Tensor:
+
+def read_tiles(scenes: Mapping[str, Scene], windows: list, size: int) -> torch.Tensor:
     """Windows of opened scenes ((scene path, Window) pairs) → (N, 3, size, size) in [0, 1], resized (bilinear)."""
     out = []
     for path, win in windows:
@@ -31,7 +38,7 @@ def pick_evenly(n: int, k: int) -> list[int]:
 
 
 @torch.no_grad()
-def preview_maps(model, images: torch.Tensor, tags: torch.Tensor) -> dict[str, np.ndarray]:
+def preview_maps(model: WSSS, images: torch.Tensor, tags: torch.Tensor) -> dict[str, np.ndarray]:
     """Class maps (N, H, W) uint8 of the four stages for ``images`` (N, 3, H, W) with ``tags`` (N, C).
 
     Runs in eval mode, so the VPE prototypes are read, not updated: a preview never changes training."""
@@ -58,7 +65,7 @@ def preview_maps(model, images: torch.Tensor, tags: torch.Tensor) -> dict[str, n
 
 
 @torch.no_grad()
-def predict_classes(model, images: torch.Tensor, batch: int = 4) -> np.ndarray:
+def predict_classes(model: WSSS, images: torch.Tensor, batch: int = 4) -> np.ndarray:
     """Decoder class map (N, H, W) uint8, single scale, no flip, no CRF (validation: cheap and comparable)."""
     was_training = model.training
     model.eval()

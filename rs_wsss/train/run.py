@@ -26,10 +26,15 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     """Train the adapter + decoder from tile tags and write the checkpoint ``out_path``.
 
     Args:
-        tags_path: tile tags (.csv or .gpkg). scenes: the rasters the tags refer to.
-        class_set: the classes. cfg: the resolved config. out_path: the checkpoint to write.
-        weights: backbone weights directory/file, or "random". device: "cpu", "cuda" ….
-        resume: continue ``out_path`` from its saved step. progress: ``progress(stage, done, total)``.
+        tags_path: tile tags (.csv or .gpkg).
+        scenes: the rasters the tags refer to.
+        class_set: the classes.
+        cfg: the resolved config.
+        out_path: the checkpoint to write.
+        weights: backbone weights directory/file, or "random".
+        device: "cpu", "cuda" ….
+        resume: continue ``out_path`` from its saved step.
+        progress: ``progress(stage, done, total)``.
         cache_dir: frozen-feature cache directory (None: run the backbones every step).
         validation: masks or a tag file to validate on every ``train.report_every`` steps (``train.validate``),
             keeping the best checkpoint as ``MODEL.best.pt``; None: no validation.

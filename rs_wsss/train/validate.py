@@ -11,8 +11,10 @@ Predictions are single scale, without flip or CRF: cheap, and comparable from on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +24,10 @@ from ..classes import ClassSet
 from ..config import Config
 from ..errors import InputNotFound, RsWsssError
 from .previews import pick_evenly, predict_classes
+
+if TYPE_CHECKING:
+    from ..model.wsss import WSSS
+    from ..raster.io import Scene
 
 MASK_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
@@ -49,9 +55,11 @@ class Validator:
 
     @property
     def metric(self) -> str:
+        """The score's name: mIoU against masks, or tag mIoU (tile tags against the predicted classes)."""
         return "mIoU" if self.kind == "masks" else "tag mIoU"
 
-    def evaluate(self, model) -> dict:
+    def evaluate(self, model: WSSS) -> dict:
+        """Score ``model``'s decoder on the held-out tiles (``score``, ``metric``, ``per_class``, ``tiles``)."""
         preds = [predict_classes(model, img[None])[0] for img in self.images]
         return self._pixel(preds) if self.kind == "masks" else self._tags(preds)
 
@@ -83,7 +91,7 @@ class Validator:
                 "per_class": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, iou)}}
 
 
-def _read(scene, win: Window) -> tuple[torch.Tensor, np.ndarray]:
+def _read(scene: Scene, win: Window) -> tuple[torch.Tensor, np.ndarray]:
     img, valid = scene.read(win)
     return torch.from_numpy(img), valid
 
@@ -127,7 +135,8 @@ def from_masks(mask_dir: str | Path, scenes: dict, class_set: ClassSet, cfg: Con
     return Validator("masks", images, targets, class_set, cfg, str(d))
 
 
-def from_tags(tags_path: str | Path, class_set: ClassSet, cfg: Config, open_scene) -> Validator:
+def from_tags(tags_path: str | Path, class_set: ClassSet, cfg: Config,
+              open_scene: Callable[[str], Scene]) -> Validator:
     """The rows of a tag file (images resolved from the file's folder); ``open_scene(path)`` → a Scene, kept open
     (and closed) by the caller."""
     from ..raster.tags import read_tags
