@@ -85,21 +85,37 @@ def segment_raster(scenes: PathLike | Sequence[PathLike], output: PathLike, *, m
         output: ``OUT.gpkg``/``.fgb``/``.parquet`` (polygons; also ``OUT.tif`` + ``OUT.qml``), ``OUT.tif``, or a
             directory.
         model: a checkpoint from :func:`train_from_tags`; or ``zero_shot=True`` with ``classes``.
+        zero_shot: no training: the text-driven CAM (eq 9) refined by USR (no checkpoint; needs ``classes``).
+        classes: the class set (packaged name or YAML) of a zero-shot run.
         weights: backbone weights directory/file, or "random" (explicit; outputs are marked random-weights).
-        device: "auto", "cpu", "cuda", "cuda:1" …. precision: "auto", "fp32", "bf16", "fp16", "int8".
+        device: "auto", "cpu", "cuda", "cuda:1" ….
+        precision: "auto", "fp32", "bf16", "fp16", "int8" (None: the config's).
         runtime: "torch", "onnxruntime", "openvino", "auto" (an ONNX graph of the model; ``model`` may be an
             ``rs-wsss export`` file).
-        tile, overlap, scales, crf, bands, precision: None keeps the config's.
-        probs: also write ``OUT_confidence.tif``. vectorize: polygons (None: for vector outputs).
-        min_area: minimum mapping unit in m². simplify: coverage-preserving simplification tolerance in metres.
-        bounds (xmin, ymin, xmax, ymax, in ``bounds_crs`` or the scene's CRS), aoi (a polygon file), src_nodata (an
-            unflagged collar value): segment part of the scene. creation_options: GDAL options of the COGs.
+        tile: tile side in px (None: the config's).
+        overlap: tile overlap fraction in [0, 1) (None: the config's).
+        scales: multi-scale inference factors (None: the config's).
+        crf: dense-CRF post-processing (None: the config's).
+        bands: the 1 or 3 band numbers read as R, G, B (None: the config's, else colour interpretation).
+        probs: also write ``OUT_confidence.tif``.
+        vectorize: polygons (None: for vector outputs).
+        min_area: minimum mapping unit in m².
+        simplify: coverage-preserving simplification tolerance in metres.
+        bounds: (xmin, ymin, xmax, ymax) in ``bounds_crs`` or the scene's CRS: segment that part only.
+        bounds_crs: the CRS of ``bounds`` (None: the scene's).
+        aoi: a polygon file: segment inside it only.
+        src_nodata: an unflagged collar value, read as nodata.
+        creation_options: GDAL creation options of the COGs.
         overwrite: replace existing outputs.
         report: write ``OUT_quicklook.png`` and ``OUT_report.html`` beside the outputs.
-        config, overrides, tiny: a config YAML, ``section.key=value`` strings, the tiny test architecture.
-        dask: a scheduler address or ``local:N``; block_size: block side in px (None: the config's).
+        config: a config YAML (only the keys that differ).
+        overrides: ``section.key=value`` strings, applied last.
+        tiny: the tiny test architecture with random weights.
+        dask: a scheduler address or ``local:N``.
+        block_size: block side in px (None: the config's).
         resume: continue a killed run of the same command from the blocks it wrote (see ``segment_scene``).
-        progress: ``progress(stage, done, total)``. return_gdf: add the polygons as a GeoDataFrame (``"gdf"``).
+        progress: ``progress(stage, done, total)``.
+        return_gdf: add the polygons as a GeoDataFrame (``"gdf"``).
 
     Returns:
         Per scene ``{"scene", "tif", "qml", ["vector"], ["conf"], ["quicklook", "report"], "polygons", "seconds",
@@ -182,14 +198,24 @@ def train_from_tags(tags: PathLike, scenes: PathLike | Sequence[PathLike], outpu
     """Train the adapter + decoder from tile-level tags and write the checkpoint ``output`` (model.pt).
 
     Args:
-        tags: a tag file (.csv or .gpkg grid). scenes: the rasters it refers to. output: the checkpoint to write.
+        tags: a tag file (.csv or .gpkg grid).
+        scenes: the rasters it refers to.
+        output: the checkpoint to write.
         classes: a packaged class set (landcover, potsdam, isaid, loveda) or a class-set YAML.
-        iters, batch, bands: None keeps the config's (paper: 40 000 iterations, batch 4).
-        weights: backbone weights directory/file, or "random". device: "auto", "cpu", "cuda" ….
-        resume: continue ``output`` from its last checkpoint. config, overrides, tiny: as in :func:`segment_raster`.
+        iters: training steps (None: the config's; paper: 40 000).
+        batch: crops per step (None: the config's; paper: 4).
+        bands: the 1 or 3 band numbers read as R, G, B (None: the config's).
+        weights: backbone weights directory/file, or "random".
+        device: "auto", "cpu", "cuda" ….
+        resume: continue ``output`` from its last checkpoint.
+        config: a config YAML, as in :func:`segment_raster`.
+        overrides: ``section.key=value`` strings, as in :func:`segment_raster`.
+        tiny: the tiny test architecture, as in :func:`segment_raster`.
         cache_features: a frozen-feature cache directory (the backbones then run once per view).
-        val_masks: a folder of ground-truth masks named like the scenes; val_tags: a tag file. Either evaluates
-            (tag) mIoU every ``train.report_every`` steps and keeps the best checkpoint as ``MODEL.best.pt``.
+        val_masks: a folder of ground-truth masks named like the scenes. With it (or ``val_tags``) the run
+            evaluates (tag) mIoU every ``train.report_every`` steps and keeps the best checkpoint as
+            ``MODEL.best.pt``.
+        val_tags: a tag file to validate on (tag mIoU), instead of ``val_masks``.
         val_value_map: mask code → class name, for masks whose codes are not the class set's.
         report: write ``MODEL.log.csv`` (per step) and ``MODEL.report.html`` with curves and previews.
         progress: ``progress(stage, done, total)``.
