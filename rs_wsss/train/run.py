@@ -58,13 +58,13 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
     from . import validate
     from .batches import Batch, CachedBatches, FreshBatches
     from .cache import FeatureCache
-    from .ddp import finish, init_from_env
+    from .ddp import finish, in_group, init_from_env
     from .loop import train
     from .monitor import TrainMonitor, fixed_previews
     from .sampler import TileSampler
 
     out_path = Path(out_path)
-    joined_here = not _in_process_group()  # a group this call starts, this call leaves
+    joined_here = not in_group()  # a group this call starts, this call leaves
     rank, _ = init_from_env(device)
     if rank > 0:  # one voice in the log
         log.setLevel(logging.WARNING)
@@ -133,9 +133,3 @@ def run_training(tags_path: str, scenes: list[str], class_set: ClassSet, cfg: Co
         for s in [*opened.values(), *val_opened.values()]:
             s.close()
     return result | {"params": counts, "files": files, "validation": evaluations}
-
-
-def _in_process_group() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized()
