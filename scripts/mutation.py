@@ -30,9 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 S = "tests/reference/test_reference_stages.py::"
 PATH = "tests/reference/test_reference_path.py tests/reference/test_reference_zero_shot.py"
+# the adapter and decoder: their module tests, the checkpoint-layout upgrade (train fast path) and their mutation tests
+AD = ("tests/unit/test_engine_modules.py tests/unit/test_train_fast_path.py "
+      "tests/reference/test_mutation_adapter_decoder.py")
 TESTS = {  # module → its fast test selection (the reference tests of that stage + its equation tests)
     "tpe": f"{S}test_enrich_text_eq3_eq4 {S}test_kmeans_prototypes_are_the_means_of_known_clusters "
-           "tests/unit/test_eq_tpe.py",
+           "tests/unit/test_eq_tpe.py tests/reference/test_mutation_tpe.py",
     "cam": f"{S}test_initial_cam_eq9 {S}test_minmax_norm_default_axis_and_eps {S}test_background_rule_is_checked "
            "tests/unit/test_eq_cam.py",
     "usr": f"{S}test_usr_stages_eq11_to_eq14 {S}test_usr_refine_eq15 {S}test_usr_on_a_known_neighbourhood "
@@ -46,8 +49,8 @@ TESTS = {  # module → its fast test selection (the reference tests of that sta
     "losses": f"{S}test_pseudo_labels {S}test_affinity_labels_and_losses_eq21 "
               f"{S}test_band_rule_boundaries_and_loss_checks tests/unit/test_eq_par_losses.py",
     "multiscale": f"{S}test_multiscale_resize_and_averaging {S}test_multiscale_without_flip_and_its_check",
-    "adapter": f"{S}test_adapter_and_decoder_against_the_reference tests/unit/test_engine_modules.py",
-    "decoder": f"{S}test_adapter_and_decoder_against_the_reference tests/unit/test_engine_modules.py",
+    "adapter": f"{S}test_adapter_and_decoder_against_the_reference {AD}",
+    "decoder": f"{S}test_adapter_and_decoder_against_the_reference {AD}",
     "wsss": PATH,
 }
 WSSS_FUNCTIONS = ("f_cd", "step_from_features", "refine_cam", "zero_shot", "_zero_shot_cam")
