@@ -36,7 +36,7 @@ def _t(x: np.ndarray) -> torch.Tensor:
 # ---- initialisation --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fan_in", [0, 1, 5, 64])
 def test_init_draws_what_nn_linear_draws_from_the_same_seed(fan_in):
-    """PyTorch's nn.Linear default (kaiming-uniform a = √5, bias U(±1/√fan_in), bias 0 for fan_in 0) is the reference."""
+    """PyTorch's nn.Linear default is the reference: kaiming-uniform a = √5, bias U(±1/√fan_in), 0 for fan_in 0."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyTorch warns that initialising a zero-element tensor is a no-op
         torch.manual_seed(7)
@@ -66,7 +66,7 @@ def test_adapter_init_bounds_are_one_over_root_fan_in():
             assert 0.85 * bound < b.abs().max() <= bound and b.min() < 0 < b.max()
 
 
-# ---- 1×1 convolution weights → Linear ---------------------------------------------------------------------------------
+# ---- 1×1 convolution weights → Linear --------------------------------------------------------------------------------
 def test_conv1x1_to_linear_converts_only_one_by_one_kernels():
     w = _t(_rng(0).standard_normal((3, 2, 1, 1)))
     other = {"k3": torch.ones(3, 2, 3, 3), "k21": torch.ones(3, 2, 2, 1), "k12": torch.ones(3, 2, 1, 2),
@@ -80,7 +80,7 @@ def test_conv1x1_to_linear_converts_only_one_by_one_kernels():
         assert sd[key] is v
 
 
-# ---- checkpoints in the per-level convolution layout --------------------------------------------------------------------
+# ---- checkpoints in the per-level convolution layout -----------------------------------------------------------------
 def _old_adapter_state(rng: np.random.Generator, n: int, i: int, h: int, o: int, kernel: int = 1) -> dict:
     """An adapter's state dict as the earlier layout wrote it: per level ``mlps.<l>.0`` (W²) and ``mlps.<l>.2`` (W¹) 1×1
     Conv2d weights (o, i, 1, 1) with their biases, and a Conv2d fuse."""
@@ -158,7 +158,7 @@ def test_the_level_count_check_names_both_counts():
         ad([torch.zeros(1, 3, 2, 2)] * 2)
 
 
-# ---- AdamW state of the old layout ------------------------------------------------------------------------------------
+# ---- AdamW state of the old layout -----------------------------------------------------------------------------------
 def _modules(seed: int) -> dict[str, nn.Module]:
     torch.manual_seed(seed)
     return {"adapter": FeatureAdapter(5, 6, 4, 3), "dino_adapter": FeatureAdapter(5, 3, 4, 2),
@@ -222,7 +222,7 @@ def _to_old(m: dict[str, nn.Module], opt_sd: dict, old_layout: set[str], float_s
         else:
             if name == "decoder":
                 sd["classifier.weight"] = sd["classifier.weight"][:, :, None, None]
-            for key, p in mod.named_parameters():
+            for key, _ in mod.named_parameters():
                 shape = sd[key].shape
                 put(new.get(i), lambda v: v, shape)
                 i += 1
@@ -281,7 +281,7 @@ def test_a_state_already_in_the_stacked_layout_is_returned_as_it_is():
     assert upgrade_optimizer_state(sd, m, {k: mod.state_dict() for k, mod in m.items()}) is sd
 
 
-# ---- decoder -----------------------------------------------------------------------------------------------------------
+# ---- decoder ---------------------------------------------------------------------------------------------------------
 def test_decoder_widths_and_defaults_are_the_configs():
     dec = Decoder(16, 5, layers=2, heads=4, mlp_ratio=2.5)
     for blk in dec.blocks:
