@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import select
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -45,9 +47,10 @@ TESTS = {  # module → its fast test selection (the reference tests of that sta
            f"{S}test_parameter_checks_name_the_key {S}test_vpe_momentum_bounds_and_the_rank_reduction "
            f"{S}test_vpe_every_token_a_seed_at_k_one tests/unit/test_eq_vpe.py",
     "par": f"{S}test_par_against_the_reference {S}test_par_with_empty_and_constant_channels "
-           "tests/unit/test_eq_par_losses.py",
+           "tests/unit/test_eq_par_losses.py tests/reference/test_mutation_par_losses.py",
     "losses": f"{S}test_pseudo_labels {S}test_affinity_labels_and_losses_eq21 "
-              f"{S}test_band_rule_boundaries_and_loss_checks tests/unit/test_eq_par_losses.py",
+              f"{S}test_band_rule_boundaries_and_loss_checks tests/unit/test_eq_par_losses.py "
+              "tests/reference/test_mutation_par_losses.py",
     "multiscale": f"{S}test_multiscale_resize_and_averaging {S}test_multiscale_without_flip_and_its_check",
     "adapter": f"{S}test_adapter_and_decoder_against_the_reference {AD}",
     "decoder": f"{S}test_adapter_and_decoder_against_the_reference {AD}",
@@ -62,10 +65,14 @@ def serve(workdir: Path, limit_s: int = 120) -> None:
     """Test server: imports the heavy third-party libraries once, then for each request forks a child that runs
     pytest on the request's arguments (importing rs_wsss afresh from the files as mutmut left them) and answers its
     exit code. Saves the interpreter and torch start-up per mutant (seconds on a loaded machine). A child running
-    longer than ``limit_s`` (a mutant that hangs) is killed and counts as a failure; the server lives on."""
+    longer than ``limit_s`` (a mutant that hangs) is killed and counts as a failure; so is one whose client went
+    away (mutmut's own timeout killed it: the next mutant must not queue behind a dead one); the server lives on.
+
+    The answer is 0 (tests pass: the mutant survived) or 1 (killed) — never pytest's own code: mutmut 2.5.1 counts
+    only exit code 1 as killed, so a mutant that breaks collection (pytest exits 2) or crashes the child (a signal)
+    would otherwise count as a survivor."""
     import importlib
     import signal
-    import socket
     import time
 
     for mod in HEAVY:
@@ -73,6 +80,9 @@ def serve(workdir: Path, limit_s: int = 120) -> None:
             importlib.import_module(mod)
         except ImportError:
             pass
+    # the children must import rs_wsss from the mutated copy, never the checkout (the editable install points there)
+    assert not any(m == "rs_wsss" or m.startswith("rs_wsss.") for m in sys.modules), "rs_wsss imported before fork"
+    sys.path.insert(0, str(workdir))
     os.chdir(workdir)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = workdir / SOCKET
@@ -103,28 +113,36 @@ def serve(workdir: Path, limit_s: int = 120) -> None:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     code = os.waitstatus_to_exitcode(status)
-                elif time.monotonic() - t0 > limit_s:
+                elif time.monotonic() - t0 > limit_s or client_gone(conn):
                     os.kill(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
                     code = 1
                 else:
                     time.sleep(0.02)
             try:
-                conn.sendall(bytes([min(max(code, 0), 255)]))
+                conn.sendall(bytes([0 if code == 0 else 1]))
             except OSError:
                 pass  # mutmut timed the client out already
 
 
+def client_gone(conn: socket.socket) -> bool:
+    """True once the client's end of ``conn`` is closed (readable with nothing to read)."""
+    if not select.select([conn], [], [], 0)[0]:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def client(workdir: Path, args: list[str]) -> int:
     """What mutmut runs per mutant: ask the server to run pytest on ``args``; its exit code is ours."""
-    import socket
-
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(600)  # never wait forever on a server that went away
     sock.connect(str(workdir / SOCKET))
     sock.sendall((" ".join(args) + "\n").encode())
     reply = sock.recv(1)
-    return reply[0] if reply else 1
+    return 0 if reply == b"\x00" else 1  # mutmut 2.5.1 counts exit code 1, and only 1, as killed
 
 
 def copy_tree(dest: Path) -> None:
