@@ -58,6 +58,7 @@ TESTS = {  # module → its fast test selection (the reference tests of that sta
 }
 WSSS_FUNCTIONS = ("f_cd", "step_from_features", "refine_cam", "zero_shot", "_zero_shot_cam")
 SOCKET = "mutation.sock"
+RUNNING = "mutation.running"  # the pid of the run in progress in a workdir
 HEAVY = ("torch", "numpy", "scipy.special", "sklearn.cluster", "PIL.Image", "open_clip", "timm", "yaml", "pytest")
 
 
@@ -201,11 +202,24 @@ def rerun_survivors(workdir: Path, name: str) -> None:
                        cwd=workdir, env=env, stdout=subprocess.DEVNULL)
 
 
+def running(workdir: Path) -> int | None:
+    """The pid of the run in progress in ``workdir`` (its RUNNING file names a live process), else None."""
+    try:
+        pid = int((workdir / RUNNING).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def report(workdir: Path, names: list[str]) -> None:
     cache = workdir / ".mutmut-cache"
     if not cache.exists():
         print(f"no mutation run in {workdir}")
         return
+    # `mutmut show` re-registers the lines of the file it reads: during a run that file is mutated, and the run then
+    # cannot record its next result (mutmut stops with "Attribute Mutant.line is required" and hangs)
+    busy = running(workdir)
     db = sqlite3.connect(cache)
     rows = db.execute("""select f.filename, m.id, m.status, l.line_number, l.line from Mutant m
                          join Line l on m.line = l.id join SourceFile f on l.sourcefile = f.id""").fetchall()
@@ -224,6 +238,9 @@ def report(workdir: Path, names: list[str]) -> None:
         print(f"{name:12s} {len(mine):7d} {killed:7d} {len(surv):8d} {timeout:7d} {score:>7s}"
               + (f"  ({untested} untested)" if untested else ""))
         survivors += surv
+    if busy is not None:
+        print(f"a run (pid {busy}) is in progress in {workdir}: scores so far, survivors' diffs left out")
+        return
     for fname, mid, _, ln, text in survivors:
         print(f"survivor {mid}: {fname}:{ln}: {text.strip()}")
         diff = subprocess.run([sys.executable, "-m", "mutmut", "show", str(mid)], cwd=workdir,
@@ -259,6 +276,10 @@ def main() -> int:
             print("mutmut is not installed: pip install -e '.[mutation]' (make mutation does it)")
             return 2
         a.workdir.mkdir(parents=True, exist_ok=True)
+        if (busy := running(a.workdir)) is not None:
+            print(f"a run (pid {busy}) is in progress in {a.workdir}: wait for it or pass another --workdir")
+            return 2
+        (a.workdir / RUNNING).write_text(str(os.getpid()))
         copy_tree(a.workdir)
         env = dict(os.environ, OMP_NUM_THREADS="1", RS_WSSS_SHARED_DATA=str(ROOT.parent / "shared" / "data"))
         (a.workdir / SOCKET).unlink(missing_ok=True)
@@ -276,6 +297,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait()
+            (a.workdir / RUNNING).unlink(missing_ok=True)
     report(a.workdir, a.modules)
     return 0
 
