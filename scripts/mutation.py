@@ -54,7 +54,7 @@ TESTS = {  # module → its fast test selection (the reference tests of that sta
     "multiscale": f"{S}test_multiscale_resize_and_averaging {S}test_multiscale_without_flip_and_its_check",
     "adapter": f"{S}test_adapter_and_decoder_against_the_reference {AD}",
     "decoder": f"{S}test_adapter_and_decoder_against_the_reference {AD}",
-    "wsss": PATH,
+    "wsss": f"{PATH} tests/reference/test_mutation_wsss.py",
 }
 WSSS_FUNCTIONS = ("f_cd", "step_from_features", "refine_cam", "zero_shot", "_zero_shot_cam")
 SOCKET = "mutation.sock"
@@ -193,7 +193,7 @@ def rerun_survivors(workdir: Path, name: str) -> None:
         return
     ids = [r[0] for r in sqlite3.connect(cache).execute(
         """select m.id from Mutant m join Line l on m.line = l.id join SourceFile f on l.sourcefile = f.id
-           where f.filename = ? and m.status = 'bad_survived'""", (f"rs_wsss/model/{name}.py",))]
+           where f.filename = ? and m.status in ('bad_survived', 'untested')""", (f"rs_wsss/model/{name}.py",))]
     env = dict(os.environ, OMP_NUM_THREADS="1", RS_WSSS_SHARED_DATA=str(ROOT.parent / "shared" / "data"))
     runner = runner_for(workdir, name)
     for mid in ids:
@@ -257,7 +257,8 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/rs_wsss_mutation"))
     ap.add_argument("--report", action="store_true", help="print the last run's scores only")
     ap.add_argument("--survivors", action="store_true",
-                    help="re-run only the last run's survivors (after adding tests), then print the scores")
+                    help="re-run only the last run's survivors (after adding tests) and any mutant a stopped run left "
+                         "untested, then print the scores")
     if "--client" in sys.argv:  # mutmut's runner: everything after "--" goes to pytest
         i = sys.argv.index("--")
         wd = Path(sys.argv[sys.argv.index("--workdir") + 1])
