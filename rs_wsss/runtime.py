@@ -1,9 +1,10 @@
 """How inference runs on this machine: numeric precision (``infer.precision``) and batch size (``infer.batch``).
 
 Precision ``auto`` is bfloat16 on CPUs with AMX or AVX512-BF16 (native bf16 matrix units: about 4× the float32
-matmul rate here), autocast bfloat16 on CUDA devices that support it (else float16), float32 elsewhere. Low precision
-casts the frozen CLIP image tower's weights once (no per-call weight casts, half the memory) and runs the trainable
-adapter/decoder under ``torch.autocast``; CLIP's outputs are handed on in float32, and probabilities leave in float32.
+matmul rate here), bfloat16 on CUDA devices that support it (else float16), float32 elsewhere. Low precision casts
+the frozen CLIP image tower's weights once (no per-call weight casts, half the memory); CLIP's outputs are handed on in
+float32 and the adapter/decoder run in float32 (≈ 12 % of the FLOPs, no measurable time, far fewer argmax flips than a
+bf16 head: benchmarks/RESULTS.md, issue 24), so probabilities leave in float32.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def autocast(device: torch.device | str, dtype: torch.dtype) -> contextlib.Abstr
 
 def apply_precision(model: torch.nn.Module, dtype: torch.dtype) -> None:
     """Cast the frozen CLIP image tower of a WSSS model to ``dtype`` (in place); the text tower stays float32 (text
-    embeddings are computed once and cached) and the trainable parts stay float32 (autocast runs them)."""
+    embeddings are computed once and cached) and the trainable parts stay float32."""
     model.clip.model.visual.to(dtype)
 
 

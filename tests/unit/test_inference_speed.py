@@ -75,12 +75,18 @@ def test_precision_switch_changes_the_compute_dtype_and_agrees_with_fp32(tmp_pat
     out = {}
     for p in ("fp32", "bf16"):
         seg = load_segmenter(ModelSpec(str(ckpt), overrides=(f"infer.precision={p}",)))
-        hook = seg.model.decoder.blocks[0].qkv.register_forward_hook(lambda m, i, o, p=p: seen.__setitem__(p, o.dtype))
+        hooks = [seg.model.clip.model.visual.transformer.resblocks[0].mlp.register_forward_hook(
+                     lambda m, i, o, p=p: seen.__setitem__(("clip", p), o.dtype)),
+                 seg.model.decoder.blocks[0].qkv.register_forward_hook(
+                     lambda m, i, o, p=p: seen.__setitem__(("decoder", p), o.dtype))]
         out[p] = seg.predict(x, np.ones(x.shape[:1] + x.shape[2:], bool))
-        hook.remove()
+        for h in hooks:
+            h.remove()
         assert seg.model.clip.model.visual.conv1.weight.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[p]
         assert seg.model.dino is None and seg.model.dino_adapter is not None  # decoder inference: DINO never built
-    assert seen == {"fp32": torch.float32, "bf16": torch.bfloat16}
+    # low precision is the CLIP tower's alone: the adapter/decoder compute in float32 either way
+    assert seen == {("clip", "fp32"): torch.float32, ("clip", "bf16"): torch.bfloat16,
+                    ("decoder", "fp32"): torch.float32, ("decoder", "bf16"): torch.float32}
     assert out["bf16"].dtype == np.float32 and not np.array_equal(out["bf16"], out["fp32"])
     # stated tolerance (tiny untrained model, real Potsdam crops): |Δp| ≤ 0.02, ≥ 99 % of pixels same class
     assert np.abs(out["bf16"] - out["fp32"]).max() <= 0.02
