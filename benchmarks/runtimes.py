@@ -17,6 +17,7 @@ less; wall seconds are printed beside them. lscpu flags are printed on every row
 
 Usage: python benchmarks/runtimes.py [--size 1868x1446] [--threads 1,2] [--rows torch:fp32,torch:bf16,...]
   24 Mpx: python benchmarks/runtimes.py --size 5600x4300
+  a trained model's agreement: --scene SCENE --model model.pt --weights random --work DIR (one DIR per model)
 """
 
 from __future__ import annotations
@@ -76,34 +77,43 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rows", default=ROWS)
     ap.add_argument("--work", default=None, help="folder for weights, checkpoint and graphs (kept between runs)")
+    ap.add_argument("--scene", type=Path, default=NAIP, help="the real scene the mosaic repeats (default: NAIP)")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="a trained checkpoint to run instead of the untrained real-shaped stand-in")
+    ap.add_argument("--weights", default=None,
+                    help="the priors of --model: a folder, or 'random' (default: real-shaped random-valued files)")
     a = ap.parse_args()
     import torch
 
     work = Path(a.work or tempfile.mkdtemp(prefix="rsw-runtimes-"))
     work.mkdir(parents=True, exist_ok=True)
     w, h = map(int, a.size.split("x"))
-    scene = mosaic_vrt(NAIP, work / f"mosaic_{w}x{h}.vrt", w, h)
-    weights = work / "weights"
-    if not (weights / "open_clip_vit_b16_openai.bin").exists():
+    scene = mosaic_vrt(a.scene, work / f"mosaic_{a.scene.stem}_{w}x{h}.vrt", w, h)
+    weights = Path(a.weights) if a.weights not in (None, "random") else work / "weights"
+    if a.weights is None and not (weights / "open_clip_vit_b16_openai.bin").exists():
         real_shaped_weights(weights)
-    ckpt = work / "model.pt"
+    weights_arg = "random" if a.weights == "random" else str(weights)
+    ckpt = a.model or work / "model.pt"
     if not ckpt.exists():
         make_checkpoint(ckpt, weights)
+    rows = [r.split(":") for r in a.rows.split(",")]
     graphs = {"fp32": work / f"model_{a.tile}.onnx", "int8": work / f"model_{a.tile}.int8.onnx"}
+    needed = {"int8" if p == "int8" else "fp32" for r, p in rows if r != "torch"}  # graphs only for the graph rows
     for precision, path in graphs.items():
-        if not path.exists():
-            run_cpu(cli() + ["export", str(ckpt), "-o", str(path), "--weights", str(weights), "--tile", str(a.tile),
-                             "--resolution", "60", "--precision", precision, "--scene", str(NAIP)])
+        if precision in needed and not path.exists():
+            run_cpu(cli() + ["export", str(ckpt), "-o", str(path), "--weights", weights_arg, "--tile", str(a.tile),
+                             "--resolution", "60", "--precision", precision, "--scene", str(a.scene)])
     tiles = read_tiles(scene, a.tile, a.overlap)
     from rs_wsss.build import ModelSpec, build
 
-    clip = build(ModelSpec(model_path=str(ckpt), weights=str(weights)), "predict").clip
+    clip = build(ModelSpec(model_path=str(ckpt), weights=weights_arg), "predict").clip
     visual = bound_visual(clip, a.tile // clip.patch)
     flags = lscpu_flags()
-    rows = [r.split(":") for r in a.rows.split(",")]
     print(machine())
     print(f"CPU: {cpu_flags()}")
-    print(f"raster {w}x{h} px = {w * h / 1e6:.1f} Mpx (real NAIP mosaic), {len(tiles)} tiles of {a.tile} px, "
+    print(f"model {ckpt} (priors: {weights_arg})")
+    print(f"raster {w}x{h} px = {w * h / 1e6:.1f} Mpx (a mosaic of the real scene {a.scene.name}), "
+          f"{len(tiles)} tiles of {a.tile} px, "
           f"overlap {a.overlap}, batch {a.batch}; whole processes, CPU s (wall s)")
     print("| runtime | precision | threads | segment CPU s (wall) | bound CPU s | ÷ bound | agreement vs torch fp32 "
           "| lscpu flags |")
@@ -120,7 +130,7 @@ def main() -> None:
             cmd = cli() + ["segment", str(scene), "-o", str(out), "--model", str(model), "--runtime", runtime,
                            "--precision", precision, "--tile", str(a.tile), "--overlap", str(a.overlap),
                            "--scales", "1", "--no-crf", "--no-report", "--overwrite", "--set",
-                           f"infer.batch={a.batch}"] + (["--weights", str(weights)] if runtime == "torch" else [])
+                           f"infer.batch={a.batch}"] + (["--weights", weights_arg] if runtime == "torch" else [])
             if runtime == "openvino":
                 run_cpu(cmd, env)  # fills OpenVINO's compiled-graph cache, as a user's first run does
             wall, cpu = run_cpu(cmd, env)
