@@ -3,8 +3,8 @@
 Precision ``auto`` is bfloat16 on CPUs with AMX or AVX512-BF16 (native bf16 matrix units: about 4× the float32
 matmul rate here), bfloat16 on CUDA devices that support it (else float16), float32 elsewhere. Low precision casts
 the frozen CLIP image tower's weights once (no per-call weight casts, half the memory); CLIP's outputs are handed on in
-float32 and the adapter/decoder run in float32 (≈ 12 % of the FLOPs, no measurable time, far fewer argmax flips than a
-bf16 head: benchmarks/RESULTS.md, issue 24), so probabilities leave in float32.
+float32 and the adapter/decoder run in float32 (≈ 12 % of the FLOPs, ≈ 10 % of the bf16 forward's time, far fewer
+argmax flips than a bf16 head: benchmarks/RESULTS.md, issue 24), so probabilities leave in float32.
 """
 
 from __future__ import annotations
