@@ -101,7 +101,7 @@ def real_shaped_weights(folder: Path) -> Path:
     return folder
 
 
-def make_checkpoint(path: Path, weights: Path, tiny: bool = False) -> None:
+def make_checkpoint(path: Path, weights: Path | str, tiny: bool = False) -> None:
     """A decoder checkpoint on the CLIP weights in ``weights`` (adapter/decoder untrained: timing only)."""
     from rs_wsss.classes import load_class_set
     from rs_wsss.config import load_config, tiny_config

@@ -95,7 +95,7 @@ def main() -> None:
     weights_arg = "random" if a.weights == "random" else str(weights)
     ckpt = a.model or work / "model.pt"
     if not ckpt.exists():
-        make_checkpoint(ckpt, weights)
+        make_checkpoint(ckpt, weights_arg)
     rows = [r.split(":") for r in a.rows.split(",")]
     graphs = {"fp32": work / f"model_{a.tile}.onnx", "int8": work / f"model_{a.tile}.int8.onnx"}
     needed = {"int8" if p == "int8" else "fp32" for r, p in rows if r != "torch"}  # graphs only for the graph rows
@@ -126,7 +126,7 @@ def main() -> None:
         ref = None
         for runtime, precision in rows:
             model = ckpt if runtime == "torch" else graphs["int8" if precision == "int8" else "fp32"]
-            out = work / f"out_{runtime}_{precision}_{threads}.tif"
+            out = work / f"out_{a.scene.stem}_{w}x{h}_{runtime}_{precision}_{threads}.tif"
             cmd = cli() + ["segment", str(scene), "-o", str(out), "--model", str(model), "--runtime", runtime,
                            "--precision", precision, "--tile", str(a.tile), "--overlap", str(a.overlap),
                            "--scales", "1", "--no-crf", "--no-report", "--overwrite", "--set",
@@ -140,8 +140,9 @@ def main() -> None:
                 classes = ds.read(1)
             if ref is None and (runtime, precision) == ("torch", "fp32"):
                 ref = classes
-            if ref is None and (work / f"out_torch_fp32_{threads}.tif").exists():  # an earlier run's reference
-                with rasterio.open(work / f"out_torch_fp32_{threads}.tif") as ds:
+            earlier = work / f"out_{a.scene.stem}_{w}x{h}_torch_fp32_{threads}.tif"  # same scene and size only
+            if ref is None and earlier.exists():  # an earlier run's reference
+                with rasterio.open(earlier) as ds:
                     ref = ds.read(1)
             agree = f"{100 * (classes == ref).mean():.2f} %" if ref is not None else "—"
             print(f"| {runtime} | {precision} | {threads} | {cpu:.1f} ({wall:.0f}) | {bound:.1f} | {cpu / bound:.3f} | "
