@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from .priors.clip import ClipPrior
     from .priors.dino import DinoPrior
 
-# what the model is built for, which decides whether DINO is loaded: decoder inference never runs it, zero-shot
-# only for USR's joint affinity, training (and ``info``, which counts both backbones) whenever usr.use_dino
+# what the model is built for, which decides whether DINO and CLIP's text tower are loaded: decoder inference never
+# runs either, zero-shot DINO only for USR's joint affinity, training (and ``info``, which counts both backbones)
+# DINO whenever usr.use_dino
 Use = Literal["predict", "zero_shot", "train", "describe"]
 
 
@@ -124,7 +125,7 @@ def assemble(cfg: Config, class_set: ClassSet, weights: str | None, use: Use,
     from .model.wsss import WSSS
     from .priors import build_priors
 
-    clip, dino = build_priors(cfg.priors, weights, need_dino=needs_dino(cfg, use))
+    clip, dino = build_priors(cfg.priors, weights, need_dino=needs_dino(cfg, use), need_text=use != "predict")
     dino_width = state["dims"]["dino_width"] if state is not None and dino is None else None
     model = WSSS(cfg, class_set, clip, dino, dino_width=dino_width)
     if state is not None:

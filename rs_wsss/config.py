@@ -224,6 +224,8 @@ class InferConfig:
     runtime: Literal["torch", "onnxruntime", "openvino", "auto"] = "torch"
     # processes refining a batch's tiles in parallel; 0: one per two cores (1: in-process)
     crf_workers: int = ranged(0, ge=0)
+    # glibc malloc keeps freed tile buffers for reuse, not unmapped (rs_wsss.heap) — not in paper (issue 24)
+    keep_heap: bool = True
 
 
 @dataclass

@@ -77,6 +77,7 @@ def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu"
         from .export.load import load_exported
 
         cfg, cs, meta, norms, exported = load_exported(spec.model_path, spec.overrides, spec.settings)
+        _keep_heap(cfg)
         return Segmenter(_with_crf(exported, cfg), cs, cfg, meta, norms)
     import torch
 
@@ -86,6 +87,7 @@ def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu"
         raise RsWsssError("--zero-shot needs --classes SET (a packaged set or a YAML file)")
     built = build(spec, "zero_shot" if zero_shot else "predict")
     cfg, cs, clip, model = built.cfg, built.class_set, built.clip, built.model
+    _keep_heap(cfg)
     if built.state is not None:
         from .model.checkpoint import file_hash
 
@@ -129,6 +131,14 @@ def load_segmenter(spec: ModelSpec, zero_shot: bool = False, device: str = "cpu"
     meta = {"rs_wsss_version": __version__, "model": model_id, "class_set": cs.name,
             "weights": "random-weights" if random_weights else clip.identifier}
     return Segmenter(_with_crf(graph or probs_of, cfg), cs, cfg, meta, norms, model, batch_of)
+
+
+def _keep_heap(cfg: Config) -> None:
+    """``infer.keep_heap``: freed tile buffers stay in the process for the next batch (rs_wsss.heap)."""
+    if cfg.infer.keep_heap:
+        from .heap import keep_heap
+
+        keep_heap()
 
 
 def _with_crf(probs_of: Callable[[np.ndarray], np.ndarray], cfg: Config) -> Callable[[np.ndarray, np.ndarray],

@@ -4,7 +4,7 @@ registry in :mod:`.specs` (remote-sensing CLIPs, other DINOv2 sizes), named by `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import PriorsConfig
 from .specs import KNOWN, BackboneSpec, Prior, prior_specs, spec_for
@@ -23,11 +23,12 @@ __all__ = ["KNOWN", "RANDOM", "BackboneSpec", "Prior", "ResolvedWeights", "build
 
 
 def build_priors(
-    cfg: PriorsConfig, weights: str | None = None, need_dino: bool = True
+    cfg: PriorsConfig, weights: str | None = None, need_dino: bool = True, need_text: bool = True
 ) -> tuple[ClipPrior, DinoPrior | None]:
     """Resolve weights (raises WeightsNotFound with one line) and build the frozen backbones.
 
-    DINO is resolved only when needed (inference with a trained decoder does not use it).
+    DINO is resolved only when needed, and CLIP's text tower only with ``need_text`` (inference with a trained
+    decoder uses neither).
     """
     from .clip import ClipPrior
     from .dino import DinoPrior
@@ -50,7 +51,7 @@ def build_priors(
     # same "random" model, and the caller's RNG stream is left untouched
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        clip = _build(ClipPrior, cfg, clip_w, specs["clip"])
+        clip = _build(ClipPrior, cfg, clip_w, specs["clip"], text=need_text)
         torch.manual_seed(1)
         dino = _build(DinoPrior, cfg, dino_w, specs["dino"]) if dino_w is not None else None
     return clip, dino
@@ -77,7 +78,7 @@ def check_weights_file(path: str | Path, backbone: str, cfg: PriorsConfig) -> in
     return sum(p.numel() for p in model.parameters())
 
 
-def _build(prior_cls: type[P], cfg: PriorsConfig, rw: ResolvedWeights, spec: BackboneSpec) -> P:
+def _build(prior_cls: type[P], cfg: PriorsConfig, rw: ResolvedWeights, spec: BackboneSpec, **kw: Any) -> P:
     """A weights file that is not the expected backbone (wrong model, corrupt, not weights at all) is bad input."""
     import pickle
 
@@ -86,7 +87,7 @@ def _build(prior_cls: type[P], cfg: PriorsConfig, rw: ResolvedWeights, spec: Bac
     from ..errors import RsWsssError, WeightsNotFound
 
     try:
-        return prior_cls(cfg, rw)
+        return prior_cls(cfg, rw, **kw)
     except (RsWsssError, RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError,
             SafetensorError) as exc:  # what reading or loading a wrong, corrupt or foreign file raises
         if rw.is_random:

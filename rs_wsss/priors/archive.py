@@ -195,8 +195,9 @@ def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in read_tensors(path).items()}
 
 
-def read_tensors(path: str | Path) -> dict[str, Any]:
-    """Tensor name → torch.Tensor (CPU, the file's dtypes).
+def read_tensors(path: str | Path, names: set[str] | None = None) -> dict[str, Any]:
+    """Tensor name → torch.Tensor (CPU, the file's dtypes); with ``names``, those tensors only (the others' data is
+    not read from a safetensors file or a torch zip archive).
 
     Raises:
         RsWsssError: not a weights file, or a damaged one (truncated, bytes changed), named in one line.
@@ -206,31 +207,34 @@ def read_tensors(path: str | Path) -> dict[str, Any]:
     damaged: tuple[type[BaseException], ...] = (*DAMAGED_FILE_ERRORS, SafetensorError)
     try:
         with unzipped(Path(path)) as inner:
-            return _read_tensors(inner)
+            return _read_tensors(inner, names)
     except RsWsssError:
         raise
     except damaged as exc:
         raise RsWsssError(f"{path} is not a readable weights file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
-def _read_tensors(path: Path) -> dict[str, Any]:
+def _read_tensors(path: Path, names: set[str] | None) -> dict[str, Any]:
     import torch
 
     k = kind(path)
     if k == "safetensors":
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
-        return load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            return {n: fh.get_tensor(n) for n in fh.keys() if names is None or n in names}  # noqa: SIM118
     if k == "pickle":
         obj = torch.load(path, map_location="cpu", weights_only=True)
         flat: dict[str, Any] = {}
         _flatten_tensors(obj, "", flat)
-        return flat
+        return flat if names is None else {n: t for n, t in flat.items() if n in names}
     with zipfile.ZipFile(path) as zf:
         root, refs, _ = _zip_pickle(zf)
         buffers: dict[str, Any] = {}
         out = {}
         for name, ref in refs.items():
+            if names is not None and name not in names:
+                continue
             if ref.storage not in buffers:
                 raw = bytearray(zf.read(f"{root}data/{ref.storage}"))
                 buffers[ref.storage] = torch.frombuffer(raw, dtype=getattr(torch, ref.dtype)) if raw else (

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import PriorsConfig
+from .clip_tower import image_only as image_only_clip
+from .clip_tower import is_plain
 from .specs import BackboneSpec, crop_size, spec_for
 from .weights import ResolvedWeights
 
@@ -60,23 +62,30 @@ class ClipPrior(nn.Module):
 
     model: Any  # an open_clip CLIP (or the tiny stand-in); typed loosely, as open_clip is
 
-    def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights) -> None:
+    def __init__(self, cfg: PriorsConfig, weights: ResolvedWeights, text: bool = True) -> None:
+        """``text=False`` (decoder inference): the image tower alone, under open_clip's names (:mod:`.clip_tower`),
+        when the config is a plain ViT (every registered prior's is): the file's text tower is not read and, for a
+        weights file, open_clip is not imported."""
         super().__init__()
-        import open_clip
-
         self.spec = spec = spec_for(cfg.clip, "clip")
         self.size = crop_size(cfg, "clip")
-        if cfg.tiny:
-            self.model = build_clip(_tiny_config(spec, self.size))
-        elif weights.is_random:
-            self.model = build_clip(spec.clip_config())
+        config = _tiny_config(spec, self.size) if cfg.tiny else spec.clip_config()
+        image_only = not text and is_plain(config)
+        if cfg.tiny or weights.is_random:  # open_clip's own initialisation (the caller fixes the seed)
+            full = build_clip(config)
+            self.model = _skeleton_with(config, _visual(full.state_dict()), image_only=True) if image_only else full
         else:
             from .weights import (
                 load_state,  # read safely (OpenAI's TorchScript archive included), names checked
             )
 
-            self.model = _skeleton_with(spec.clip_config(), load_state(weights, spec))
-        self.tokenizer = open_clip.get_tokenizer(spec.arch, context_length=spec.context_length)
+            state = load_state(weights, spec, prefix="visual." if image_only else "")
+            self.model = _skeleton_with(config, state, image_only)
+        self.tokenizer: Callable[..., torch.Tensor] | None = None
+        if not image_only:
+            import open_clip
+
+            self.tokenizer = open_clip.get_tokenizer(spec.arch, context_length=spec.context_length)
         self.patch = self.model.visual.conv1.kernel_size[0]
         self.identifier = f"{spec.name}{'(tiny)' if cfg.tiny else ''}|{weights.identifier}"
         self.weights = weights  # checkpoints record the file and its hash (specs.prior_record)
@@ -157,6 +166,8 @@ class ClipPrior(nn.Module):
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Text embeddings (n, E), not normalised (TPE normalises where the paper compares directions)."""
+        if self.tokenizer is None:
+            raise RuntimeError("this CLIP prior was built without its text tower (decoder inference: text=False)")
         device = self.model.token_embedding.weight.device
         return self.model.encode_text(self.tokenizer(texts).to(device), normalize=False).float()
 
@@ -170,23 +181,30 @@ def _fused_attention(mha: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tenso
     return mha.out_proj(out)
 
 
-def _skeleton_with(config: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
-    """The open_clip model of ``config`` holding exactly the tensors of ``state``: built on the meta device (no memory,
-    no random initialisation), then ``load_state_dict(strict=True, assign=True)`` (a missing or unexpected key is an
-    error naming it). Non-persistent buffers (the text tower's causal mask) are rebuilt on the CPU."""
+def _skeleton_with(config: dict[str, Any], state: dict[str, torch.Tensor], image_only: bool = False) -> nn.Module:
+    """The model of ``config`` (open_clip's CLIP, or with ``image_only`` its image tower alone) holding exactly the
+    tensors of ``state``: built on the meta device (no memory, no random initialisation), then
+    ``load_state_dict(strict=True, assign=True)`` (a missing or unexpected key is an error naming it). Non-persistent
+    buffers (the text tower's causal mask) are rebuilt on the CPU."""
     with torch.device("meta"):
-        model = build_clip(config)
+        model = image_only_clip(config) if image_only else build_clip(config)
     missing, unexpected = _key_diff(model.state_dict(), state)
     if missing or unexpected:
         raise RuntimeError(f"missing keys: {', '.join(missing[:4]) or 'none'}; unexpected keys: "
                            f"{', '.join(unexpected[:4]) or 'none'}")
     model.load_state_dict(state, strict=True, assign=True)
-    n = int(model.attn_mask.shape[0])
-    model.attn_mask = torch.full((n, n), float("-inf")).triu_(1)  # open_clip's build_causal_mask
+    if not image_only:
+        n = int(model.attn_mask.shape[0])
+        model.attn_mask = torch.full((n, n), float("-inf")).triu_(1)  # open_clip's build_causal_mask
     still_meta = [k for k, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if still_meta:
         raise RuntimeError(f"weights leave {', '.join(still_meta[:3])} unset")
     return model
+
+
+def _visual(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The image tower's tensors of a CLIP state dict (``visual.*``)."""
+    return {k: v for k, v in state.items() if k.startswith("visual.")}
 
 
 def _key_diff(want: dict[str, Any], have: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -218,15 +218,23 @@ def check_file(rw: ResolvedWeights, spec: BackboneSpec) -> None:
                               f"(rs-wsss weights lists them)")
 
 
-def load_state(rw: ResolvedWeights, spec: BackboneSpec) -> dict:
-    """The file's tensors under the model's names, float32, checked against ``spec`` (any published layout)."""
-    from .archive import read_tensors
+def load_state(rw: ResolvedWeights, spec: BackboneSpec, prefix: str = "") -> dict:
+    """The file's tensors under the model's names, float32, checked against ``spec`` (any published layout).
+
+    ``prefix`` keeps only the model names starting with it ("visual.": CLIP's image tower); the other tensors' data
+    is not read (safetensors and torch zip archives; a legacy pickle is read whole)."""
+    from .archive import read_shapes, read_tensors
     from .layouts import meta_registers_to_timm, normalise_names
 
     assert rw.path is not None, "random weights have no file"
     check_file(rw, spec)
-    tensors = read_tensors(rw.path)
-    names = normalise_names(rw.backbone, list(tensors))
+    if prefix:  # chosen by the names alone (normalise_names strips the wrappers all of a file's names share)
+        names = {f: m for f, m in normalise_names(rw.backbone, list(read_shapes(rw.path))).items()
+                 if m.startswith(prefix)}
+        tensors = read_tensors(rw.path, set(names))
+    else:
+        tensors = read_tensors(rw.path)
+        names = normalise_names(rw.backbone, list(tensors))
     state = {m: tensors[f].float().contiguous() for f, m in names.items()}
     if any(f.endswith("register_tokens") for f in names):  # Meta's register layout (timm's names: reg_token)
         state = meta_registers_to_timm({("register_tokens" if m == "reg_token" else m): v for m, v in state.items()})

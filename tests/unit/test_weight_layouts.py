@@ -8,6 +8,7 @@ names, fp16 as OpenAI ships it, scripted and saved), open_clip's hub ``.bin`` an
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import zipfile
 
@@ -104,6 +105,42 @@ def test_every_clip_layout_loads_the_same_model(layout, tiny_clip, tmp_path):
     random = ClipPrior(cfg, ResolvedWeights("clip", None, "random"))
     x = torch.rand(1, 3, 64, 64)
     assert not torch.equal(prior(x).joint, random(x).joint)  # the load did something
+    # decoder inference (text=False): the image tower alone, the same tensors and the same outputs, bit for bit
+    image = ClipPrior(cfg, ResolvedWeights("clip", path, "explicit"), text=False)
+    assert type(image.model).__name__ == "ImageOnlyClip"
+    visual = {k: v for k, v in source.items() if k.startswith("visual.")}
+    assert set(image.model.state_dict()) == set(visual)
+    for k, v in visual.items():
+        assert torch.equal(image.model.state_dict()[k], v.float()), k
+    full, alone = prior(x), image(x)
+    assert torch.equal(full.joint, alone.joint) and torch.equal(full.attn, alone.attn)
+    assert all(torch.equal(a, b) for a, b in zip(full.tokens, alone.tokens, strict=True))
+    with pytest.raises(RuntimeError, match="without its text tower"):
+        image.encode_text(["building"])
+    wanted = set(list(visual)[:3])
+    assert set(read_tensors(path, wanted)) == wanted  # only the tensors asked for are read
+
+
+def test_an_image_only_prior_neither_imports_open_clip_nor_reads_the_text_tower(tmp_path):
+    """``segment`` with a trained model builds CLIP without its text tower: open_clip (and torchvision) stay
+    unimported, and the load reads the image tower's tensors only; the full prior imports both."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "open_clip_vit_b16_openai.bin"
+    _table_file(path, clip_shapes("ViT-B-16"))
+    code = ("import sys\nfrom pathlib import Path\n"
+            "from rs_wsss.config import PriorsConfig\n"
+            "from rs_wsss.priors.clip import ClipPrior\n"
+            "from rs_wsss.priors.weights import ResolvedWeights\n"
+            f"p = ClipPrior(PriorsConfig(), ResolvedWeights('clip', Path({str(path)!r}), 'explicit'), text={{}})\n"
+            "n = sum(t.numel() for t in p.model.state_dict().values())\n"
+            "print('open_clip' in sys.modules, 'torchvision' in sys.modules, n)\n")
+    runs = {text: subprocess.run([sys.executable, "-c", code.format(text)], capture_output=True, text=True,
+                                 check=True).stdout.split() for text in (False, True)}
+    visual = sum(math.prod(s) for k, s in clip_shapes("ViT-B-16").items() if k.startswith("visual."))
+    assert runs[False] == ["False", "False", str(visual)]
+    assert runs[True][:2] == ["True", "True"] and int(runs[True][2]) > visual
 
 
 @pytest.fixture(scope="module")
