@@ -135,13 +135,12 @@ def bound_visual(clip, grid: int):
 
     import torch
 
-    from rs_wsss.priors.clip import _tiny_config, build_clip
+    from rs_wsss.priors.clip import build_clip
 
     v = clip.model.visual
     if not type(v).__module__.startswith("open_clip"):  # a prior built for decoder inference (rs_wsss.priors.
-        config = _tiny_config(clip.spec, clip.size) if "(tiny)" in clip.identifier else clip.spec.clip_config()
         with torch.device("meta"):  # clip_tower): open_clip's own tower around the very same tensors
-            own = build_clip(config).visual
+            own = build_clip(clip.config).visual
         own.load_state_dict(v.state_dict(), strict=True, assign=True)
         v = own
     v = copy.deepcopy(v).float().eval()

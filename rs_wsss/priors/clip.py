@@ -69,7 +69,7 @@ class ClipPrior(nn.Module):
         super().__init__()
         self.spec = spec = spec_for(cfg.clip, "clip")
         self.size = crop_size(cfg, "clip")
-        config = _tiny_config(spec, self.size) if cfg.tiny else spec.clip_config()
+        self.config = config = _tiny_config(spec, self.size) if cfg.tiny else spec.clip_config()  # open_clip's form
         image_only = not text and is_plain(config)
         if cfg.tiny or weights.is_random:  # open_clip's own initialisation (the caller fixes the seed)
             full = build_clip(config)

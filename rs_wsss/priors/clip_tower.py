@@ -75,10 +75,6 @@ class ImageOnlyClip(nn.Module):
         super().__init__()
         self.visual = visual
 
-    def encode_text(self, *_: Any, **__: Any) -> torch.Tensor:
-        """Not available: this prior was built for decoder inference, which never encodes text."""
-        raise RuntimeError("this CLIP prior was built without its text tower (decoder inference)")
-
 
 def is_plain(config: dict[str, Any]) -> bool:
     """Whether the open_clip model config's image tower is the plain ViT :class:`ImageTower` reproduces."""

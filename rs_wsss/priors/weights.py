@@ -201,14 +201,15 @@ def _hub_cached(spec: BackboneSpec) -> Path | None:
     return None
 
 
-def check_file(rw: ResolvedWeights, spec: BackboneSpec) -> None:
+def check_file(rw: ResolvedWeights, spec: BackboneSpec) -> dict[str, tuple[int, ...]]:
     """Refuse a file that is not ``spec``'s weights from its names and shapes alone (milliseconds: no tensor data is
-    read and no model is built), saying in one line what the file looks like instead."""
+    read and no model is built), saying in one line what the file looks like instead; the file's tensor name → shape
+    (empty for random weights)."""
     from .archive import read_shapes
     from .layouts import describe, problems
 
     if rw.path is None:
-        return
+        return {}
     shapes = read_shapes(rw.path)
     why = problems(spec, shapes)
     if why:
@@ -216,6 +217,7 @@ def check_file(rw: ResolvedWeights, spec: BackboneSpec) -> None:
         raise WeightsNotFound(f"{rw.path} looks like {describe(shapes)}, not {spec.name} ({spec.arch}: {why}); "
                               f"give the {spec.name} file or name the file's prior with {flag} "
                               f"(rs-wsss weights lists them)")
+    return shapes
 
 
 def load_state(rw: ResolvedWeights, spec: BackboneSpec, prefix: str = "") -> dict:
@@ -223,18 +225,14 @@ def load_state(rw: ResolvedWeights, spec: BackboneSpec, prefix: str = "") -> dic
 
     ``prefix`` keeps only the model names starting with it ("visual.": CLIP's image tower); the other tensors' data
     is not read (safetensors and torch zip archives; a legacy pickle is read whole)."""
-    from .archive import read_shapes, read_tensors
+    from .archive import read_tensors
     from .layouts import meta_registers_to_timm, normalise_names
 
     assert rw.path is not None, "random weights have no file"
-    check_file(rw, spec)
-    if prefix:  # chosen by the names alone (normalise_names strips the wrappers all of a file's names share)
-        names = {f: m for f, m in normalise_names(rw.backbone, list(read_shapes(rw.path))).items()
-                 if m.startswith(prefix)}
-        tensors = read_tensors(rw.path, set(names))
-    else:
-        tensors = read_tensors(rw.path)
-        names = normalise_names(rw.backbone, list(tensors))
+    # chosen by the names alone (normalise_names strips the wrappers all of a file's names share), so tensors that
+    # are not the model's (a training checkpoint's optimiser state) or not asked for are never read
+    names = {f: m for f, m in normalise_names(rw.backbone, list(check_file(rw, spec))).items() if m.startswith(prefix)}
+    tensors = read_tensors(rw.path, set(names))
     state = {m: tensors[f].float().contiguous() for f, m in names.items()}
     if any(f.endswith("register_tokens") for f in names):  # Meta's register layout (timm's names: reg_token)
         state = meta_registers_to_timm({("register_tokens" if m == "reg_token" else m): v for m, v in state.items()})
